@@ -1,0 +1,37 @@
+"""birdbridge: recognise birds across sound, text and pictures.
+
+The public API is imported lazily so that ``import birdbridge`` (and the CLI's start) stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "embed_audio": "birdbridge.embed",
+    "embed_audio_windows": "birdbridge.embed",
+    "embed_images": "birdbridge.embed",
+    "embed_image_files": "birdbridge.embed",
+    "embed_texts": "birdbridge.embed",
+    "embed_species": "birdbridge.embed",
+    "EmbeddingTable": "birdbridge.embed",
+    "load_student": "birdbridge.models.loader",
+    "load_teacher": "birdbridge.models.loader",
+    "load_text_encoder": "birdbridge.models.loader",
+    "list_presets": "birdbridge.models.registry",
+    "BirdbridgeError": "birdbridge.errors",
+    "Taxonomy": "birdbridge.species",
+    "Species": "birdbridge.species",
+    "load_taxonomy_csv": "birdbridge.species",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'birdbridge' has no attribute {name!r}")

@@ -1,0 +1,3 @@
+from birdbridge.cli.app import main
+
+main()

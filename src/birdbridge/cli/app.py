@@ -1,0 +1,44 @@
+"""The ``birdbridge`` command: one Typer app, one module per feature."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from birdbridge.cli import embed_cmd, models_cmd
+from birdbridge.cli.common import console_err
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="birdbridge: recognise birds across sound, text and pictures.",
+)
+models_cmd.register(app)
+app.add_typer(embed_cmd.app, name="embed")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors print one clear message (no traceback) and exit with status 1."""
+    from birdbridge.errors import BirdbridgeError
+
+    try:
+        app(args=argv, standalone_mode=False)
+    except BirdbridgeError as exc:
+        console_err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        console_err.print("[yellow]interrupted[/]")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(1)
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

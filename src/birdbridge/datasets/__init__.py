@@ -1,0 +1,25 @@
+"""Dataset adapters: SSW60, iNatSounds and generic manifests, loaded into one :class:`Dataset` model."""
+
+from birdbridge.datasets.base import MODALITIES, AudioItem, Dataset, ImageItem, Item, VideoItem
+from birdbridge.datasets.detect import LAYOUTS, detect_layout, load_dataset, load_descriptor
+from birdbridge.datasets.inatsounds import INATSOUNDS_SPLITS, load_inatsounds
+from birdbridge.datasets.manifest import load_manifest
+from birdbridge.datasets.ssw60 import IMAGE_SOURCES, load_ssw60
+
+__all__ = [
+    "IMAGE_SOURCES",
+    "INATSOUNDS_SPLITS",
+    "LAYOUTS",
+    "MODALITIES",
+    "AudioItem",
+    "Dataset",
+    "ImageItem",
+    "Item",
+    "VideoItem",
+    "detect_layout",
+    "load_dataset",
+    "load_descriptor",
+    "load_inatsounds",
+    "load_manifest",
+    "load_ssw60",
+]

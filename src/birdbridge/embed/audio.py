@@ -1,0 +1,190 @@
+"""Recordings -> embeddings: windows streamed from files, batched through the student."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from birdbridge.audio import (
+    AudioError,
+    WindowSpec,
+    audio_info,
+    find_audio_files,
+    iter_windows,
+    repeat_pad,
+    windows_from_array,
+)
+from birdbridge.embed.table import EmbeddingTable, Failure
+from birdbridge.errors import BirdbridgeError
+from birdbridge.models.loader import load_student
+from birdbridge.models.student import AudioStudent
+from birdbridge.utils.prefetch import batched, prefetch
+from birdbridge.utils.progress import progress_bar
+
+AudioInput = str | os.PathLike[str] | np.ndarray
+
+
+def window_spec_for(
+    student: AudioStudent, window_s: float | None, hop_s: float | None, min_tail_s: float = 1.0
+) -> WindowSpec:
+    """Segments of ``window_s`` (default: the model's window), each padded to the model's window."""
+    window_s = float(window_s or student.window_s)
+    if window_s > student.window_s + 1e-9:
+        raise BirdbridgeError(
+            f"--window {window_s:g} s is longer than the model's {student.window_s:g} s input; "
+            f"use a window of at most {student.window_s:g} s."
+        )
+    return WindowSpec(window_s=window_s, hop_s=hop_s, min_tail_s=min(min_tail_s, window_s))
+
+
+def embed_audio_windows(
+    inputs: AudioInput | Sequence[AudioInput],
+    model: str | os.PathLike[str] | AudioStudent = "biolingual",
+    *,
+    window_s: float | None = None,
+    hop_s: float | None = None,
+    min_tail_s: float = 1.0,
+    sample_rate: int | None = None,
+    batch_size: int = 16,
+    device: str | None = None,
+    progress: bool | None = None,
+    skip_errors: bool = True,
+) -> EmbeddingTable:
+    """Embed every window of every input. Files in folders are found recursively.
+
+    A bad file is skipped and listed in ``failures`` (or raises if ``skip_errors`` is false); rows of
+    a file that fails part-way are dropped, every other result is kept.
+    """
+    student = model if isinstance(model, AudioStudent) else load_student(model, device)
+    spec = window_spec_for(student, window_s, hop_s, min_tail_s)
+    sources = _expand_inputs(inputs, sample_rate)
+    total = _count_windows(sources, spec)
+
+    vectors: list[np.ndarray] = []
+    rows: list[tuple[int, str, float, float]] = []
+    failures: dict[int, Failure] = {}
+    stream = prefetch(_window_stream(sources, student.sample_rate, spec, sample_rate), depth=2 * batch_size)
+    with progress_bar("Embedding audio", total, progress) as bar:
+        for batch in batched(stream, batch_size):
+            good = []
+            for index, window, error in batch:
+                if error is not None:
+                    if not skip_errors:
+                        raise error
+                    failures[index] = Failure(_name(sources[index], index), str(error))
+                else:
+                    good.append((index, window))
+            if good:
+                waves = np.stack([repeat_pad(_real(w, student.sample_rate), student.window_samples) for _, w in good])
+                vectors.append(student.embed(waves, batch_size=batch_size))
+                rows.extend((i, w.source, w.start_s, w.end_s) for i, w in good)
+            bar.advance(len(batch))
+    keep = [k for k, row in enumerate(rows) if row[0] not in failures]
+    matrix = np.concatenate(vectors) if vectors else np.zeros((0, student.embed_dim), np.float32)
+    return EmbeddingTable(
+        vectors=matrix[keep],
+        names=[rows[k][1] for k in keep],
+        start_s=np.array([rows[k][2] for k in keep], dtype=np.float64),
+        end_s=np.array([rows[k][3] for k in keep], dtype=np.float64),
+        failures=[failures[i] for i in sorted(failures)],
+    )
+
+
+def embed_audio(
+    inputs: AudioInput | Sequence[AudioInput],
+    model: str | os.PathLike[str] | AudioStudent = "biolingual",
+    *,
+    window_s: float | None = None,
+    hop_s: float | None = None,
+    sample_rate: int | None = None,
+    pool: str = "mean",
+    batch_size: int = 16,
+    device: str | None = None,
+    progress: bool | None = None,
+) -> np.ndarray:
+    """float32 L2-normalised embeddings in input order: one per input (``pool="mean"`` over its
+    windows), or one per window (``pool="none"``). A bad input raises ``AudioError`` naming it."""
+    table = embed_audio_windows(
+        inputs, model, window_s=window_s, hop_s=hop_s, sample_rate=sample_rate,
+        batch_size=batch_size, device=device, progress=progress, skip_errors=False,
+    )
+    if pool == "none":
+        return table.vectors
+    if pool != "mean":
+        raise BirdbridgeError(f"pool must be 'mean' or 'none', not {pool!r}")
+    return table.pooled().vectors
+
+
+def _expand_inputs(inputs: AudioInput | Sequence[AudioInput], sample_rate: int | None) -> list[Path | np.ndarray]:
+    if isinstance(inputs, (str, os.PathLike, np.ndarray)):
+        inputs = [inputs]
+    out: list[Path | np.ndarray] = []
+    for item in inputs:
+        if isinstance(item, np.ndarray):
+            if sample_rate is None:
+                raise BirdbridgeError("audio given as arrays needs sample_rate=...")
+            out.append(item)
+        else:  # folders expand; a missing file is kept, to fail (and be reported) on its own
+            out.extend(find_audio_files([item]) if Path(item).is_dir() else [Path(item)])
+    if not out:
+        raise BirdbridgeError("no audio inputs given")
+    return out
+
+
+def _name(source: Path | np.ndarray, index: int) -> str:
+    return str(source) if isinstance(source, Path) else f"array[{index}]"
+
+
+def _count_windows(sources: list[Path | np.ndarray], spec: WindowSpec) -> int | None:
+    from birdbridge.audio import window_starts
+
+    total = 0
+    for source in sources:
+        if isinstance(source, np.ndarray):
+            continue
+        try:
+            total += len(window_starts(audio_info(source).duration_s, spec))
+        except AudioError:
+            total += 1
+    return total or None
+
+
+def _window_stream(
+    sources: list[Path | np.ndarray], model_rate: int, spec: WindowSpec, array_rate: int | None
+) -> Iterator[tuple[int, object, AudioError | None]]:
+    """(input index, window, None) per window; (input index, None, error) when an input fails."""
+    import soxr
+
+    for index, source in enumerate(sources):
+        try:
+            if isinstance(source, np.ndarray):
+                samples = _check_array(source, index)
+                if array_rate != model_rate:
+                    samples = soxr.resample(samples, array_rate, model_rate, quality="HQ").astype(np.float32)
+                windows = windows_from_array(samples, model_rate, spec, source=_name(source, index))
+            else:
+                windows = iter_windows(source, model_rate, spec)
+            for window in windows:
+                yield index, window, None
+        except AudioError as exc:
+            yield index, None, exc
+
+
+def _check_array(samples: np.ndarray, index: int) -> np.ndarray:
+    samples = np.asarray(samples, dtype=np.float32)
+    if samples.ndim == 2:
+        samples = samples.mean(axis=1 if samples.shape[1] < samples.shape[0] else 0)
+    if samples.ndim != 1 or samples.size == 0:
+        raise AudioError(f"array[{index}]", "empty or not a 1-D/2-D signal")
+    if not np.isfinite(samples).all():
+        raise AudioError(f"array[{index}]", "contains NaN or Inf samples")
+    return samples
+
+
+def _real(window, sample_rate: int) -> np.ndarray:
+    """The real audio of a window, without the padding the window helper added."""
+    n = max(1, round((window.end_s - window.start_s) * sample_rate))
+    return window.samples[:n]

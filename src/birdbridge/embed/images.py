@@ -1,0 +1,133 @@
+"""Pictures -> teacher image embeddings, decoded in background threads and batched."""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from birdbridge.embed.table import EmbeddingTable, Failure
+from birdbridge.errors import BirdbridgeError, ImageError, InputError
+from birdbridge.models.loader import load_teacher
+from birdbridge.utils.prefetch import batched
+from birdbridge.utils.progress import progress_bar
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+ImageInput = str | os.PathLike[str] | Image.Image
+
+
+def open_image(path: str | os.PathLike[str]) -> Image.Image:
+    """Decode an image fully; a missing, truncated or non-image file raises ``ImageError`` naming it."""
+    path = Path(path)
+    if not path.exists():
+        raise ImageError(str(path), "no such file")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.copy() if img.mode != "P" else img.convert("RGBA")
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ImageError(str(path), f"cannot decode the image ({exc})", "re-export it as JPEG or PNG") from exc
+
+
+def find_image_files(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """Files as given; folders expanded (recursively, sorted) to the images they hold."""
+    out: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+            if not found:
+                raise InputError(str(path), "folder holds no images", f"extensions: {sorted(IMAGE_EXTENSIONS)}")
+            out.extend(found)
+        elif path.exists():
+            out.append(path)
+        else:
+            raise InputError(str(path), "no such file or folder")
+    return out
+
+
+def embed_image_files(
+    inputs: Sequence[ImageInput],
+    model="bioclip-2",
+    *,
+    batch_size: int = 32,
+    device: str | None = None,
+    progress: bool | None = None,
+    skip_errors: bool = True,
+    workers: int = 2,
+) -> EmbeddingTable:
+    """Embed images (paths, folders or PIL images); bad files are skipped and listed in ``failures``."""
+    teacher = load_teacher(model, device) if isinstance(model, (str, os.PathLike)) else model
+    items: list[Path | Image.Image] = []
+    for x in inputs:  # folders expand; a missing file is kept, to fail (and be reported) on its own
+        if isinstance(x, Image.Image):
+            items.append(x)
+        else:
+            items.extend(find_image_files([x]) if Path(x).is_dir() else [Path(x)])
+    names = [str(x) if isinstance(x, Path) else f"image[{i}]" for i, x in enumerate(items)]
+
+    def prepare(item: Path | Image.Image) -> torch.Tensor | ImageError:
+        try:
+            img = item if isinstance(item, Image.Image) else open_image(item)
+            return teacher.preprocess(img)
+        except ImageError as exc:
+            return exc
+
+    vectors: list[np.ndarray] = []
+    kept: list[str] = []
+    failures: list[Failure] = []
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, progress_bar(
+        "Embedding images", len(items), progress
+    ) as bar:
+        for batch in batched(_in_order(pool, prepare, list(zip(names, items, strict=True))), batch_size):
+            good = []
+            for name, result in batch:
+                if isinstance(result, ImageError):
+                    if not skip_errors:
+                        raise result
+                    failures.append(Failure(name, str(result)))
+                else:
+                    good.append((name, result))
+            if good:
+                vectors.append(teacher.encode_images(torch.stack([t for _, t in good])).numpy())
+                kept.extend(n for n, _ in good)
+            bar.advance(len(batch))
+    matrix = np.concatenate(vectors) if vectors else np.zeros((0, teacher.embed_dim), np.float32)
+    return EmbeddingTable(vectors=matrix.astype(np.float32, copy=False), names=kept, failures=failures)
+
+
+def embed_images(
+    inputs: ImageInput | Sequence[ImageInput],
+    model="bioclip-2",
+    *,
+    batch_size: int = 32,
+    device: str | None = None,
+    progress: bool | None = None,
+) -> np.ndarray:
+    """float32 L2-normalised teacher image embeddings [N, D], in input order; a bad file raises."""
+    if isinstance(inputs, (str, os.PathLike, Image.Image)):
+        inputs = [inputs]
+    table = embed_image_files(
+        list(inputs), model, batch_size=batch_size, device=device, progress=progress, skip_errors=False
+    )
+    if not len(table):
+        raise BirdbridgeError("no images given")
+    return table.vectors
+
+
+def _in_order(pool: ThreadPoolExecutor, fn, items: list[tuple[str, object]], ahead: int = 64) -> Iterator:
+    """(name, fn(item)) in order, computed by ``pool`` up to ``ahead`` items in advance."""
+    pending: deque = deque()
+    for name, item in items:
+        pending.append((name, pool.submit(fn, item)))
+        if len(pending) >= ahead:
+            n, fut = pending.popleft()
+            yield n, fut.result()
+    for n, fut in pending:
+        yield n, fut.result()

@@ -1,0 +1,1 @@
+"""Evaluation: retrieval MAP / R@k, kNN and zero-shot accuracy, and bootstrap confidence intervals."""

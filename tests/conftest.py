@@ -1,0 +1,50 @@
+"""Shared fixtures: small models built once per session, saved in the real hub layouts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from audio_fixtures import tone
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("BIRDBRIDGE_NO_PROGRESS", "1")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Keep every test's on-disk caches out of the user's home."""
+    monkeypatch.setenv("BIRDBRIDGE_CACHE", str(tmp_path_factory.getbasetemp() / "bb-cache"))
+
+
+@pytest.fixture(scope="session")
+def tiny_clap(tmp_path_factory) -> Path:
+    """A small random ClapModel folder (16 kHz, 1 s windows) with its tokenizer."""
+    from birdbridge.models.standins import build_small_clap
+
+    corpus = ["a bird sings", "Pica hudsonia", "black-billed magpie", "American Robin Turdus migratorius"]
+    return build_small_clap(tmp_path_factory.mktemp("models") / "tiny-clap", corpus=corpus)
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory) -> Path:
+    """A small random CLIP saved in open_clip's hub layout."""
+    from birdbridge.models.standins import build_small_clip
+
+    return build_small_clip(tmp_path_factory.mktemp("models") / "tiny-clip")
+
+
+@pytest.fixture()
+def audio_dir(tmp_path) -> Path:
+    """A folder of small recordings in several formats, rates and lengths."""
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    sf.write(folder / "a_tone.wav", tone(1.0, 16_000, 800), 16_000)
+    sf.write(folder / "b_stereo.flac", tone(2.5, 22_050, 1500, channels=2), 22_050)
+    sf.write(folder / "c_short.ogg", tone(0.3, 44_100, 3000), 44_100, format="OGG", subtype="VORBIS")
+    sf.write(folder / "d_long.mp3", tone(3.2, 48_000, 500), 48_000, format="MP3")
+    return folder
