@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from birdbridge.cli import embed_cmd, models_cmd
+from birdbridge.cli import dataset_cmd, embed_cmd, models_cmd, train_cmd
 from birdbridge.cli.common import console_err
 
 app = typer.Typer(
@@ -16,7 +16,9 @@ app = typer.Typer(
     help="birdbridge: recognise birds across sound, text and pictures.",
 )
 models_cmd.register(app)
+train_cmd.register(app)
 app.add_typer(embed_cmd.app, name="embed")
+app.add_typer(dataset_cmd.app, name="dataset")
 
 
 def main(argv: list[str] | None = None) -> None:

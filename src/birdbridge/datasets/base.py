@@ -219,8 +219,7 @@ class Dataset:
 
 def resolve_path(base: Path, value: str) -> Path:
     """``value`` if absolute (after ``~`` expansion), else ``base / value``."""
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else base / path
+    return base / (os.path.expanduser(value) if value.startswith("~") else value)  # "/" joins an absolute path
 
 
 def absolute_root(root: str | os.PathLike[str]) -> Path:
@@ -229,8 +228,10 @@ def absolute_root(root: str | os.PathLike[str]) -> Path:
 
 
 def _empty(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip()) or (
-        isinstance(value, float) and math.isnan(value)
+    return (
+        value is None
+        or (isinstance(value, str) and not value.strip())
+        or (isinstance(value, float) and math.isnan(value))
     )
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from birdbridge.datasets.base import Dataset
 from birdbridge.datasets.inatsounds import INATSOUNDS_SPLITS, load_inatsounds
 from birdbridge.datasets.manifest import load_manifest
-from birdbridge.datasets.ssw60 import SSW60_FILES, load_ssw60
+from birdbridge.datasets.ssw60 import IMAGE_SOURCES, SSW60_FILES, load_ssw60
 from birdbridge.errors import InputError
 
 __all__ = ["DESCRIPTOR_NAMES", "LAYOUTS", "detect_layout", "load_dataset", "load_descriptor"]
@@ -118,7 +118,7 @@ def load_descriptor(path: str | os.PathLike[str]) -> Dataset:
         raise InputError(source, "expected a mapping of keys to values", example)
 
     kind = doc.get("type")
-    if kind not in _DESCRIPTOR_KEYS:
+    if not isinstance(kind, str) or kind not in _DESCRIPTOR_KEYS:
         shown = "missing" if kind is None else repr(kind)
         raise InputError(source, f"'type' is {shown}", f"use one of {', '.join(_DESCRIPTOR_KEYS)}")
     allowed = {"type": "string", "name": "string", **_DESCRIPTOR_KEYS[kind]}
@@ -148,9 +148,11 @@ def _value(source: str, key: str, value: Any, kind: str, base: Path) -> Any:
             raise bad("a non-empty string")
         return value.strip() if kind == "string" else base / Path(value.strip()).expanduser()
     items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list) or not items or not all(isinstance(v, str) and v.strip() for v in items):
-        raise bad("a string or a non-empty list of strings")
+    if not isinstance(items, list) or not all(isinstance(v, str) and v.strip() for v in items):
+        raise bad("a string or a list of strings")
     if kind == "paths":
+        if not items:
+            raise bad("a file name or a non-empty list of file names")
         return [base / Path(v.strip()).expanduser() for v in items]
     return [v.strip() for v in items]
 
@@ -171,6 +173,10 @@ def _load_manifest_descriptor(values: dict[str, Any], base: Path, source: str) -
 def _load_ssw60_descriptor(values: dict[str, Any], base: Path, source: str) -> Dataset:
     kwargs: dict[str, Any] = {"name": values.get("name", "ssw60")}
     if "image_sources" in values:
+        unknown = [s for s in values["image_sources"] if s not in IMAGE_SOURCES]
+        if unknown:
+            shown = ", ".join(map(repr, unknown))
+            raise InputError(source, f"'image_sources' has unknown {shown}", f"use {', '.join(IMAGE_SOURCES)}")
         kwargs["image_sources"] = values["image_sources"]
     return load_ssw60(values.get("root", base), **kwargs)
 

@@ -111,12 +111,16 @@ def _entry(source: str, section: str, index: int, value: Any) -> dict[str, Any]:
     return value
 
 
-def _id(source: str, entry: str, obj: dict[str, Any], field: str) -> str:
+def _id(source: str, entry: str | tuple[str, int], obj: dict[str, Any], field: str) -> str:
+    """An integer or string id as text; ``entry`` may be ``(section, index)``, formatted only for errors."""
     value = obj.get(field)
-    if isinstance(value, bool) or not isinstance(value, (int, str)) or (isinstance(value, str) and not value.strip()):
-        shown = "missing" if field not in obj else f"{value!r}"
-        raise InputError(source, f"{entry}: {field!r} must be an integer or a string, got {shown}")
-    return str(value).strip()
+    if type(value) is int:  # the common case, checked first: this runs for every entry
+        return str(value)
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    where = entry if isinstance(entry, str) else f"{entry[0]}[{entry[1]}]"
+    shown = "missing" if field not in obj else f"{value!r}"
+    raise InputError(source, f"{where}: {field!r} must be an integer or a string, got {shown}")
 
 
 def _string(obj: dict[str, Any], field: str) -> str:
@@ -157,13 +161,14 @@ def _select_categories(
     ids = sorted(categories, key=lambda c: (0, int(c), "") if c.lstrip("-").isdigit() else (1, 0, c))
     if supercategory is None:
         return ids
-    wanted = {supercategory.casefold()} if isinstance(supercategory, str) else {s.casefold() for s in supercategory}
+    names = [supercategory] if isinstance(supercategory, str) else list(supercategory)
+    wanted = {s.casefold() for s in names}
     kept = [c for c in ids if (categories[c].supercategory or "").casefold() in wanted]
     if not kept:
         available = sorted({c.supercategory for c in categories.values() if c.supercategory})
         raise InputError(
             ", ".join(map(str, files)),
-            f"no category has supercategory {', '.join(sorted(wanted))}",
+            f"no category has supercategory {', '.join(map(repr, names))}",
             f"supercategories found: {', '.join(available) or 'none'}",
         )
     return kept
@@ -213,72 +218,70 @@ def _parse_audio(
     seen_ids: dict[str, str],
 ) -> list[AudioItem]:
     source = str(path)
-    audio: dict[str, tuple[str, dict[str, Any]]] = {}  # id -> (entry, object)
+    audio: dict[str, tuple[int, dict[str, Any]]] = {}  # id -> (index in "audio", object)
     for i, raw in enumerate(doc["audio"]):
-        entry = f"audio[{i}]"
         obj = _entry(source, "audio", i, raw)
-        aid = _id(source, entry, obj, "id")
+        aid = _id(source, ("audio", i), obj, "id")
         if aid in audio:
-            raise InputError(source, f"{entry}: duplicate audio id {aid} (first at {audio[aid][0]})")
+            raise InputError(source, f"audio[{i}]: duplicate audio id {aid} (first at audio[{audio[aid][0]}])")
         if aid in seen_ids:
-            raise InputError(source, f"{entry}: audio id {aid} is also {seen_ids[aid]}", "audio ids must be unique")
+            raise InputError(source, f"audio[{i}]: audio id {aid} is also {seen_ids[aid]}", "audio ids must be unique")
         file_name = obj.get("file_name")
         if not isinstance(file_name, str) or not file_name.strip():
-            raise InputError(source, f"{entry} (id {aid}): 'file_name' is missing or empty")
-        audio[aid] = (entry, obj)
+            raise InputError(source, f"audio[{i}] (id {aid}): 'file_name' is missing or empty")
+        audio[aid] = (i, obj)
 
-    labels: dict[str, tuple[str, str]] = {}  # audio id -> (category id, entry)
-    annotation_ids: dict[str, str] = {}
+    labels: dict[str, tuple[str, int]] = {}  # audio id -> (category id, index in "annotations")
+    annotation_ids: dict[str, int] = {}
     for j, raw in enumerate(doc["annotations"]):
-        entry = f"annotations[{j}]"
         obj = _entry(source, "annotations", j, raw)
+        entry = ("annotations", j)
         if "id" in obj:
             ann_id = _id(source, entry, obj, "id")
             if ann_id in annotation_ids:
                 first = annotation_ids[ann_id]
-                raise InputError(source, f"{entry}: duplicate annotation id {ann_id} (first at {first})")
-            annotation_ids[ann_id] = entry
+                raise InputError(
+                    source, f"annotations[{j}]: duplicate annotation id {ann_id} (first at annotations[{first}])"
+                )
+            annotation_ids[ann_id] = j
         aid, cid = _id(source, entry, obj, "audio_id"), _id(source, entry, obj, "category_id")
         if aid not in audio:
-            raise InputError(source, f"{entry}: audio_id {aid} is not in 'audio'", "the file looks truncated or edited")
+            raise InputError(
+                source, f"annotations[{j}]: audio_id {aid} is not in 'audio'", "the file looks truncated or edited"
+            )
         if cid not in own:
-            raise InputError(source, f"{entry}: category_id {cid} is not in 'categories'")
+            raise InputError(source, f"annotations[{j}]: category_id {cid} is not in 'categories'")
         if aid in labels and labels[aid][0] != cid:
             raise InputError(
                 source,
-                f"{entry}: audio {aid} is already labelled category {labels[aid][0]} by {labels[aid][1]}",
+                f"annotations[{j}]: audio {aid} is already labelled category {labels[aid][0]} "
+                f"by annotations[{labels[aid][1]}]",
                 "one species per recording is supported",
             )
-        labels.setdefault(aid, (cid, entry))
+        labels.setdefault(aid, (cid, j))
 
-    unlabelled = [entry for aid, (entry, _) in audio.items() if aid not in labels]
+    unlabelled = [i for aid, (i, _) in audio.items() if aid not in labels]
     if unlabelled:
         more = f" and {len(unlabelled) - 1} more" if len(unlabelled) > 1 else ""
         raise InputError(
             source,
-            f"{unlabelled[0]}{more}: audio without an annotation",
+            f"audio[{unlabelled[0]}]{more}: audio without an annotation",
             "every recording needs a category; use the labelled release of this split",
         )
 
     keep = set(kept)
+    keys = {cid: cat.species.key for cid, cat in own.items()}
     items: list[AudioItem] = []
-    for aid, (entry, obj) in audio.items():
+    for aid, (i, obj) in audio.items():
         cid = labels[aid][0]
-        seen_ids[aid] = f"{entry} of {source}"
+        seen_ids[aid] = f"audio[{i}] of {source}"
         if cid not in keep:
             continue
         meta = {k: v for k, v in obj.items() if k not in _AUDIO_FIELDS}
         meta["category_id"] = _as_json_id(cid)
-        items.append(
-            AudioItem(
-                aid,
-                resolve_path(folder, obj["file_name"].strip()),
-                own[cid].species.key,
-                split,
-                _duration(source, entry, obj.get("duration")),
-                meta,
-            )
-        )
+        path = resolve_path(folder, obj["file_name"].strip())
+        duration = _duration(source, f"audio[{i}]", obj.get("duration"))
+        items.append(AudioItem(aid, path, keys[cid], split, duration, meta))
     return items
 
 

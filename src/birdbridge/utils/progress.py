@@ -38,10 +38,16 @@ class _Bar:
         if self._progress is not None:
             self._progress.update(self._task, total=total)
 
+    def describe(self, text: str) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, description=text)
+
 
 @contextmanager
-def progress_bar(description: str, total: int | None, show: bool | None = None) -> Iterator[_Bar]:
-    """Context manager yielding an object with ``advance(n)``; a no-op when disabled."""
+def progress_bar(
+    description: str, total: int | None, show: bool | None = None, completed: int = 0
+) -> Iterator[_Bar]:
+    """Context manager yielding an object with ``advance(n)`` and ``describe(text)``; a no-op when disabled."""
     if not progress_enabled(show, total):
         yield _Bar(None, None)
         return
@@ -53,5 +59,5 @@ def progress_bar(description: str, total: int | None, show: bool | None = None) 
         TimeRemainingColumn(),
     ]
     with Progress(*columns, transient=False) as progress:
-        task = progress.add_task(description, total=total)
+        task = progress.add_task(description, total=total, completed=completed)
         yield _Bar(progress, task)

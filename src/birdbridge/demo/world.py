@@ -1,0 +1,423 @@
+"""A whole synthetic world on disk: taxonomy, recordings, photos, manifests and the species' traits.
+
+Layout of ``out_dir`` (paths in the manifests are relative to it)::
+
+    taxonomy.csv                      Taxonomy.to_csv
+    audio/<code>/<code>-rec000.wav    16-bit PCM mono
+    audio.csv                         id, path, species, split, duration_s, call_onsets, call_offsets
+    images/<code>/<code>-img000.png   RGB
+    images.csv                        id, path, species, split, source, licence, photographer
+    dataset.yaml                      {type: manifest, name: demo-world, audio, images, taxonomy}
+    world.json                        config and every species' trait values
+
+Every item has its own random generator keyed by (seed, kind, species, item), so the output does not
+depend on the order or the process in which items are made: the same config gives the same bytes.
+The world is built in a temporary folder beside ``out_dir`` and renamed into place when complete.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import secrets
+import shutil
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, fields
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import yaml
+
+from birdbridge.demo.calls import synth_call
+from birdbridge.demo.names import generate_taxonomy
+from birdbridge.demo.pictures import draw_bird
+from birdbridge.demo.traits import LEVEL_SCALES, AcousticTraits, VisualTraits, sample_acoustic, sample_visual
+from birdbridge.errors import BirdbridgeError, InputError
+from birdbridge.species.taxonomy import Species, Taxonomy, load_taxonomy_csv
+
+__all__ = ["AudioItem", "ImageItem", "World", "WorldConfig", "generate_world"]
+
+FORMAT = "birdbridge-demo-world"
+VERSION = 1
+AUDIO_COLUMNS = ("id", "path", "species", "split", "duration_s", "call_onsets", "call_offsets")
+IMAGE_COLUMNS = ("id", "path", "species", "split", "source", "licence", "photographer")
+_AUDIO, _IMAGES, _SPLIT = 1, 2, 3  # random stream tags
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    """Size and randomness of a world. ``visual_seed`` (default ``seed``) re-dresses the species only."""
+
+    n_orders: int = 3
+    families_per_order: int = 2
+    genera_per_family: int = 2
+    species_per_genus: int = 2
+    recordings_per_species: int = 24
+    test_fraction: float = 0.3  # per species, for recordings and pictures alike
+    images_per_species: int = 24
+    sample_rate: int = 16000
+    clip_s: tuple[float, float] = (1.0, 3.0)
+    snr_db: tuple[float, float] = (0.0, 20.0)
+    image_size: int = 64
+    seed: int = 0
+    visual_seed: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("n_orders", "families_per_order", "genera_per_family", "species_per_genus"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        for name in ("recordings_per_species", "images_per_species"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 or more")
+        if not 0.0 <= self.test_fraction < 1.0:
+            raise ValueError(f"test_fraction must be in [0, 1), got {self.test_fraction}")
+        object.__setattr__(self, "clip_s", tuple(float(v) for v in self.clip_s))
+        object.__setattr__(self, "snr_db", tuple(float(v) for v in self.snr_db))
+        if len(self.clip_s) != 2 or not 0.25 <= self.clip_s[0] <= self.clip_s[1]:
+            raise ValueError(f"clip_s must be (min, max) with 0.25 <= min <= max, got {self.clip_s}")
+        if len(self.snr_db) != 2 or self.snr_db[0] > self.snr_db[1]:
+            raise ValueError(f"snr_db must be (min, max), got {self.snr_db}")
+        if self.sample_rate < 8000:
+            raise ValueError(f"sample_rate must be at least 8000 Hz, got {self.sample_rate}")
+        if self.image_size < 16:
+            raise ValueError(f"image_size must be at least 16, got {self.image_size}")
+
+    @property
+    def n_species(self) -> int:
+        return self.n_orders * self.families_per_order * self.genera_per_family * self.species_per_genus
+
+    @property
+    def looks_seed(self) -> int:
+        return self.seed if self.visual_seed is None else self.visual_seed
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WorldConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True)
+class AudioItem:
+    """One recording; ``path`` is relative to the world folder; call times in seconds."""
+
+    id: str
+    path: str
+    species: str  # scientific name
+    split: str  # "train" or "test"
+    duration_s: float
+    call_onsets: tuple[float, ...]
+    call_offsets: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class ImageItem:
+    """One photo; ``path`` is relative to the world folder."""
+
+    id: str
+    path: str
+    species: str
+    split: str
+    source: str = "demo"
+    licence: str = "CC0"
+    photographer: str = "birdbridge demo"
+
+
+@dataclass(frozen=True, eq=False)
+class World:
+    """A generated world: its folder, config, taxonomy, items and per-species traits."""
+
+    root: Path
+    config: WorldConfig
+    taxonomy: Taxonomy
+    audio: tuple[AudioItem, ...]
+    images: tuple[ImageItem, ...]
+    acoustic: np.ndarray  # [S, len(AcousticTraits.NAMES)], rows in taxonomy order
+    visual: np.ndarray  # [S, len(VisualTraits.NAMES)]
+
+    acoustic_names = AcousticTraits.NAMES
+    visual_names = VisualTraits.NAMES
+
+    def acoustic_traits(self, species: str | Species | int) -> AcousticTraits:
+        """Traits of a species given by position, scientific name, common name or code."""
+        return AcousticTraits.from_vector(self.acoustic[self._index(species)])
+
+    def visual_traits(self, species: str | Species | int) -> VisualTraits:
+        return VisualTraits.from_vector(self.visual[self._index(species)])
+
+    def _index(self, species: str | Species | int) -> int:
+        return species if isinstance(species, int) else self.taxonomy.index(species)
+
+    def audio_items(self, split: str | None = None) -> list[AudioItem]:
+        return [a for a in self.audio if split is None or a.split == split]
+
+    def image_items(self, split: str | None = None) -> list[ImageItem]:
+        return [i for i in self.images if split is None or i.split == split]
+
+    def path(self, item: AudioItem | ImageItem) -> Path:
+        return self.root / item.path
+
+    @classmethod
+    def load(cls, out_dir: str | os.PathLike[str]) -> World:
+        """Read a world written by :func:`generate_world`; raises InputError if it is incomplete."""
+        root = Path(out_dir)
+        meta_path = root / "world.json"
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise InputError(str(root), "is not a demo world (no world.json)", "generate it first") from None
+        except (OSError, ValueError) as exc:
+            raise InputError(str(meta_path), f"cannot be read: {exc}") from None
+        if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+            raise InputError(str(meta_path), f"is not a version-{VERSION} {FORMAT} file", "generate the world again")
+        config = WorldConfig.from_dict(meta["config"])
+        taxonomy = load_taxonomy_csv(root / "taxonomy.csv")
+        by_name = {row["scientific_name"]: row for row in meta["species"]}
+        try:
+            acoustic = np.array([[by_name[k]["acoustic"][n] for n in AcousticTraits.NAMES] for k in taxonomy.keys])
+            visual = np.array([[by_name[k]["visual"][n] for n in VisualTraits.NAMES] for k in taxonomy.keys])
+        except KeyError as exc:
+            raise InputError(str(meta_path), f"has no trait value for {exc}", "generate the world again") from None
+        audio = tuple(
+            AudioItem(r["id"], r["path"], r["species"], r["split"], float(r["duration_s"]),
+                      _floats(r["call_onsets"]), _floats(r["call_offsets"]))
+            for r in _read_rows(root / "audio.csv", AUDIO_COLUMNS)
+        )
+        images = tuple(ImageItem(**r) for r in _read_rows(root / "images.csv", IMAGE_COLUMNS))
+        for item in (*audio, *images):
+            if item.species not in taxonomy:
+                raise InputError(str(root), f"item {item.id!r} has species {item.species!r}, not in taxonomy.csv")
+            if not (root / item.path).is_file():
+                raise InputError(str(root / item.path), "file not found", "the world is incomplete; generate it again")
+        return cls(root, config, taxonomy, audio, images, acoustic, visual)
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(v) for v in text.split())
+
+
+def _read_rows(path: Path, columns: Sequence[str]) -> list[dict[str, str]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(str(path), "file not found", "the world is incomplete; generate it again") from None
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    if rows and set(columns) - set(rows[0]):
+        raise InputError(str(path), f"needs the columns {', '.join(columns)}")
+    return [{c: r[c] for c in columns} for r in rows]
+
+
+def _csv_text(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _splits(n: int, fraction: float, rng: np.random.Generator) -> list[str]:
+    """``n`` labels with round(n * fraction) "test" (at least one and not all, when n >= 2)."""
+    n_test = 0 if fraction <= 0 or n < 2 else min(n - 1, max(1, round(n * fraction)))
+    test = set(rng.permutation(n)[:n_test].tolist())
+    return ["test" if i in test else "train" for i in range(n)]
+
+
+# ------------------------------------------------------------------------------------------- items
+
+@dataclass(frozen=True)
+class _Job:
+    kind: int  # _AUDIO or _IMAGES
+    species: int
+    index: int
+    item_id: str
+    path: str
+    scientific_name: str
+    split: str
+
+
+def _make_audio(job: _Job, root: Path, cfg: WorldConfig, acoustic: np.ndarray) -> AudioItem:
+    rng = np.random.default_rng([cfg.seed, _AUDIO, job.species, job.index])
+    n = round(rng.uniform(*cfg.clip_s) * cfg.sample_rate)
+    others = [AcousticTraits.from_vector(row) for i, row in enumerate(acoustic) if i != job.species]
+    rec = synth_call(AcousticTraits.from_vector(acoustic[job.species]), rng, cfg.sample_rate,
+                     n / cfg.sample_rate, snr_db=cfg.snr_db, others=others)
+    target = root / job.path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(target, rec.audio, cfg.sample_rate, subtype="PCM_16", format="WAV")
+    return AudioItem(job.item_id, job.path, job.scientific_name, job.split, len(rec.audio) / cfg.sample_rate,
+                     rec.onsets, rec.offsets)
+
+
+def _make_image(job: _Job, root: Path, cfg: WorldConfig, visual: np.ndarray) -> ImageItem:
+    rng = np.random.default_rng([cfg.looks_seed, _IMAGES, job.species, job.index])
+    image = draw_bird(VisualTraits.from_vector(visual[job.species]), rng, cfg.image_size)
+    target = root / job.path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    image.save(target, format="PNG")
+    return ImageItem(job.item_id, job.path, job.scientific_name, job.split)
+
+
+def _run_chunk(jobs: list[_Job], root: Path, cfg: WorldConfig, acoustic: np.ndarray,
+               visual: np.ndarray) -> list[AudioItem | ImageItem]:
+    return [
+        _make_audio(j, root, cfg, acoustic) if j.kind == _AUDIO else _make_image(j, root, cfg, visual)
+        for j in jobs
+    ]
+
+
+def _plan(taxonomy: Taxonomy, cfg: WorldConfig) -> list[_Job]:
+    jobs: list[_Job] = []
+    for kind, count, folder, tag, ext in (
+        (_AUDIO, cfg.recordings_per_species, "audio", "rec", "wav"),
+        (_IMAGES, cfg.images_per_species, "images", "img", "png"),
+    ):
+        for s, sp in enumerate(taxonomy):
+            splits = _splits(count, cfg.test_fraction, np.random.default_rng([cfg.seed, _SPLIT, kind, s]))
+            for j, split in enumerate(splits):
+                item_id = f"{sp.code}-{tag}{j:03d}"
+                jobs.append(_Job(kind, s, j, item_id, f"{folder}/{sp.code}/{item_id}.{ext}", sp.key, split))
+    return jobs
+
+
+# ------------------------------------------------------------------------------------------- world
+
+def _world_json(cfg: WorldConfig, taxonomy: Taxonomy, acoustic: np.ndarray, visual: np.ndarray) -> dict:
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": asdict(cfg),
+        "seed": cfg.seed,
+        "visual_seed": cfg.looks_seed,
+        "level_scales": LEVEL_SCALES,
+        "species": [
+            {
+                "scientific_name": sp.key,
+                "common_name": sp.common_name,
+                "code": sp.code,
+                "acoustic": dict(zip(AcousticTraits.NAMES, acoustic[s].tolist(), strict=True)),
+                "visual": dict(zip(VisualTraits.NAMES, visual[s].tolist(), strict=True)),
+            }
+            for s, sp in enumerate(taxonomy)
+        ],
+    }
+
+
+def _is_world(folder: Path) -> bool:
+    try:
+        return json.loads((folder / "world.json").read_text(encoding="utf-8")).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _sibling(out_dir: Path, tag: str) -> Path:
+    return out_dir.with_name(f".{out_dir.name}.{tag}-{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def _publish(tmp: Path, out_dir: Path) -> None:
+    """Rename ``tmp`` onto ``out_dir``, replacing an earlier world there (never other content)."""
+    for _ in range(3):
+        if out_dir.is_dir() and any(out_dir.iterdir()):
+            if not _is_world(out_dir):
+                raise BirdbridgeError(
+                    f"{out_dir} is not empty and holds no demo world; refusing to replace it "
+                    "(choose an empty or new folder)"
+                )
+            old = _sibling(out_dir, "old")
+            try:
+                os.replace(out_dir, old)
+            except FileNotFoundError:  # someone else moved it first
+                continue
+            shutil.rmtree(old, ignore_errors=True)
+        elif out_dir.exists() and not out_dir.is_dir():
+            raise BirdbridgeError(f"{out_dir} is a file, not a folder")
+        try:
+            os.replace(tmp, out_dir)
+            return
+        except OSError:  # a concurrent writer published first; try again
+            continue
+    raise BirdbridgeError(f"could not move the new world into {out_dir} (is another process writing it?)")
+
+
+def generate_world(
+    out_dir: str | os.PathLike[str],
+    cfg: WorldConfig | None = None,
+    *,
+    progress: Progress | None = None,
+    workers: int = 1,
+) -> World:
+    """Generate a world into ``out_dir`` (replacing an earlier world there) and return it.
+
+    ``progress(done, total)`` is called as recordings and pictures are made (``total`` is their
+    number). ``workers`` > 1 makes items in that many processes; the files are identical either way.
+    """
+    cfg = WorldConfig() if cfg is None else cfg
+    out_dir = Path(out_dir)
+    taxonomy = generate_taxonomy(cfg.n_orders, cfg.families_per_order, cfg.genera_per_family,
+                                 cfg.species_per_genus, seed=cfg.seed)
+    acoustic = sample_acoustic(taxonomy, cfg.seed)
+    visual = sample_visual(taxonomy, cfg.looks_seed)
+    jobs = _plan(taxonomy, cfg)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _sibling(out_dir, "tmp")
+    tmp.mkdir()
+    try:
+        items = _make_items(jobs, tmp, cfg, acoustic, visual, progress, workers)
+        audio = tuple(i for i in items if isinstance(i, AudioItem))
+        images = tuple(i for i in items if isinstance(i, ImageItem))
+        # The folder is published as a whole, so files are written directly (with the usual permissions).
+        (tmp / "audio.csv").write_text(_csv_text(AUDIO_COLUMNS, (
+            (a.id, a.path, a.species, a.split, repr(a.duration_s), " ".join(f"{t:.4f}" for t in a.call_onsets),
+             " ".join(f"{t:.4f}" for t in a.call_offsets)) for a in audio)), encoding="utf-8")
+        (tmp / "images.csv").write_text(_csv_text(IMAGE_COLUMNS, (
+            (i.id, i.path, i.species, i.split, i.source, i.licence, i.photographer) for i in images)),
+            encoding="utf-8")
+        taxonomy.to_csv(tmp / "taxonomy.csv")
+        shutil.copymode(tmp / "audio.csv", tmp / "taxonomy.csv")  # to_csv's temporary file was private
+        dataset = {"type": "manifest", "name": "demo-world", "audio": "audio.csv", "images": "images.csv",
+                   "taxonomy": "taxonomy.csv"}
+        (tmp / "dataset.yaml").write_text(yaml.safe_dump(dataset, sort_keys=False), encoding="utf-8")
+        meta = json.dumps(_world_json(cfg, taxonomy, acoustic, visual), indent=2, ensure_ascii=False)
+        (tmp / "world.json").write_text(meta + "\n", encoding="utf-8")  # last: marks the world complete
+        _publish(tmp, out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return World(out_dir, cfg, taxonomy, audio, images, acoustic, visual)
+
+
+def _make_items(
+    jobs: list[_Job],
+    root: Path,
+    cfg: WorldConfig,
+    acoustic: np.ndarray,
+    visual: np.ndarray,
+    progress: Progress | None,
+    workers: int,
+) -> list[AudioItem | ImageItem]:
+    total = len(jobs)
+    chunks = [jobs[i : i + 16] for i in range(0, total, 16)]
+    done = 0
+    results: list[AudioItem | ImageItem] = []
+    if workers <= 1 or len(chunks) <= 1:
+        for job in jobs:
+            results += _run_chunk([job], root, cfg, acoustic, visual)
+            if progress is not None:
+                progress(len(results), total)
+        return results
+    # "spawn": safe even when the caller has threads (e.g. torch) running
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(_run_chunk, chunk, root, cfg, acoustic, visual) for chunk in chunks]
+        for future in futures:
+            part = future.result()
+            results += part
+            done += len(part)
+            if progress is not None:
+                progress(done, total)
+    return results

@@ -1,0 +1,317 @@
+"""``birdbridge train``: distil the teacher's text space into the student's audio encoder.
+
+One process by default; data-parallel under ``torchrun --nproc_per_node N`` (torch DDP). The loss sees
+the global batch (embeddings are gathered across processes), so N processes with a global batch B
+follow the same trajectory as one process with batch B.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from birdbridge.errors import BirdbridgeError
+from birdbridge.models.distilled import save_distilled_student
+from birdbridge.models.loader import clear_model_cache, load_text_encoder
+from birdbridge.train import distributed as D
+from birdbridge.train.checkpoint import list_checkpoints, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from birdbridge.train.config import TrainConfig, dump_config
+from birdbridge.train.data import Clip, CropDataset, EpochBatches, collate
+from birdbridge.train.logs import Loggers
+from birdbridge.train.loss import Temperature, species_info_nce
+from birdbridge.train.student_setup import DistillModel, freeze_batchnorm, fresh_student, set_trainable
+from birdbridge.train.targets import TextTargets
+from birdbridge.utils.atomic import write_json, write_text
+from birdbridge.utils.device import best_device
+from birdbridge.utils.progress import progress_bar
+
+# Settings that may change between an interrupted run and its resume without changing the result.
+RESUME_FREE = {"run.progress", "run.log_every", "run.eval_every", "run.checkpoint_every", "run.keep_checkpoints",
+               "data.num_workers", "run.device", "data.validate_files", "data.val_split", "output"}
+
+
+@dataclass
+class TrainResult:
+    output: Path
+    model: Path
+    steps: int
+    loss: float
+    seconds: float
+    resumed_from: int | None
+
+
+def train(cfg: TrainConfig, *, fresh: bool = False) -> TrainResult:
+    """Run (or resume) a distillation; returns where the trained student was written."""
+    device = best_device(None if cfg.run.device == "auto" else cfg.run.device)
+    info = D.init_from_env(device.type)
+    if info.enabled and device.type == "cuda":
+        device = torch.device("cuda", info.local_rank)
+        torch.cuda.set_device(device)
+    try:
+        return _train(cfg, device, info, fresh)
+    finally:
+        D.shutdown(info)
+
+
+def _train(cfg: TrainConfig, device: torch.device, info: D.DistInfo, fresh: bool) -> TrainResult:
+    from birdbridge.datasets import load_dataset
+
+    started = time.perf_counter()
+    out = Path(cfg.output)
+    ckpt_dir = out / "checkpoints"
+    torch.manual_seed(cfg.run.seed)
+    np.random.seed(cfg.run.seed)
+
+    dataset = load_dataset(cfg.data.dataset)
+    taxonomy = dataset.taxonomy
+    items = dataset.audio_split(cfg.data.train_split)
+    if not items:
+        raise BirdbridgeError(f"{cfg.data.dataset}: no audio in split {cfg.data.train_split!r}")
+    clips = [Clip(Path(it.path), taxonomy.index(it.species), it.duration_s) for it in items]
+    clips, bad_files = _validated(clips) if cfg.data.validate_files else (clips, [])
+
+    resume_state = None
+    checkpoints = list_checkpoints(ckpt_dir)
+    if checkpoints and not fresh:
+        resume_state = load_checkpoint(checkpoints[-1])
+        _check_resumable(resume_state["config"], cfg, checkpoints[-1])
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        if fresh:
+            for old in checkpoints:
+                old.unlink()
+        write_text(out / "config.yaml", dump_config(cfg))
+
+    # Teacher text targets: computed once (rank 0 first, so the others read its cache), never per step.
+    targets = None
+    for turn in (0, 1):
+        if (turn == 0) == info.is_main:
+            encoder = load_text_encoder(cfg.teacher, "cpu")
+            teacher_meta = {"ref": cfg.teacher, "name": encoder.name, "fingerprint": encoder.fingerprint,
+                            "embed_dim": int(encoder.embed_dim)}
+            targets = TextTargets.build(encoder, taxonomy, cfg.prompts.mix, cfg.prompts.templates, cfg.run.seed,
+                                        progress=cfg.run.progress if info.is_main else False)
+            del encoder
+            clear_model_cache()
+        D.barrier(info)
+
+    student = fresh_student(cfg.student, cfg.head, targets.dim)
+    base_fingerprint = student.fingerprint
+    n_trainable, n_total = set_trainable(student, cfg.model.trainable)
+    model = DistillModel(student, Temperature(cfg.loss.temperature, cfg.loss.learnable_temperature)).to(device)
+    optimizer = _optimizer(model, cfg)
+    per_epoch = len(clips) // cfg.run.batch_size
+    if per_epoch == 0:
+        raise BirdbridgeError(f"batch size {cfg.run.batch_size} is larger than the {len(clips)} training clips")
+    total_steps = cfg.run.max_steps or cfg.run.epochs * per_epoch
+    epochs = math.ceil(total_steps / per_epoch)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg, total_steps))
+    amp_dtype = _amp_dtype(cfg.optim.amp, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+
+    step, start_epoch, start_batch, loss_value = 0, 0, 0, float("nan")
+    if resume_state is not None:
+        model.load_state_dict(resume_state["model"])
+        optimizer.load_state_dict(resume_state["optimizer"])
+        scheduler.load_state_dict(resume_state["scheduler"])
+        scaler.load_state_dict(resume_state["scaler"])
+        set_rng_state(resume_state["rng"][info.rank] if isinstance(resume_state["rng"], list) else resume_state["rng"])
+        step = resume_state["step"]
+        loss_value = float(resume_state.get("loss", float("nan")))
+        start_epoch, start_batch = divmod(step, per_epoch)
+    ddp = torch.nn.parallel.DistributedDataParallel(model) if info.enabled else model
+
+    sampler = EpochBatches(len(clips), cfg.run.batch_size, seed=cfg.run.seed, epochs=epochs, rank=info.rank,
+                           world=info.world, start_epoch=start_epoch, start_batch=start_batch)
+    data = CropDataset(clips, student.sample_rate, student.window_samples, cfg.run.seed)
+    loader = DataLoader(data, batch_sampler=sampler, num_workers=cfg.data.num_workers, collate_fn=collate,
+                        generator=torch.Generator().manual_seed(cfg.run.seed),
+                        persistent_workers=False, pin_memory=device.type == "cuda")
+    logs = Loggers(out, resume_state["step"] if resume_state else None) if info.is_main else None
+    val = dataset.audio_split(cfg.data.val_split) if cfg.data.val_split else []
+    if info.is_main and resume_state is None:
+        print(f"training {n_trainable:,} of {n_total:,} parameters for {total_steps} steps "
+              f"({epochs} epochs of {per_epoch}) on {device} x{info.world}")
+
+    ddp.train()
+    freeze_batchnorm(ddp) if cfg.model.freeze_batchnorm else None
+    last = time.perf_counter()
+    show = cfg.run.progress if info.is_main else False
+    with progress_bar("Distilling", total_steps, show, completed=step) as bar:
+        for batch in loader:
+            waited = time.perf_counter() - last
+            step += 1
+            bad_files.extend(str(clips[i].path) for i in batch["bad"])
+            waves = batch["wave"].to(device, non_blocking=True)
+            species = batch["species"].to(device)
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                emb, scale = ddp(waves)
+            all_emb = D.gather_with_grad(emb.float(), info)
+            all_species = D.gather(species, info)
+            target, target_species = targets.for_step(step, all_species, cfg.loss.negatives == "all")
+            loss = species_info_nce(all_emb, all_species.cpu().to(all_emb.device), target.to(device),
+                                    target_species.to(device), scale, cfg.loss.symmetric)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss * info.world).backward()  # DDP averages; the gathered loss needs the sum
+            scaler.unscale_(optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(
+                [p for p in model.parameters() if p.requires_grad], cfg.optim.grad_clip
+            )
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            loss_value = float(loss.detach())
+            elapsed = time.perf_counter() - last
+            last = time.perf_counter()
+            if info.is_main:
+                bar.advance()
+                bar.describe(f"Distilling loss {loss_value:.3f}")
+                if step % cfg.run.log_every == 0 or step == total_steps:
+                    logs.step({
+                        "step": step, "epoch": (step - 1) // per_epoch, "loss": loss_value,
+                        "lr": scheduler.get_last_lr()[0], "head_lr": scheduler.get_last_lr()[-1],
+                        "temperature": model.temperature.temperature, "grad_norm": float(grad_norm),
+                        "data_wait_s": waited, "step_s": elapsed,
+                        "samples_per_s": cfg.run.batch_size / max(elapsed, 1e-9),
+                    })
+            if step % cfg.run.checkpoint_every == 0 or step == total_steps:
+                _checkpoint(ckpt_dir, step, loss_value, model, optimizer, scheduler, scaler, cfg, info)
+            if val and info.is_main and (step % cfg.run.eval_every == 0 or step == total_steps):
+                logs.eval({"step": step, **_quick_eval(student, val, taxonomy, targets)})
+                ddp.train()
+                freeze_batchnorm(ddp) if cfg.model.freeze_batchnorm else None
+            if step >= total_steps:
+                break
+    D.barrier(info)
+    model_dir = out / "model"
+    if info.is_main:
+        save_distilled_student(
+            student.cpu(), model_dir, teacher=teacher_meta,
+            extra={
+                "objective": cfg.objective,
+                "base_student": {"ref": cfg.student, "fingerprint": base_fingerprint},
+                "prompts": {"mix": cfg.prompts.mix, "templates": cfg.prompts.templates},
+                "train": {"steps": step, "config": cfg.as_dict()},
+            },
+        )
+        taxonomy.to_csv(model_dir / "species.csv")
+        if bad_files:
+            write_text(out / "bad_files.txt", "\n".join(sorted(set(bad_files))) + "\n")
+            print(f"skipped {len(set(bad_files))} unreadable training files (listed in {out / 'bad_files.txt'})")
+        write_json(out / "summary.json", {"steps": step, "loss": loss_value, "model": str(model_dir),
+                                          "seconds": time.perf_counter() - started})
+        logs.close()
+    return TrainResult(out, model_dir, step, loss_value, time.perf_counter() - started,
+                       resume_state["step"] if resume_state else None)
+
+
+def _validated(clips: list[Clip]) -> tuple[list[Clip], list[str]]:
+    """Drop clips whose header cannot be read (each is reported), filling in missing durations."""
+    from birdbridge.audio import AudioError, audio_info
+
+    good, bad = [], []
+    for clip in clips:
+        try:
+            duration = clip.duration_s or audio_info(clip.path).duration_s
+            good.append(Clip(clip.path, clip.species, duration))
+        except AudioError as exc:
+            bad.append(f"{exc}")
+    if not good:
+        raise BirdbridgeError("no training file could be read:\n  " + "\n  ".join(bad[:10]))
+    return good, bad
+
+
+def _optimizer(model: DistillModel, cfg: TrainConfig) -> torch.optim.Optimizer:
+    encoder_decay, encoder_plain, fast = [], [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if name.startswith(("student.head.", "temperature.")):
+            fast.append(p)
+        elif p.ndim >= 2:
+            encoder_decay.append(p)
+        else:
+            encoder_plain.append(p)
+    groups = [
+        {"params": encoder_decay, "lr": cfg.optim.lr, "weight_decay": cfg.optim.weight_decay},
+        {"params": encoder_plain, "lr": cfg.optim.lr, "weight_decay": 0.0},
+        {"params": fast, "lr": cfg.optim.head_lr, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW([g for g in groups if g["params"]], betas=tuple(cfg.optim.betas))
+
+
+def _schedule(cfg: TrainConfig, total: int):
+    warmup = min(cfg.optim.warmup_steps, max(total - 1, 0))
+    floor = cfg.optim.min_lr_ratio
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        progress = (step - warmup) / max(1, total - warmup)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    return factor
+
+
+def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+        return None
+    if amp == "fp16":
+        return torch.float16
+    if amp == "bf16":
+        return torch.bfloat16
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _checkpoint(folder, step, loss, model, optimizer, scheduler, scaler, cfg, info) -> None:
+    rngs = [None] * info.world
+    if info.enabled:
+        torch.distributed.all_gather_object(rngs, rng_state())
+    else:
+        rngs = rng_state()
+    if info.is_main:
+        save_checkpoint(folder, step, {
+            "step": step, "loss": loss, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rngs,
+            "config": cfg.as_dict(), "world": info.world,
+        }, keep=cfg.run.keep_checkpoints)
+    D.barrier(info)
+
+
+def _check_resumable(saved: dict, cfg: TrainConfig, path: Path) -> None:
+    def flat(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) and k != "mix" else {f"{prefix}{k}": v})
+        return out
+
+    a, b = flat(saved), flat(cfg.as_dict())
+    changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUME_FREE)
+    if changed:
+        raise BirdbridgeError(
+            f"{path}: this output folder holds a checkpoint of a different run (changed: {', '.join(changed)}). "
+            "Resume with the same settings, choose another output, or pass --fresh to start over."
+        )
+
+
+def _quick_eval(student, val_items, taxonomy, targets: TextTargets) -> dict[str, float]:
+    """Zero-shot species accuracy of the validation recordings through the cached class embeddings."""
+    from birdbridge.embed.audio import embed_audio_windows
+
+    student.eval()
+    table = embed_audio_windows([it.path for it in val_items], student, progress=False).pooled()
+    species_of = {str(it.path): taxonomy.index(it.species) for it in val_items}
+    labels = np.array([species_of[n] for n in table.names])
+    scores = table.vectors @ targets.class_means.numpy().T
+    top = np.argsort(-scores, axis=1)[:, :5]
+    return {
+        "val_zero_shot_top1": float((top[:, 0] == labels).mean() * 100),
+        "val_zero_shot_top5": float((top == labels[:, None]).any(axis=1).mean() * 100),
+        "val_files": len(labels),
+    }

@@ -1,0 +1,174 @@
+"""`birdbridge train`: end to end, exact resume after a kill, torchrun DDP, trainable subsets, config errors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from birdbridge.errors import InputError
+from birdbridge.train.config import load_config
+from birdbridge.train.loop import train
+from train_fixtures import corpus, make_tone_dataset
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from birdbridge.models.standins import build_small_clap, build_small_clip
+
+    root = tmp_path_factory.mktemp("train")
+    manifest = make_tone_dataset(root / "data")
+    student = build_small_clap(root / "student", corpus=corpus())
+    teacher = build_small_clip(root / "teacher")
+    return {"root": root, "manifest": manifest, "student": student, "teacher": teacher}
+
+
+def settings(setup, output: Path, **extra) -> list[str]:
+    base = {
+        "data.dataset": setup["manifest"], "student": setup["student"], "teacher": setup["teacher"],
+        "output": output, "run.batch_size": 8, "run.epochs": 4, "run.checkpoint_every": 3,
+        "data.num_workers": 0, "run.progress": "false", "optim.warmup_steps": 2, "run.log_every": 1,
+    }
+    base.update(extra)
+    return [f"{k}={v}" for k, v in base.items()]
+
+
+def cli(*args, env=None, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "birdbridge", *map(str, args)], capture_output=True, text=True,
+                          timeout=900, env=env, **kwargs)
+
+
+def weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    return {**load_file(model_dir / "model.safetensors"), **{f"head.{k}": v for k, v in
+                                                             load_file(model_dir / "head.safetensors").items()}}
+
+
+def assert_same_weights(a: Path, b: Path, atol: float) -> None:
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    worst = max(float((wa[k] - wb[k]).abs().max()) for k in wa)
+    assert worst <= atol, worst
+
+
+def test_cli_end_to_end(setup, tmp_path) -> None:
+    out = tmp_path / "run"
+    args = [x for s in settings(setup, out, **{"data.val_split": "test", "run.eval_every": 4}) for x in ("--set", s)]
+    result = cli("train", *args)
+    assert result.returncode == 0, result.stderr
+    model = out / "model"
+    for name in ("config.json", "model.safetensors", "preprocessor_config.json", "head.safetensors",
+                 "birdbridge.json", "species.csv"):
+        assert (model / name).exists(), name
+    import json
+
+    meta = json.loads((model / "birdbridge.json").read_text())
+    assert meta["teacher"]["embed_dim"] == 24 and len(meta["teacher"]["fingerprint"]) == 32
+    assert meta["prompts"]["templates"] == "single" and meta["train"]["steps"] == 12
+    metrics = (out / "metrics.csv").read_text().splitlines()
+    assert metrics[0].startswith("step,epoch,loss,lr") and len(metrics) == 13
+    assert (out / "eval.csv").read_text().count("\n") == 4  # header + steps 4, 8, 12
+    # The audio tower stays loadable by plain transformers ...
+    from transformers import ClapAudioModelWithProjection
+
+    ClapAudioModelWithProjection.from_pretrained(model)
+    # ... and birdbridge embeds with the whole student, in the teacher's space.
+    emb = cli("embed", "audio", "--model", model, setup["manifest"].parent / "audio", "-o", tmp_path / "e.npy")
+    assert emb.returncode == 0, emb.stderr
+    assert np.load(tmp_path / "e.npy").shape[1] == 24
+
+
+def test_training_lowers_the_loss(setup, tmp_path) -> None:
+    cfg = load_config(None, settings(setup, tmp_path / "run", **{"run.epochs": 8, "optim.lr": 1e-3}))
+    train(cfg)
+    import csv
+
+    with open(tmp_path / "run" / "metrics.csv") as fh:
+        losses = [float(r["loss"]) for r in csv.DictReader(fh)]
+    assert np.mean(losses[-4:]) < np.mean(losses[:4])
+
+
+def test_exact_resume_after_kill(setup, tmp_path) -> None:
+    extra = {"run.epochs": 16, "data.num_workers": 2}
+    reference = tmp_path / "uninterrupted"
+    train(load_config(None, settings(setup, reference, **extra)))
+
+    killed = tmp_path / "killed"
+    args = [x for s in settings(setup, killed, **extra) for x in ("--set", s)]
+    proc = subprocess.Popen([sys.executable, "-m", "birdbridge", "train", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 600
+    while time.time() < deadline and not list((killed / "checkpoints").glob("step-*.pt")):
+        if proc.poll() is not None:
+            pytest.fail(proc.stderr.read().decode())
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "model").exists(), "the run finished before it could be killed"
+    resumed = cli("train", *args)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from step" in resumed.stderr
+    assert_same_weights(reference / "model", killed / "model", atol=1e-6)
+    ref_log = (reference / "metrics.csv").read_text().splitlines()
+    res_log = (killed / "metrics.csv").read_text().splitlines()
+    assert [r.split(",")[:3] for r in ref_log] == [r.split(",")[:3] for r in res_log]  # step, epoch, loss
+
+
+def test_torchrun_two_processes_match_one(setup, tmp_path) -> None:
+    one = tmp_path / "one"
+    train(load_config(None, settings(setup, one, **{"run.epochs": 2})))
+    two = tmp_path / "two"
+    args = [x for s in settings(setup, two, **{"run.epochs": 2}) for x in ("--set", s)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "birdbridge", "train", *args], capture_output=True, text=True, timeout=900, env=env,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "x2" in result.stdout
+    assert_same_weights(one / "model", two / "model", atol=1e-4)
+
+
+def test_trainable_subsets(setup, tmp_path) -> None:
+    base = load_file(setup["student"] / "model.safetensors")  # ClapModel: audio keys as in the saved tower
+    for trainable in ("head", "last:1"):
+        out = tmp_path / trainable.replace(":", "")
+        train(load_config(None, settings(setup, out, **{"model.trainable": trainable, "run.epochs": 2,
+                                                         "optim.lr": 1e-2})))
+        trained = weights(out / "model")
+        changed = {k for k in trained if k in base and not torch.equal(trained[k], base[k])}
+        if trainable == "head":
+            assert changed == set()
+        else:
+            assert changed and all(".layers.1.blocks." in k or ".audio_encoder.norm." in k or
+                                   k.startswith("audio_projection.") for k in changed), sorted(changed)
+
+
+def test_config_errors(setup, tmp_path) -> None:
+    with pytest.raises(InputError, match=r"unknown key\(s\) optim\.lrr"):
+        load_config(None, settings(setup, tmp_path, **{"optim.lrr": 1}))
+    with pytest.raises(InputError, match=r"run\.batch_size"):
+        load_config(None, settings(setup, tmp_path, **{"run.batch_size": "many"}))
+    with pytest.raises(InputError, match=r"model\.trainable"):
+        load_config(None, settings(setup, tmp_path, **{"model.trainable": "some"}))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim: [1, 2\n")
+    with pytest.raises(InputError, match=r"bad\.yaml"):
+        load_config(bad)
+    result = cli("train", tmp_path / "missing.yaml")
+    assert result.returncode == 1 and "missing.yaml" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_refuses_to_resume_a_different_run(setup, tmp_path) -> None:
+    out = tmp_path / "run"
+    train(load_config(None, settings(setup, out, **{"run.epochs": 1})))
+    with pytest.raises(Exception, match="different run"):
+        train(load_config(None, settings(setup, out, **{"run.epochs": 1, "optim.lr": 0.5})))
+    train(load_config(None, settings(setup, out, **{"run.epochs": 1, "optim.lr": 0.5})), fresh=True)
