@@ -77,6 +77,7 @@ def test_ap_matches_sklearn_without_ties(dtype):
 @pytest.mark.parametrize("max_counted", [0, 5, 10**9])  # tie ranks by argsort / mixed / by counting
 def test_ap_ties_follow_gallery_order(monkeypatch, max_counted):
     monkeypatch.setattr(metrics, "_MAX_TIES_COUNTED", max_counted)
+    monkeypatch.setattr(metrics, "_TIE_BLOCK_ELEMS", 100)  # several blocks of tied items / rows
     rng = np.random.default_rng(2)
     scores = rng.integers(-2, 3, size=(40, 30)).astype(np.float64)
     scores[scores == 0] = rng.choice([0.0, -0.0], size=int((scores == 0).sum()))  # -0.0 ties with 0.0

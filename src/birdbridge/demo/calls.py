@@ -147,6 +147,7 @@ def synth_call(
     others: Sequence[AcousticTraits] = (),
     click_p: float = 0.25,
     other_p: float = 0.25,
+    noise_exponent: tuple[float, float] = (1.0, 2.0),
     pitch_jitter_oct: float = 0.04,
     tempo_jitter_oct: float = 0.08,
 ) -> CallRecording:
@@ -154,7 +155,8 @@ def synth_call(
 
     Calls start at a random offset and repeat after ``call_gap_s`` (jittered) while they fit; the
     first call is shortened if the clip is too short for it. ``snr_db`` is a range: the recording's
-    SNR (power during calls over noise power) is uniform in it; None gives no noise. With probability
+    SNR (power during calls over noise power) is uniform in it; None gives no noise. The noise's
+    power spectrum falls as 1/f**e with e uniform in ``noise_exponent`` (1: pink, 2: brown). With probability
     ``click_p`` a few broadband clicks are added, and with probability ``other_p`` (if ``others`` is
     not empty) one faint call of a random species from ``others``, 8-20 dB below the target's calls.
     """
@@ -205,6 +207,6 @@ def synth_call(
     snr = None
     if snr_db is not None:
         snr = float(rng.uniform(*snr_db))
-        signal += coloured_noise(n, rng, sr, rng.uniform(0.5, 2.0)) * 10 ** (-snr / 20)
+        signal += coloured_noise(n, rng, sr, rng.uniform(*noise_exponent)) * 10 ** (-snr / 20)
     signal *= rng.uniform(0.3, 0.9) / max(float(np.abs(signal).max()), 1e-9)
     return CallRecording(signal.astype(np.float32), sr, tuple(onsets), tuple(offsets), snr, tuple(distractors))

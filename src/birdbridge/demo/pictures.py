@@ -1,14 +1,17 @@
 """Synthetic bird photos: a bird drawn from its visual traits on a random, muted scene.
 
-The bird is drawn with PIL ImageDraw at ``render_scale`` times the output size and downsampled with
-LANCZOS. Each photo varies the pose (position, scale, mirror, rotation, tail/head/wing jitter), the
-scene (sky, foliage or meadow, with clouds or leaves), the lighting (brightness, contrast) and the
-sensor noise.
+The bird is drawn with PIL ImageDraw at ``render_scale`` times the output size and downsampled by
+averaging (supersampling anti-aliasing). Each photo shows another individual (colours and proportions
+jittered) and varies the pose (position, scale, mirror, rotation, tail/head/wing jitter), the scene
+(sky, foliage or meadow, with clouds, leaves, a branch, leaves in front of the bird), the lighting
+(brightness, contrast) and the sensor noise.
 
 Scenes are *muted*: every colour a scene uses has chroma (max - min of R, G, B) at most
 :data:`BACKGROUND_MAX_CHROMA`, noise is added equally to the three channels, and lighting scales
 chroma by the same factor in the whole photo; body colours are saturated (chroma at least
-:data:`~birdbridge.demo.traits.BODY_MIN_CHROMA`). So no background pixel has a bird's body colour.
+:data:`~birdbridge.demo.traits.BODY_MIN_CHROMA`). With lighting factors in [0.64, 1.44], a photo's
+background pixels have chroma below ``1.44 * BACKGROUND_MAX_CHROMA`` (44) and its bird's body colour at
+least ``0.64 * BODY_MIN_CHROMA`` (54): no background pixel has a bird's body colour.
 A :class:`Scene` can be reused across frames, with the bird in some and not in others.
 """
 
@@ -25,6 +28,8 @@ from birdbridge.demo.traits import VisualTraits
 
 __all__ = [
     "BACKGROUND_MAX_CHROMA",
+    "LIGHTING_RANGE",
+    "SCENE_KINDS",
     "Pose",
     "Scene",
     "draw_background",
@@ -33,14 +38,18 @@ __all__ = [
     "random_scene",
 ]
 
-BACKGROUND_MAX_CHROMA = 0.14 * 255
+BACKGROUND_MAX_CHROMA = 0.12 * 255
 """Largest chroma (max - min of R, G, B on 0-255) of any colour a scene is painted with."""
 
 SCENE_KINDS = ("sky", "foliage", "meadow")
 _BRIGHTNESS = (0.8, 1.2)
 _CONTRAST = (0.8, 1.2)
+LIGHTING_RANGE = (_BRIGHTNESS[0] * _CONTRAST[0], _BRIGHTNESS[1] * _CONTRAST[1])
+"""Smallest and largest factor by which a photo's lighting scales chroma."""
 _NOISE_SD = (1.5, 6.0)
 _EYE_RING = (235, 235, 225)
+RGB = tuple[int, int, int]
+Box = tuple[float, float, float, float]
 _CIRCLE = np.stack([np.cos(np.linspace(0, 2 * np.pi, 24, endpoint=False)),
                     np.sin(np.linspace(0, 2 * np.pi, 24, endpoint=False))], axis=1)
 
@@ -59,7 +68,7 @@ class Pose:
     wing_deg: float = 0.0  # wing raised (+) or lowered (-)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Scene:
     """A photo setting without the bird: base image at render scale, lighting and noise level."""
 
@@ -69,15 +78,16 @@ class Scene:
     brightness: float
     contrast: float
     noise_sd: float
-    perch: tuple[float, tuple[int, int, int]] | None  # tilt (degrees) and colour of the bird's branch
+    perch: tuple[float, RGB] | None  # tilt (degrees) and colour of the bird's branch, if it has one
+    front: tuple[tuple[Box, RGB], ...] = ()  # leaves in front of the bird (also painted in ``base``)
 
 
 def random_pose(rng: np.random.Generator) -> Pose:
     """A pose that keeps the bird (mostly) in the picture."""
     return Pose(
-        x=rng.uniform(0.38, 0.62),
+        x=rng.uniform(0.34, 0.66),
         y=rng.uniform(0.4, 0.58),
-        scale=rng.uniform(0.75, 1.15),
+        scale=rng.uniform(0.6, 1.15),
         angle_deg=rng.uniform(-15.0, 15.0),
         flip=bool(rng.random() < 0.5),
         tail_deg=rng.normal(0.0, 6.0),
@@ -93,7 +103,7 @@ def _muted(rng: np.random.Generator, hue: tuple[float, float], value: tuple[floa
     return 255.0 * np.array(colorsys.hsv_to_rgb(rng.uniform(*hue) % 1.0, s, v))
 
 
-def _fill(c: np.ndarray) -> tuple[int, int, int]:
+def _fill(c: np.ndarray) -> RGB:
     return int(c[0]), int(c[1]), int(c[2])
 
 
@@ -128,6 +138,13 @@ def random_scene(rng: np.random.Generator, size: int = 64, *, render_scale: int 
     perch = None
     if kind == "foliage" or rng.random() < 0.7:
         perch = (rng.uniform(-12.0, 12.0), _fill(_muted(rng, (0.05, 0.12), (0.25, 0.45))))
+    front: list[tuple[Box, RGB]] = []
+    for _ in range(int(rng.integers(0, 4)) if kind == "foliage" else 0):  # leaves that may hide the bird
+        cx, cy = rng.uniform(0.2, 0.8) * w, rng.uniform(0.2, 0.8) * w
+        rx, ry = rng.uniform(0.05, 0.12) * w, rng.uniform(0.03, 0.07) * w
+        leaf = ((cx - rx, cy - ry, cx + rx, cy + ry), _fill(_muted(rng, (0.15, 0.42), (0.15, 0.6))))
+        draw.ellipse(leaf[0], fill=leaf[1])
+        front.append(leaf)
     return Scene(
         base=np.asarray(image),
         size=size,
@@ -136,13 +153,16 @@ def random_scene(rng: np.random.Generator, size: int = 64, *, render_scale: int 
         contrast=rng.uniform(*_CONTRAST),
         noise_sd=rng.uniform(*_NOISE_SD),
         perch=perch,
+        front=tuple(front),
     )
 
 
 def _finish(image: Image.Image, scene: Scene, rng: np.random.Generator) -> Image.Image:
     """Downsample, then apply the scene's contrast, brightness and grey sensor noise."""
     if image.size != (scene.size, scene.size):
-        image = image.resize((scene.size, scene.size), Image.Resampling.LANCZOS)
+        # Area averaging of the render_scale x render_scale supersamples: anti-aliased, and unlike
+        # LANCZOS free of ringing, so a mix of muted colours stays muted.
+        image = image.reduce(image.size[0] // scene.size)
     x = np.asarray(image, dtype=np.float32)
     mean = float(x.mean())
     x = (mean + scene.contrast * (x - mean)) * scene.brightness
@@ -151,7 +171,7 @@ def _finish(image: Image.Image, scene: Scene, rng: np.random.Generator) -> Image
 
 
 def draw_background(rng: np.random.Generator, size: int = 64, *, scene: Scene | None = None) -> Image.Image:
-    """A photo with no bird: a new random scene, or ``scene`` with fresh sensor noise."""
+    """A photo with no bird: a new random scene, or ``scene`` (whose size wins) with fresh sensor noise."""
     scene = random_scene(rng, size) if scene is None else scene
     return _finish(Image.fromarray(scene.base), scene, rng)
 
@@ -172,21 +192,21 @@ class _Pen:
     def map(self, pts: np.ndarray) -> np.ndarray:
         return pts @ self.m.T + self.t
 
-    def polygon(self, pts: np.ndarray, fill: tuple[int, int, int]) -> None:
+    def polygon(self, pts: np.ndarray, fill: RGB) -> None:
         self.draw.polygon(self.map(pts).ravel().tolist(), fill=fill)
 
-    def ellipse(self, cx: float, cy: float, rx: float, ry: float, fill: tuple[int, int, int],
+    def ellipse(self, cx: float, cy: float, rx: float, ry: float, fill: RGB,
                 tilt_deg: float = 0.0) -> None:
         t = math.radians(tilt_deg)
         pts = _CIRCLE * [rx, ry]
         pts = pts @ np.array([[math.cos(t), -math.sin(t)], [math.sin(t), math.cos(t)]]).T + [cx, cy]
         self.polygon(pts, fill)
 
-    def circle(self, cx: float, cy: float, r: float, fill: tuple[int, int, int]) -> None:
+    def circle(self, cx: float, cy: float, r: float, fill: RGB) -> None:
         (x, y), rr = self.map(np.array([[cx, cy]]))[0], r * self.unit
         self.draw.ellipse([x - rr, y - rr, x + rr, y + rr], fill=fill)
 
-    def line(self, pts: np.ndarray, fill: tuple[int, int, int], width: float) -> None:
+    def line(self, pts: np.ndarray, fill: RGB, width: float) -> None:
         self.draw.line(self.map(pts).ravel().tolist(), fill=fill, width=max(1, round(width * self.unit)))
 
 
@@ -247,10 +267,17 @@ def draw_bird(
     *,
     scene: Scene | None = None,
     pose: Pose | None = None,
+    variation: float = 1.0,
 ) -> Image.Image:
-    """A ``size`` x ``size`` RGB photo of one bird of a species, in a random (or the given) scene and pose."""
+    """A ``size`` x ``size`` RGB photo of one bird of a species, in a random (or the given) scene and pose.
+
+    Each photo shows a different individual (:meth:`VisualTraits.individual` with ``variation``; 0
+    draws the species' traits exactly). A given ``scene`` fixes the size and setting, e.g. for the
+    frames of a video; a given ``pose`` fixes where the bird is.
+    """
     scene = random_scene(rng, size) if scene is None else scene
     pose = random_pose(rng) if pose is None else pose
+    traits = traits.individual(rng, variation)
     image = Image.fromarray(scene.base)
     w = image.size[0]
     pen = _Pen(ImageDraw.Draw(image), w, pose)
@@ -261,4 +288,6 @@ def draw_bird(
         along = 3.0 * np.array([math.cos(math.radians(tilt)), math.sin(math.radians(tilt))])
         pen.line(np.array([0.0, feet]) + np.outer([-1.0, 1.0], along), colour, 0.03)
     _bird(pen, traits, pose, rng)
+    for box, colour in scene.front:
+        pen.draw.ellipse(box, fill=colour)
     return _finish(image, scene, rng)

@@ -26,11 +26,14 @@ from birdbridge.species.taxonomy import Taxonomy
 
 __all__ = [
     "ACOUSTIC_GENES",
+    "BODY_MIN_CHROMA",
+    "COLOUR_PARTS",
     "LEVEL_SCALES",
     "VISUAL_GENES",
     "AcousticTraits",
     "Gene",
     "VisualTraits",
+    "colour_ranges",
     "sample_acoustic",
     "sample_genes",
     "sample_visual",
@@ -148,6 +151,27 @@ class VisualTraits(_TraitVector):
         """``body``, ``wing``, ``head``, ``belly``, ``pattern`` or ``beak`` as 0-255 integers."""
         return tuple(round(getattr(self, f"{part}_{c}")) for c in "rgb")  # type: ignore[return-value]
 
+    def individual(self, rng: np.random.Generator, amount: float = 1.0) -> VisualTraits:
+        """One bird of the species: colours and proportions jittered a little (``amount`` scales it).
+
+        Colours stay in their parts' ranges, so a body stays as saturated as :data:`BODY_MIN_CHROMA`.
+        """
+        if amount <= 0:
+            return self
+        values = dict(zip(self.NAMES, self.to_vector().tolist(), strict=True))
+        for part in COLOUR_PARTS:
+            (s_lo, s_hi), (v_lo, v_hi) = colour_ranges(part)
+            h, sat, val = colorsys.rgb_to_hsv(*(values[f"{part}_{c}"] / 255.0 for c in "rgb"))
+            h = (h + rng.normal(0.0, 0.02 * amount)) % 1.0
+            sat = min(max(sat + rng.normal(0.0, 0.06 * amount), s_lo), s_hi)
+            val = min(max(val + rng.normal(0.0, 0.06 * amount), v_lo), v_hi)
+            for c, v in zip("rgb", colorsys.hsv_to_rgb(h, sat, val), strict=True):
+                values[f"{part}_{c}"] = 255.0 * v
+        for name in ("body_len", "body_aspect", "head_size", "beak_len", "beak_width", "tail_len", "leg_len"):
+            values[name] *= 1.0 + rng.normal(0.0, 0.04 * amount)
+        values["tail_angle"] += rng.normal(0.0, 3.0 * amount)
+        return VisualTraits(**values)
+
 
 ACOUSTIC_GENES: tuple[Gene, ...] = (
     Gene("pitch_hz", 1000.0, 6000.0, "log", spread=1.3),
@@ -166,18 +190,24 @@ ACOUSTIC_GENES: tuple[Gene, ...] = (
     Gene("call_gap_s", 0.15, 0.9, "log"),
 )
 
-_PARTS = ("body", "wing", "head", "belly", "pattern", "beak")
+COLOUR_PARTS = ("body", "wing", "head", "belly", "pattern", "beak")
 # Body colours are saturated and not dark (chroma >= 0.6 * 0.55 of full scale); every background is
 # muted (see pictures.py), so a picture's background never has its bird's body colour.
 _COLOUR_RANGES = {"body": ((0.6, 1.0), (0.55, 1.0)), "beak": ((0.0, 1.0), (0.1, 0.9))}
 _OTHER_COLOUR = ((0.0, 1.0), (0.1, 0.95))
 BODY_MIN_CHROMA = 255 * 0.6 * 0.55
+"""Smallest chroma (max - min of R, G, B on 0-255) of any body colour, before a photo's lighting."""
+
+
+def colour_ranges(part: str) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(saturation range, value range) of a part's colour in HSV."""
+    return _COLOUR_RANGES.get(part, _OTHER_COLOUR)
 
 VISUAL_GENES: tuple[Gene, ...] = (
     *(
         gene
-        for part in _PARTS
-        for (s_lo, s_hi), (v_lo, v_hi) in [_COLOUR_RANGES.get(part, _OTHER_COLOUR)]
+        for part in COLOUR_PARTS
+        for (s_lo, s_hi), (v_lo, v_hi) in [colour_ranges(part)]
         for gene in (
             Gene(f"{part}_hue", kind="hue", spread=0.25),
             Gene(f"{part}_sat", s_lo, s_hi),
@@ -256,7 +286,7 @@ def sample_visual(taxonomy: Taxonomy, seed: int, scales: dict[str, float] | None
     for s in range(len(taxonomy)):
         values = dict(zip(names, expressed[s], strict=True))
         row: list[float] = []
-        for part in _PARTS:
+        for part in COLOUR_PARTS:
             rgb = colorsys.hsv_to_rgb(values[f"{part}_hue"], values[f"{part}_sat"], values[f"{part}_val"])
             row += [255.0 * c for c in rgb]
         row += [values[n] for n in VisualTraits.NAMES[len(row):]]

@@ -320,23 +320,29 @@ def _sibling(out_dir: Path, tag: str) -> Path:
     return out_dir.with_name(f".{out_dir.name}.{tag}-{os.getpid()}-{secrets.token_hex(4)}")
 
 
+def _check_target(out_dir: Path) -> bool:
+    """True if ``out_dir`` holds an earlier world; raises if it holds anything else."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BirdbridgeError(f"{out_dir} is a file, not a folder; choose a folder for the demo world")
+    if not out_dir.is_dir() or not any(out_dir.iterdir()):
+        return False
+    if not _is_world(out_dir):
+        raise BirdbridgeError(
+            f"{out_dir} is not empty and holds no demo world; refusing to replace it (choose an empty or new folder)"
+        )
+    return True
+
+
 def _publish(tmp: Path, out_dir: Path) -> None:
     """Rename ``tmp`` onto ``out_dir``, replacing an earlier world there (never other content)."""
     for _ in range(3):
-        if out_dir.is_dir() and any(out_dir.iterdir()):
-            if not _is_world(out_dir):
-                raise BirdbridgeError(
-                    f"{out_dir} is not empty and holds no demo world; refusing to replace it "
-                    "(choose an empty or new folder)"
-                )
+        if _check_target(out_dir):
             old = _sibling(out_dir, "old")
             try:
                 os.replace(out_dir, old)
             except FileNotFoundError:  # someone else moved it first
                 continue
             shutil.rmtree(old, ignore_errors=True)
-        elif out_dir.exists() and not out_dir.is_dir():
-            raise BirdbridgeError(f"{out_dir} is a file, not a folder")
         try:
             os.replace(tmp, out_dir)
             return
@@ -359,6 +365,7 @@ def generate_world(
     """
     cfg = WorldConfig() if cfg is None else cfg
     out_dir = Path(out_dir)
+    _check_target(out_dir)  # fail before the work, not after
     taxonomy = generate_taxonomy(cfg.n_orders, cfg.families_per_order, cfg.genera_per_family,
                                  cfg.species_per_genus, seed=cfg.seed)
     acoustic = sample_acoustic(taxonomy, cfg.seed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -119,6 +120,32 @@ def embed_images(
     if not len(table):
         raise BirdbridgeError("no images given")
     return table.vectors
+
+
+def cached_image_table(
+    paths: Sequence[str | os.PathLike[str]], teacher, *, batch_size: int = 32, progress: bool | None = None,
+    cache: bool = True,
+) -> EmbeddingTable:
+    """``embed_image_files`` of ``paths``, cached on disk by teacher and by the files' paths, sizes and times."""
+    from birdbridge.utils.array_cache import cache_root, cached_entry
+
+    files = [Path(p) for p in paths]
+    listing = hashlib.sha256()
+    for p in files:
+        stat = p.stat() if p.exists() else None
+        listing.update(f"{p.resolve()}|{stat.st_size if stat else -1}|{stat.st_mtime_ns if stat else -1}\n".encode())
+    identity = {"kind": "images", "version": 1, "model_fingerprint": teacher.fingerprint,
+                "files": listing.hexdigest(), "n_files": len(files)}
+
+    def compute():
+        table = embed_image_files(files, teacher, batch_size=batch_size, progress=progress)
+        return table.vectors, {"names": table.names,
+                               "failures": [[f.source, f.message] for f in table.failures]}
+
+    vectors, meta = cached_entry(cache_root() / "image_embeddings" if cache else None, identity, compute,
+                                 what="image embedding")
+    return EmbeddingTable(vectors=vectors, names=list(meta["names"]),
+                          failures=[Failure(s, m) for s, m in meta["failures"]])
 
 
 def _in_order(pool: ThreadPoolExecutor, fn, items: list[tuple[str, object]], ahead: int = 64) -> Iterator:

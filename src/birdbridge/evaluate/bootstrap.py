@@ -3,8 +3,8 @@
 Resampling draws N indices with replacement, ``n_resamples`` times, as [block, N] integer arrays (block size
 is a fixed function of N, so results depend only on the data, ``seed``, ``n_resamples`` and ``strata``).
 With ``strata`` (e.g. the query class labels) each stratum is resampled separately, keeping its size, so
-every resample has the original class composition — the right choice when a metric is averaged over a fixed
-set of classes, and it gives somewhat narrower intervals than plain resampling.
+every resample has the original class composition: the right choice when the class set and sizes are fixed
+by design (as in SSW60), and narrower than plain resampling when classes differ in their mean.
 
 NaN values mean "no value for this query" (e.g. AP of a query without relevant items): positions that are
 NaN in every metric are dropped before resampling; remaining NaNs are ignored inside each resample.
@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from birdbridge.errors import BirdbridgeError
+from birdbridge.evaluate.metrics import _as_labels, _factorize
 
 Statistic = Callable[..., Any]
 """A reduction called as ``statistic(values [B, N], axis=1) -> [B]``, e.g. ``np.mean`` or ``np.median``."""
@@ -27,24 +28,26 @@ _BLOCK_ELEMS = 4_000_000  # indices per block: 32 MB of int64, plus one gathered
 _NAN_AWARE: dict[Any, Any] = {np.mean: np.nanmean, np.median: np.nanmedian}
 
 
-def _check_params(n_resamples: int, confidence: float) -> None:
-    if isinstance(n_resamples, bool) or not isinstance(n_resamples, (int, np.integer)) or n_resamples < 1:
-        raise BirdbridgeError(f"n_resamples must be an integer >= 1, got {n_resamples!r}")
+def _check_count(value: int, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise BirdbridgeError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def _check_confidence(confidence: float) -> None:
     if not 0 < confidence < 1:
         raise BirdbridgeError(f"confidence must lie strictly between 0 and 1, got {confidence!r}")
 
 
+def _strata_labels(strata: ArrayLike, n: int) -> np.ndarray:
+    labels = _as_labels(strata, "strata")
+    if labels.size != n:
+        raise BirdbridgeError(f"strata must have one label per value ({n}), got {labels.size}")
+    return labels
+
+
 def _strata_groups(strata: ArrayLike, n: int) -> list[np.ndarray]:
     """Positions (ascending) of the values of each stratum."""
-    labels = np.asarray(strata)
-    if labels.shape != (n,):
-        raise BirdbridgeError(f"strata must have one label per value ({n}), got shape {labels.shape}")
-    try:
-        _, codes = np.unique(labels, return_inverse=True)
-    except TypeError:
-        index: dict[Any, int] = {}
-        codes = np.array([index.setdefault(x, len(index)) for x in labels.tolist()], dtype=np.int64)
-    codes = np.asarray(codes).reshape(-1)
+    codes = _factorize(_strata_labels(strata, n))[1]
     order = np.argsort(codes, kind="stable")
     bounds = np.flatnonzero(np.diff(codes[order])) + 1
     return np.split(order, bounds)
@@ -58,9 +61,8 @@ def bootstrap_indices(
     These are the indices ``bootstrap_cis`` uses (after it drops all-NaN positions), so a caller can compute
     any paired statistic on the same resamples.
     """
-    _check_params(n_resamples, 0.5)
-    if n < 1:
-        raise BirdbridgeError("cannot bootstrap zero values")
+    _check_count(n, "n (the number of values)")
+    _check_count(n_resamples, "n_resamples")
     rng = np.random.default_rng(seed)
     groups = _strata_groups(strata, n) if strata is not None else None
     block = max(1, min(n_resamples, _BLOCK_ELEMS // n))
@@ -112,7 +114,8 @@ def bootstrap_cis(
     ``RetrievalResult.per_query()`` for MAP and R@k together, or two models' per-query AP on one query set).
     ``strata`` (one label per value, e.g. the query classes) resamples within each stratum.
     """
-    _check_params(n_resamples, confidence)
+    _check_count(n_resamples, "n_resamples")
+    _check_confidence(confidence)
     if not values:
         raise BirdbridgeError("no metrics given to bootstrap")
     names = list(values)
@@ -128,10 +131,7 @@ def bootstrap_cis(
     nan = np.isnan(data)
     keep = ~nan.all(axis=0)
     if strata is not None:
-        strata = np.asarray(strata)
-        if strata.shape != (data.shape[1],):
-            raise BirdbridgeError(f"strata must have one label per value ({data.shape[1]}), got shape {strata.shape}")
-        strata = strata[keep]
+        strata = _strata_labels(strata, data.shape[1])[keep]
     data, nan = data[:, keep], nan[:, keep]
     if data.shape[1] == 0:
         raise BirdbridgeError("every value is NaN (or none were given): nothing to bootstrap")

@@ -33,7 +33,7 @@ class ModelRef:
     def display_name(self) -> str:
         if self.preset is not None:
             return self.preset.name
-        return self.hub_id or str(self.folder)
+        return self.hub_id or self.folder.name
 
 
 def resolve(ref: str | os.PathLike[str]) -> ModelRef:

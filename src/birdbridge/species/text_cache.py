@@ -9,13 +9,10 @@ that cannot be read or does not match what was asked for is recomputed and overw
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import re
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -26,10 +23,9 @@ from birdbridge import __version__
 from birdbridge.errors import BirdbridgeError
 from birdbridge.species.prompts import PromptSpec, TextForm, class_embeddings, prompt_embeddings
 from birdbridge.species.taxonomy import Taxonomy
-from birdbridge.utils.atomic import write_json, write_npy
+from birdbridge.utils.array_cache import cache_root, cached_array, identity_key
 
 FORMAT_VERSION = 1
-CACHE_ENV = "BIRDBRIDGE_CACHE"
 
 Kind = Literal["species", "variants"]
 
@@ -49,23 +45,24 @@ class TextEncoder(Protocol):
 
 def cache_dir() -> Path:
     """``$BIRDBRIDGE_CACHE/text_embeddings``, default ``~/.cache/birdbridge/text_embeddings``."""
-    root = os.environ.get(CACHE_ENV)
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "birdbridge"
-    return base / "text_embeddings"
+    return cache_root() / "text_embeddings"
+
+
+def _identity(kind: Kind, encoder_fingerprint: str, taxonomy: Taxonomy, spec: PromptSpec) -> dict[str, Any]:
+    return {
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "model_fingerprint": encoder_fingerprint,
+        "taxonomy_fingerprint": taxonomy.fingerprint,
+        "prompt_fingerprint": spec.fingerprint,
+        "species": list(taxonomy.keys),
+        "forms": [f.value for f in spec.forms],
+        "templates": list(spec.resolved_templates()),
+    }
 
 
 def cache_key(kind: Kind, encoder_fingerprint: str, taxonomy: Taxonomy, spec: PromptSpec) -> str:
-    payload = json.dumps(
-        {
-            "format_version": FORMAT_VERSION,
-            "kind": kind,
-            "model": encoder_fingerprint,
-            "taxonomy": taxonomy.fingerprint,
-            "prompts": spec.fingerprint,
-        },
-        sort_keys=True,
-    )
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+    return identity_key(_identity(kind, encoder_fingerprint, taxonomy, spec))
 
 
 def species_text_embeddings(
@@ -156,54 +153,7 @@ def _cached(
             f"text encoder {type(encoder).__name__} has no fingerprint, so its embeddings cannot be cached "
             "(pass cache=False)"
         )
-    key = cache_key(kind, fingerprint, taxonomy, spec)
-    expected = {
-        "format_version": FORMAT_VERSION,
-        "kind": kind,
-        "key": key,
-        "model_fingerprint": fingerprint,
-        "taxonomy_fingerprint": taxonomy.fingerprint,
-        "prompt_fingerprint": spec.fingerprint,
-        "species": list(taxonomy.keys),
-        "forms": [f.value for f in spec.forms],
-        "templates": list(spec.resolved_templates()),
-    }
+    identity = _identity(kind, fingerprint, taxonomy, spec)
     lead = (len(taxonomy),) if kind == "species" else (len(taxonomy), spec.n_variants)
-    npy, meta_path = folder / f"{key}.npy", folder / f"{key}.json"
-    if meta_path.exists():
-        try:
-            return _load(npy, meta_path, expected, lead)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.warning("text embedding cache %s is unusable (%s); recomputing", npy, exc)
-    array = compute()
-    meta = {
-        **expected,
-        "shape": list(array.shape),
-        "dtype": "float32",
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "birdbridge_version": __version__,
-    }
-    try:
-        write_npy(npy, array)
-        write_json(meta_path, meta)
-    except OSError as exc:
-        log.warning("could not write the text embedding cache in %s (%s); continuing without it", folder, exc)
-    return array
-
-
-def _load(npy: Path, meta_path: Path, expected: dict[str, Any], lead: tuple[int, ...]) -> np.ndarray:
-    """The cached array if metadata and contents match ``expected``; raises ValueError otherwise."""
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    if not isinstance(meta, dict):
-        raise ValueError("metadata is not a JSON object")
-    for name, value in expected.items():
-        if meta.get(name) != value:
-            raise ValueError(f"metadata field {name!r} does not match")
-    array = np.load(npy, allow_pickle=False)
-    shape = tuple(meta["shape"])
-    if array.dtype != np.float32 or array.shape != shape or shape[:-1] != lead or shape[-1] < 1:
-        raise ValueError(f"array is {array.dtype} {list(array.shape)}, expected float32 {[*lead, 'D']}")
-    norms = np.linalg.norm(array, axis=-1)
-    if not np.all(np.isfinite(norms)) or not np.allclose(norms, 1.0, atol=1e-3):
-        raise ValueError("rows are not finite unit vectors")
-    return array
+    return cached_array(folder, identity, compute, lead=lead, what="text embedding",
+                        extra_meta={"birdbridge_version": __version__})

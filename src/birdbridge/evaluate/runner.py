@@ -1,0 +1,233 @@
+"""``birdbridge evaluate``: trained students and the paper's baselines, on the paper's metrics.
+
+Audio clips of ``split`` are the queries. In the teacher's space they are scored on audio→image
+retrieval against the dataset's pictures (MAP over the full ranked gallery, R@1/5/10), image→audio MAP,
+audio→text retrieval against each species' names, and zero-shot species classification through the
+teacher's species text embeddings. In each method's own space, a weighted kNN classifier over the
+``knn_split`` clips measures what the audio embedding still knows about species.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from birdbridge.datasets import Dataset, load_dataset
+from birdbridge.embed.audio import embed_audio_windows
+from birdbridge.embed.images import cached_image_table
+from birdbridge.errors import BirdbridgeError
+from birdbridge.evaluate import baselines as B
+from birdbridge.evaluate.bootstrap import bootstrap_cis
+from birdbridge.evaluate.metrics import knn_correct, per_class_accuracy, retrieval_metrics, topk_accuracy
+from birdbridge.models.loader import load_student, load_teacher, load_text_encoder, model_layout
+from birdbridge.species import PromptSpec, species_prompts, species_text_embeddings
+
+
+@dataclass
+class EvalSettings:
+    split: str = "test"
+    knn_split: str | None = "train"
+    image_split: str | None = None  # None: every picture of the dataset
+    k: int = 20
+    tau: float = 0.07
+    bootstrap: int = 1000
+    seed: int = 0
+    class_forms: tuple[str, ...] = ("taxonomic_common",)
+    class_templates: str = "openai"
+    text_forms: tuple[str, ...] = ("common", "scientific", "taxonomic", "taxonomic_common")
+    mapping_ridge: float = 1e-2
+    chain_scale: float = 100.0
+    batch_size: int = 16
+
+
+@dataclass
+class Space:
+    """A method's audio embeddings: ``teacher`` (queries in the teacher's space, or None) and the
+    queries/kNN references in the method's own space."""
+
+    teacher: np.ndarray | None
+    own_query: np.ndarray | None = None
+    own_train: np.ndarray | None = None
+    zero_shot: np.ndarray | None = None  # [Q, S] species scores, when not through the teacher
+    notes: list[str] = field(default_factory=list)
+
+
+def evaluate(
+    models: dict[str, str],
+    dataset: str | os.PathLike[str] | Dataset,
+    *,
+    teacher: str | None = None,
+    base_student: str | None = None,
+    baselines: tuple[str, ...] = B.BASELINES,
+    settings: EvalSettings | None = None,
+    device: str | None = None,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``models`` (name -> trained student) and ``baselines``; returns the results mapping."""
+    s = settings or EvalSettings()
+    ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
+    taxonomy = ds.taxonomy
+    unknown = set(baselines) - set(B.BASELINES)
+    if unknown:
+        raise BirdbridgeError(f"unknown baseline(s) {sorted(unknown)}; choose from {', '.join(B.BASELINES)}")
+    metas = {name: _student_meta(ref) for name, ref in models.items()}
+    teacher_ref = teacher or next((m["teacher"]["ref"] for m in metas.values() if m), None)
+    if teacher_ref is None:
+        raise BirdbridgeError("no teacher: pass --teacher (e.g. bioclip-2) or a trained student that records one")
+    t = load_teacher(teacher_ref, device)
+    for name, meta in metas.items():
+        if meta and meta["teacher"]["fingerprint"] != t.fingerprint:
+            raise BirdbridgeError(
+                f"{name} was distilled for teacher {meta['teacher']['name']} ({meta['teacher']['fingerprint']}), "
+                f"not for {teacher_ref} ({t.fingerprint}); pass --teacher {meta['teacher']['ref']}"
+            )
+    base_ref = base_student or next((m["base_student"]["ref"] for m in metas.values() if m), None)
+    if baselines and base_ref is None:
+        raise BirdbridgeError("the baselines need the undistilled student: pass --base-student (e.g. biolingual)")
+
+    queries = ds.audio_split(s.split)
+    if not queries:
+        raise BirdbridgeError(f"{ds.name}: no audio in split {s.split!r} (splits: {ds.splits()['audio']})")
+    train = ds.audio_split(s.knn_split) if s.knn_split else []
+    images = ds.images_split(s.image_split) if s.image_split else ds.images
+    failures: list[dict[str, str]] = []
+
+    class_spec = PromptSpec(forms=s.class_forms, templates=s.class_templates)
+    teacher_classes = species_text_embeddings(t, taxonomy, class_spec, progress=progress)
+    text_spec = PromptSpec(forms=s.text_forms, templates="none")
+    text_vectors, text_labels = _text_gallery(t, taxonomy, text_spec)
+    image_table = cached_image_table([it.path for it in images], t, progress=progress) if images else None
+    if image_table is not None:
+        failures += [{"input": f.source, "error": f.message} for f in image_table.failures]
+        species_of = {str(it.path): taxonomy.index(it.species) for it in images}
+        image_labels = np.array([species_of[n] for n in image_table.names])
+
+    def embed(student, items) -> tuple[np.ndarray, list[int]]:
+        """Pooled per-file embeddings and the positions of the items that could be read."""
+        if not items:
+            return np.zeros((0, 1), np.float32), []
+        table = embed_audio_windows([it.path for it in items], student, batch_size=s.batch_size,
+                                    progress=progress).pooled()
+        failures.extend({"input": f.source, "error": f.message} for f in table.failures)
+        row = {n: i for i, n in enumerate(table.names)}
+        keep = [i for i, it in enumerate(items) if str(it.path) in row]
+        return table.vectors[[row[str(items[i].path)] for i in keep]], keep
+
+    spaces: dict[str, Space] = {}
+    query_keep: dict[str, list[int]] = {}
+    train_keep: dict[str, list[int]] = {}
+    for name, ref in models.items():
+        student = load_student(ref, device)
+        q, query_keep[name] = embed(student, queries)
+        tr, train_keep[name] = embed(student, train)
+        spaces[name] = Space(teacher=q, own_query=q, own_train=tr if train else None)
+
+    if baselines:
+        base = load_student(base_ref, device)
+        qb, query_keep["_base"] = embed(base, queries)
+        tb, train_keep["_base"] = embed(base, train)
+        base_text = load_text_encoder(base_ref, device)
+        student_classes = species_text_embeddings(base_text, taxonomy, class_spec, progress=progress)
+        has_train = bool(train)
+        if "random" in baselines:
+            r = B.random_projection(np.vstack([qb, tb]) if has_train else qb, t.embed_dim, s.seed)
+            spaces["random projection"] = Space(teacher=r[: len(qb)], own_query=r[: len(qb)],
+                                                own_train=r[len(qb):] if has_train else None)
+        if "mapping" in baselines:
+            mapping = _fit_mapping(base_text, t, taxonomy, ds.species_in(train) if train else list(taxonomy.keys),
+                                   text_spec, s.mapping_ridge)
+            m_q, m_t = B.apply_text_mapping(qb, mapping), B.apply_text_mapping(tb, mapping) if has_train else None
+            spaces["text-embedding mapping"] = Space(teacher=m_q, own_query=m_q, own_train=m_t)
+        if "chain" in baselines:
+            c_q = B.zero_shot_chain(qb, student_classes, teacher_classes, s.chain_scale)
+            c_t = B.zero_shot_chain(tb, student_classes, teacher_classes, s.chain_scale) if has_train else None
+            spaces["zero-shot chain"] = Space(teacher=c_q, own_query=c_q, own_train=c_t)
+        if "undistilled" in baselines:
+            spaces[f"undistilled ({base.name})"] = Space(
+                teacher=None, own_query=qb, own_train=tb if has_train else None, zero_shot=qb @ student_classes.T,
+            )
+        for name in spaces:
+            if name not in models:
+                query_keep[name], train_keep[name] = query_keep["_base"], train_keep["_base"]
+
+    query_labels_all = np.array([taxonomy.index(it.species) for it in queries])
+    train_labels_all = np.array([taxonomy.index(it.species) for it in train]) if train else None
+    methods, cis, per_species = {}, {}, {}
+    for name, space in spaces.items():
+        ql = query_labels_all[query_keep[name]]
+        per_query: dict[str, np.ndarray] = {}
+        metrics: dict[str, float] = {"n_queries": len(ql)}
+        breakdown: dict[str, dict[str, float]] = {}
+        if space.teacher is not None and image_table is not None and len(image_table):
+            a2i = retrieval_metrics(space.teacher, ql, image_table.vectors, image_labels)
+            metrics.update(a2i_map=a2i.map, a2i_r1=a2i.recall[1], a2i_r5=a2i.recall[5], a2i_r10=a2i.recall[10])
+            metrics["i2a_map"] = retrieval_metrics(image_table.vectors, image_labels, space.teacher, ql).map
+            pq = a2i.per_query()
+            per_query["a2i_map"], per_query["a2i_r1"] = pq["map"], pq["recall@1"]
+            for label, row in a2i.per_class().items():
+                breakdown.setdefault(taxonomy[int(label)].key, {})["a2i_map"] = row["map"]
+        if space.teacher is not None:
+            a2t = retrieval_metrics(space.teacher, ql, text_vectors, text_labels)
+            metrics.update(a2t_map=a2t.map, a2t_r1=a2t.recall[1])
+        scores = space.zero_shot if space.zero_shot is not None else (
+            space.teacher @ teacher_classes.T if space.teacher is not None else None)
+        if scores is not None:
+            hits = topk_accuracy(scores, ql, ks=(1, 5))
+            metrics.update(zero_shot_top1=100 * hits[1].mean(), zero_shot_top5=100 * hits[5].mean())
+            per_query["zero_shot_top1"] = 100 * hits[1].astype(float)
+            for label, (acc, n) in per_class_accuracy(hits[1], ql).items():
+                breakdown.setdefault(taxonomy[int(label)].key, {}).update(zero_shot_top1=acc, n=n)
+        if space.own_train is not None and len(space.own_train):
+            tl = train_labels_all[train_keep[name]]
+            correct = knn_correct(space.own_train, tl, space.own_query, ql, k=s.k, tau=s.tau)
+            metrics["knn_acc"] = 100 * correct.mean()
+            per_query["knn_acc"] = 100 * correct.astype(float)
+        methods[name] = {k: float(v) for k, v in metrics.items()}
+        if s.bootstrap and per_query:
+            cis[name] = {k: [float(lo), float(hi)] for k, (lo, hi) in
+                         bootstrap_cis(per_query, n_resamples=s.bootstrap, seed=s.seed).items()}
+        per_species[name] = breakdown
+    return {
+        "methods": methods,
+        "ci": cis,
+        "per_species": per_species,
+        "dataset": {"name": ds.name, "root": str(ds.root), "species": len(taxonomy), "queries": len(queries),
+                    "knn_references": len(train), "gallery_images": len(image_table) if image_table else 0,
+                    "text_gallery": len(text_labels)},
+        "teacher": {"ref": teacher_ref, "name": t.name, "fingerprint": t.fingerprint},
+        "base_student": base_ref,
+        "models": {name: str(ref) for name, ref in models.items()},
+        "settings": asdict(s),
+        "failures": failures,
+    }
+
+
+def _student_meta(ref: str) -> dict[str, Any] | None:
+    """The birdbridge.json of a trained student, or None for a plain model."""
+    from birdbridge.models.distilled import read_meta
+    from birdbridge.models.loader import resolve_cached
+
+    if model_layout(ref) != "birdbridge":
+        return None
+    return read_meta(Path(resolve_cached(str(ref)).folder))
+
+
+def _text_gallery(encoder, taxonomy, spec: PromptSpec) -> tuple[np.ndarray, np.ndarray]:
+    """One text per species and form: the audio→text retrieval gallery."""
+    texts, labels = [], []
+    for i, sp in enumerate(taxonomy):
+        prompts = species_prompts(sp, spec)
+        texts += prompts
+        labels += [i] * len(prompts)
+    return encoder.encode_texts(texts).numpy(), np.array(labels)
+
+
+def _fit_mapping(student_text, teacher, taxonomy, species_keys, spec: PromptSpec, ridge: float) -> np.ndarray:
+    texts = [p for key in species_keys for p in species_prompts(taxonomy[taxonomy.index(key)], spec)]
+    source = student_text.encode_texts(texts).numpy()
+    target = teacher.encode_texts(texts).numpy()
+    return B.fit_text_mapping(source, target, ridge)

@@ -1,0 +1,111 @@
+"""`birdbridge evaluate`: baselines checked in isolation, and the runner against a recomputation."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from birdbridge.embed import embed_audio, embed_images
+from birdbridge.errors import BirdbridgeError
+from birdbridge.evaluate import baselines as B
+from birdbridge.evaluate.metrics import retrieval_metrics
+from birdbridge.evaluate.runner import EvalSettings, evaluate
+from train_fixtures import SPECIES, corpus, make_tone_dataset
+
+
+def test_text_mapping_recovers_a_linear_map() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((200, 6))
+    w = rng.standard_normal((6, 4))
+    y = x @ w + 0.5
+    mapping = B.fit_text_mapping(x, y, ridge=1e-8)
+    assert np.allclose(mapping[:-1], w, atol=1e-6) and np.allclose(mapping[-1], 0.5, atol=1e-6)
+    out = B.apply_text_mapping(x[:3], mapping)
+    assert np.allclose(out, (y[:3]) / np.linalg.norm(y[:3], axis=1, keepdims=True), atol=1e-5)
+
+
+def test_chain_and_random_projection() -> None:
+    student_text = np.eye(3, dtype=np.float32)
+    teacher_text = np.array([[1, 0], [0, 1], [0.6, 0.8]], np.float32)
+    audio = np.array([[0, 0, 1], [1, 0, 0]], np.float32)  # sure of species 2, then 0
+    out = B.zero_shot_chain(audio, student_text, teacher_text, scale=1000)
+    assert np.allclose(out, teacher_text[[2, 0]], atol=1e-5)
+    r1 = B.random_projection(audio, 5, seed=1)
+    assert r1.shape == (2, 5) and np.allclose(r1, B.random_projection(audio, 5, seed=1))
+    assert not np.allclose(r1, B.random_projection(audio, 5, seed=2))
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from birdbridge.models.standins import build_small_clap, build_small_clip
+
+    root = tmp_path_factory.mktemp("eval")
+    make_tone_dataset(root / "data", per_species=8, test_per_species=3)
+    rows = ["path,species,split"]
+    rng = np.random.default_rng(0)
+    (root / "data" / "images").mkdir()
+    for s, (sci, common, _) in enumerate(SPECIES):
+        for i in range(4):
+            pixels = np.clip(40 * s + rng.normal(0, 20, (24, 24, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / "data" / "images" / f"{s}_{i}.png")
+            rows.append(f"images/{s}_{i}.png,{sci}_{common},test")
+    (root / "data" / "images.csv").write_text("\n".join(rows) + "\n")
+    (root / "data" / "dataset.yaml").write_text("type: manifest\nname: tones\naudio: audio.csv\nimages: images.csv\n")
+    student = build_small_clap(root / "student", corpus=corpus())
+    teacher = build_small_clip(root / "teacher")
+    return {"dataset": root / "data" / "dataset.yaml", "student": student, "teacher": teacher}
+
+
+def test_runner_matches_a_direct_recomputation(world) -> None:
+    """Use the undistilled CLAP through the mapping baseline's shape: a2i MAP of 'random projection'
+    recomputed from the public embedding API must equal the runner's figure."""
+    settings = EvalSettings(bootstrap=50)
+    results = evaluate({}, world["dataset"], teacher=str(world["teacher"]), base_student=str(world["student"]),
+                       settings=settings)
+    methods = results["methods"]
+    assert set(methods) == {"random projection", "text-embedding mapping", "zero-shot chain", "undistilled (student)"}
+    assert "a2i_map" not in methods["undistilled (student)"] and "knn_acc" in methods["undistilled (student)"]
+
+    from birdbridge.datasets import load_dataset
+
+    ds = load_dataset(world["dataset"])
+    queries = ds.audio_split("test")
+    audio = embed_audio([q.path for q in queries], world["student"])
+    projected = B.random_projection(np.vstack([audio, embed_audio([t.path for t in ds.audio_split("train")],
+                                                                   world["student"])]), 24, seed=0)[: len(audio)]
+    images = embed_images([i.path for i in ds.images], world["teacher"])
+    ref = retrieval_metrics(projected, [q.species for q in queries], images, [i.species for i in ds.images])
+    assert methods["random projection"]["a2i_map"] == pytest.approx(ref.map, abs=1e-4)
+    lo, hi = results["ci"]["random projection"]["a2i_map"]
+    assert lo <= methods["random projection"]["a2i_map"] <= hi
+    assert set(results["per_species"]["random projection"]) == {sci for sci, _, _ in SPECIES}
+
+
+def test_cli_writes_results_json(world, tmp_path) -> None:
+    out = tmp_path / "results.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "birdbridge", "evaluate", "-d", str(world["dataset"]), "--teacher",
+         str(world["teacher"]), "--base-student", str(world["student"]), "--baselines", "random,chain",
+         "--bootstrap", "20", "-o", str(out)], capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "random projection" in result.stdout and "A→I MAP" in result.stdout
+    data = json.loads(out.read_text())
+    assert set(data["methods"]) == {"random projection", "zero-shot chain"}
+    assert 0 <= data["methods"]["zero-shot chain"]["a2i_map"] <= 100
+
+
+def test_clear_errors(world) -> None:
+    with pytest.raises(BirdbridgeError, match="unknown baseline"):
+        evaluate({}, world["dataset"], teacher=str(world["teacher"]), base_student=str(world["student"]),
+                 baselines=("bogus",))
+    with pytest.raises(BirdbridgeError, match="no teacher"):
+        evaluate({}, world["dataset"], base_student=str(world["student"]))
+    with pytest.raises(BirdbridgeError, match="split"):
+        evaluate({}, world["dataset"], teacher=str(world["teacher"]), base_student=str(world["student"]),
+                 settings=EvalSettings(split="nope"))
