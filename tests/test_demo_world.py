@@ -312,6 +312,20 @@ def test_world_load_round_trips(world: World) -> None:
     assert loaded.visual_traits(sp.common_name) == VisualTraits.from_vector(world.visual[3])
 
 
+def test_world_loads_as_a_project_dataset(world: World) -> None:
+    from birdbridge.datasets import load_dataset
+
+    dataset = load_dataset(world.root)
+    assert dataset.name == "demo-world" and dataset.taxonomy == world.taxonomy
+    assert [(a.id, a.species, a.split, a.duration_s) for a in dataset.audio] == [
+        (a.id, a.species, a.split, a.duration_s) for a in world.audio
+    ]
+    assert [Path(a.path).resolve() for a in dataset.audio] == [world.path(a).resolve() for a in world.audio]
+    assert [(i.id, i.species, i.split, i.licence) for i in dataset.images] == [
+        (i.id, i.species, i.split, i.licence) for i in world.images
+    ]
+
+
 def test_splits_are_stratified(world: World) -> None:
     for items in (world.audio, world.images):
         for sp in world.taxonomy:

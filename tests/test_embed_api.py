@@ -131,3 +131,14 @@ def test_embed_species_matches_manual_average(tiny_clip) -> None:
         e = embed_texts(texts, tiny_clip).mean(axis=0)
         manual.append(e / np.linalg.norm(e))
     assert np.allclose(out, np.stack(manual), atol=1e-5) and unit_rows(out)
+
+
+def test_clap_text_side_tells_texts_apart(tiny_clap) -> None:
+    """The stand-in CLAP's own tokenizer must really tokenise (a broken one maps every text alike)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_clap)
+    ids = tok(["Pica hudsonia", "American Robin"])["input_ids"]
+    assert len(tok) > 50 and len(ids[0]) > 2 and ids[0] != ids[1]
+    out = embed_texts(["Pica hudsonia", "American Robin"], tiny_clap)
+    assert float(out[0] @ out[1]) < 0.9999

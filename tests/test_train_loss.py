@@ -64,5 +64,5 @@ def test_temperature() -> None:
     assert not any(p.requires_grad for p in fixed.parameters())
     assert math.isclose(fixed.temperature, 0.07, rel_tol=1e-6)
     learnable = Temperature(0.001, learnable=True)  # clamped to a scale of at most 100
-    assert math.isclose(float(learnable()), 100.0, rel_tol=1e-6)
+    assert math.isclose(learnable().item(), 100.0, rel_tol=1e-6)
     assert [p.requires_grad for p in learnable.parameters()] == [True]

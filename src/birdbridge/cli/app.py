@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from birdbridge.cli import dataset_cmd, embed_cmd, evaluate_cmd, models_cmd, train_cmd
+from birdbridge.cli import dataset_cmd, demo_cmd, embed_cmd, evaluate_cmd, models_cmd, train_cmd
 from birdbridge.cli.common import console_err
 
 app = typer.Typer(
@@ -18,6 +18,7 @@ app = typer.Typer(
 models_cmd.register(app)
 train_cmd.register(app)
 evaluate_cmd.register(app)
+demo_cmd.register(app)
 app.add_typer(embed_cmd.app, name="embed")
 app.add_typer(dataset_cmd.app, name="dataset")
 

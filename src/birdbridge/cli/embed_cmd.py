@@ -14,6 +14,15 @@ MODEL_HELP = "Preset name (see `birdbridge models`), hub id, or local model fold
 OUTPUT_HELP = ".npy (float32 [N, D]), .parquet or .csv (with input names and, for audio, window times)."
 
 
+def _check_output(output: Path) -> None:
+    """Refuse an unknown output format before any work is done."""
+    from birdbridge.embed.writers import FORMATS
+    from birdbridge.errors import BirdbridgeError
+
+    if output.suffix.lower() not in FORMATS:
+        raise BirdbridgeError(f"{output}: unknown output format {output.suffix!r}; use one of {', '.join(FORMATS)}")
+
+
 def _finish(table, output: Path, what: str) -> None:
     from birdbridge.embed.writers import write_table
 
@@ -36,6 +45,7 @@ def embed_audio_cmd(
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:1, mps (default: best available)."),
 ) -> None:
     """Embed recordings in fixed windows; bad files are skipped and reported."""
+    _check_output(output)
     from birdbridge.embed.audio import embed_audio_windows
 
     table = embed_audio_windows(
@@ -53,6 +63,7 @@ def embed_image_cmd(
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:1, mps (default: best available)."),
 ) -> None:
     """Embed pictures with an image-text model; bad images are skipped and reported."""
+    _check_output(output)
     from birdbridge.embed.images import embed_image_files
 
     table = embed_image_files(inputs, model, batch_size=batch_size, device=device)
@@ -68,6 +79,7 @@ def embed_text_cmd(
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:1, mps (default: best available)."),
 ) -> None:
     """Embed texts with the text side of an image-text model or a CLAP model."""
+    _check_output(output)
     import numpy as np
 
     from birdbridge.embed.table import EmbeddingTable
@@ -101,6 +113,7 @@ def embed_species_cmd(
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:1, mps (default: best available)."),
 ) -> None:
     """One text embedding per species, averaged over forms × templates (cached on disk)."""
+    _check_output(output)
     import numpy as np
 
     from birdbridge.embed.table import EmbeddingTable

@@ -154,11 +154,13 @@ def synth_call(
     """A recording of ``duration_s`` with one or more calls of a random individual of the species.
 
     Calls start at a random offset and repeat after ``call_gap_s`` (jittered) while they fit; the
-    first call is shortened if the clip is too short for it. ``snr_db`` is a range: the recording's
-    SNR (power during calls over noise power) is uniform in it; None gives no noise. The noise's
-    power spectrum falls as 1/f**e with e uniform in ``noise_exponent`` (1: pink, 2: brown). With probability
+    first call is shortened if the clip is too short for it. The individual's pitch and tempo are
+    jittered by ``2 ** N(0, *_jitter_oct)``. ``snr_db`` is a range: the recording's SNR (power
+    during calls over noise power) is uniform in it; None gives no noise. The noise's power spectrum
+    falls as 1/f**e, e uniform in ``noise_exponent`` (1: pink, 2: brown). With probability
     ``click_p`` a few broadband clicks are added, and with probability ``other_p`` (if ``others`` is
     not empty) one faint call of a random species from ``others``, 8-20 dB below the target's calls.
+    The onsets and offsets are those of the target's calls only.
     """
     sr = sample_rate
     n = round(duration_s * sr)

@@ -95,7 +95,7 @@ class WorldConfig:
         return self.n_orders * self.families_per_order * self.genera_per_family * self.species_per_genus
 
     @property
-    def looks_seed(self) -> int:
+    def resolved_visual_seed(self) -> int:
         return self.seed if self.visual_seed is None else self.visual_seed
 
     @classmethod
@@ -256,7 +256,7 @@ def _make_audio(job: _Job, root: Path, cfg: WorldConfig, acoustic: np.ndarray) -
 
 
 def _make_image(job: _Job, root: Path, cfg: WorldConfig, visual: np.ndarray) -> ImageItem:
-    rng = np.random.default_rng([cfg.looks_seed, _IMAGES, job.species, job.index])
+    rng = np.random.default_rng([cfg.resolved_visual_seed, _IMAGES, job.species, job.index])
     image = draw_bird(VisualTraits.from_vector(visual[job.species]), rng, cfg.image_size)
     target = root / job.path
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -294,7 +294,7 @@ def _world_json(cfg: WorldConfig, taxonomy: Taxonomy, acoustic: np.ndarray, visu
         "version": VERSION,
         "config": asdict(cfg),
         "seed": cfg.seed,
-        "visual_seed": cfg.looks_seed,
+        "visual_seed": cfg.resolved_visual_seed,
         "level_scales": LEVEL_SCALES,
         "species": [
             {
@@ -336,18 +336,21 @@ def _check_target(out_dir: Path) -> bool:
 def _publish(tmp: Path, out_dir: Path) -> None:
     """Rename ``tmp`` onto ``out_dir``, replacing an earlier world there (never other content)."""
     for _ in range(3):
+        old = None
         if _check_target(out_dir):
             old = _sibling(out_dir, "old")
             try:
                 os.replace(out_dir, old)
             except FileNotFoundError:  # someone else moved it first
                 continue
-            shutil.rmtree(old, ignore_errors=True)
         try:
             os.replace(tmp, out_dir)
             return
         except OSError:  # a concurrent writer published first; try again
             continue
+        finally:
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
     raise BirdbridgeError(f"could not move the new world into {out_dir} (is another process writing it?)")
 
 
@@ -361,7 +364,8 @@ def generate_world(
     """Generate a world into ``out_dir`` (replacing an earlier world there) and return it.
 
     ``progress(done, total)`` is called as recordings and pictures are made (``total`` is their
-    number). ``workers`` > 1 makes items in that many processes; the files are identical either way.
+    number). ``workers`` > 1 makes items in that many (spawned) processes; the files are identical
+    either way. Each worker costs a second or two to start, so this pays off for large worlds only.
     """
     cfg = WorldConfig() if cfg is None else cfg
     out_dir = Path(out_dir)
@@ -369,7 +373,7 @@ def generate_world(
     taxonomy = generate_taxonomy(cfg.n_orders, cfg.families_per_order, cfg.genera_per_family,
                                  cfg.species_per_genus, seed=cfg.seed)
     acoustic = sample_acoustic(taxonomy, cfg.seed)
-    visual = sample_visual(taxonomy, cfg.looks_seed)
+    visual = sample_visual(taxonomy, cfg.resolved_visual_seed)
     jobs = _plan(taxonomy, cfg)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = _sibling(out_dir, "tmp")

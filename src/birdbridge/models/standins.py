@@ -66,6 +66,8 @@ def small_clap_config(
 
 def train_roberta_tokenizer(corpus: Iterable[str], folder: str | Path, vocab_size: int = 512):
     """A byte-level BPE tokenizer in RoBERTa's file layout (vocab.json + merges.txt), trained on ``corpus``."""
+    import json
+
     from tokenizers import ByteLevelBPETokenizer
     from transformers import RobertaTokenizerFast
 
@@ -80,9 +82,12 @@ def train_roberta_tokenizer(corpus: Iterable[str], folder: str | Path, vocab_siz
         show_progress=False,
     )
     bpe.save_model(str(folder))
-    tokenizer = RobertaTokenizerFast(
-        vocab_file=str(folder / "vocab.json"), merges_file=str(folder / "merges.txt"), model_max_length=64
-    )
+    vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
+    merges = [tuple(line.split()) for line in (folder / "merges.txt").read_text(encoding="utf-8").splitlines()
+              if line and not line.startswith("#version")]
+    tokenizer = RobertaTokenizerFast(vocab=vocab, merges=merges, model_max_length=64)
+    if len(tokenizer) <= 5:
+        raise RuntimeError(f"{folder}: the trained tokenizer did not load (vocabulary of {len(tokenizer)})")
     tokenizer.save_pretrained(folder)
     return tokenizer
 

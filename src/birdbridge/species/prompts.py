@@ -17,10 +17,12 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 from birdbridge.errors import BirdbridgeError, InputError
 from birdbridge.species.taxonomy import Species, Taxonomy
@@ -309,15 +311,15 @@ def species_prompts(species: Species, spec: PromptSpec) -> list[str]:
 
 # ------------------------------------------------------------------------------------------ embeddings
 
-Encode = Callable[[list[str]], torch.Tensor | np.ndarray]
+Encode = Callable[[list[str]], "torch.Tensor | np.ndarray"]
 
 
 def _encode_normalised(encode: Encode, texts: list[str], dim: int | None) -> np.ndarray:
     """Encode unique texts once; return one L2-normalised float64 row per input text."""
     unique = list(dict.fromkeys(texts))
     out = encode(unique)
-    if isinstance(out, torch.Tensor):
-        out = out.detach().to("cpu", torch.float32).numpy()
+    if hasattr(out, "detach"):  # a torch tensor (torch is imported only by the encoders)
+        out = out.detach().float().cpu().numpy()
     arr = np.asarray(out, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[0] != len(unique) or (dim is not None and arr.shape[1] != dim):
         expected = f"[{len(unique)}, {dim if dim is not None else 'D'}]"

@@ -1,0 +1,32 @@
+"""``birdbridge demo``: the offline end-to-end demonstration on a synthetic world."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from birdbridge.cli.common import console, console_err
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("demo")
+    def demo_cmd(
+        out: Path = typer.Option(Path("demo_out"), "--out", "-o", help="Output folder (replaced if it is a demo)."),
+        species: int = typer.Option(24, "--species", "-n", min=8, help="Number of species (rounded to 8s)."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the world and of every training run."),
+        distill_epochs: int = typer.Option(30, help="Epochs of distillation."),
+    ) -> None:
+        """Generate a world, pretrain stand-in models, distil, evaluate against the baselines, report."""
+        from birdbridge.demo.run import DemoSettings, run_demo, summary_lines
+        from birdbridge.evaluate.report import results_table
+
+        results = run_demo(out, DemoSettings(species=species, seed=seed, distill_epochs=distill_epochs),
+                           log=lambda m: console_err.print(m, highlight=False, markup=False))
+        console.print(results_table(results, "demo world: audio→image retrieval and friends"))
+        for line in summary_lines(results):
+            console.print(line)
+        console.print(f"results: {out / 'results.json'}; report: {out / 'report.md'}; "
+                      f"student: {out / 'distill' / 'model'}")
+        if not all(results["checks"].values()):
+            raise typer.Exit(1)
