@@ -14,6 +14,14 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
   # shellcheck disable=SC2086
   "${PIP[@]}" install ${BIRDBRIDGE_TORCH:-torch==2.13.0}
 fi
+if [ "$1" = "test" ] && [ ! -x /usr/bin/chromium ]; then
+  # The browser test drives Debian's chromium through Playwright (browser downloads do not work here).
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "note: install Debian's chromium (/usr/bin/chromium) for the browser test" >&2
+  fi
+fi
 stamp="$VENV/.birdbridge-install-$1"
 want="$(cat "$ROOT/pyproject.toml" "$ROOT/scripts/_env.sh" | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then

@@ -6,7 +6,17 @@ import sys
 
 import typer
 
-from birdbridge.cli import dataset_cmd, demo_cmd, embed_cmd, evaluate_cmd, models_cmd, train_cmd
+from birdbridge.cli import (
+    dataset_cmd,
+    demo_cmd,
+    embed_cmd,
+    evaluate_cmd,
+    index_cmd,
+    models_cmd,
+    search_cmd,
+    serve_cmd,
+    train_cmd,
+)
 from birdbridge.cli.common import console_err
 
 app = typer.Typer(
@@ -19,8 +29,12 @@ models_cmd.register(app)
 train_cmd.register(app)
 evaluate_cmd.register(app)
 demo_cmd.register(app)
+index_cmd.register(app)
+search_cmd.register(app)
+serve_cmd.register(app)
 app.add_typer(embed_cmd.app, name="embed")
 app.add_typer(dataset_cmd.app, name="dataset")
+app.add_typer(index_cmd.gallery_app, name="gallery")
 
 
 def main(argv: list[str] | None = None) -> None:

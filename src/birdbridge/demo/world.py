@@ -7,7 +7,10 @@ Layout of ``out_dir`` (paths in the manifests are relative to it)::
     audio.csv                         id, path, species, split, duration_s, call_onsets, call_offsets
     images/<code>/<code>-img000.png   RGB
     images.csv                        id, path, species, split, source, licence, photographer
-    dataset.yaml                      {type: manifest, name: demo-world, audio, images, taxonomy}
+    videos/<code>/<code>-vid000.mp4   only with videos_per_species > 0: H.264 + AAC (demo.videos)
+    videos.csv                        id, path, species, split, fps, frame_count, duration_s, visible_start,
+                                      visible_end, call_onsets, call_offsets, target_second, reliable_audio
+    dataset.yaml                      {type: manifest, name: demo-world, audio, images, [videos,] taxonomy}
     world.json                        config and every species' trait values
 
 Every item has its own random generator keyed by (seed, kind, species, item), so the output does not
@@ -38,16 +41,20 @@ from birdbridge.demo.calls import synth_call
 from birdbridge.demo.names import generate_taxonomy
 from birdbridge.demo.pictures import draw_bird
 from birdbridge.demo.traits import LEVEL_SCALES, AcousticTraits, VisualTraits, sample_acoustic, sample_visual
+from birdbridge.demo.videos import VideoItem, render_clip, write_clip
 from birdbridge.errors import BirdbridgeError, InputError
 from birdbridge.species.taxonomy import Species, Taxonomy, load_taxonomy_csv
 
-__all__ = ["AudioItem", "ImageItem", "World", "WorldConfig", "generate_world"]
+__all__ = ["AudioItem", "ImageItem", "VideoItem", "World", "WorldConfig", "generate_world"]
 
 FORMAT = "birdbridge-demo-world"
 VERSION = 1
 AUDIO_COLUMNS = ("id", "path", "species", "split", "duration_s", "call_onsets", "call_offsets")
 IMAGE_COLUMNS = ("id", "path", "species", "split", "source", "licence", "photographer")
-_AUDIO, _IMAGES, _SPLIT = 1, 2, 3  # random stream tags
+VIDEO_COLUMNS = ("id", "path", "species", "split", "fps", "frame_count", "duration_s", "visible_start", "visible_end",
+                 "call_onsets", "call_offsets", "target_second", "reliable_audio")
+_AUDIO, _IMAGES, _SPLIT, _VIDEOS = 1, 2, 3, 4  # random stream tags
+_VIDEO_FIELDS = ("videos_per_species", "video_s", "video_fps", "video_visible")  # left out of world.json if 0
 
 Progress = Callable[[int, int], None]
 
@@ -69,12 +76,16 @@ class WorldConfig:
     image_size: int = 64
     seed: int = 0
     visual_seed: int | None = None
+    videos_per_species: int = 0  # clips with sound, the bird in view for part of each (demo.videos)
+    video_s: tuple[float, float] = (4.0, 6.0)
+    video_fps: float = 8.0
+    video_visible: tuple[float, float] = (0.2, 0.35)  # fraction of a clip's frames that show the bird
 
     def __post_init__(self) -> None:
         for name in ("n_orders", "families_per_order", "genera_per_family", "species_per_genus"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
-        for name in ("recordings_per_species", "images_per_species"):
+        for name in ("recordings_per_species", "images_per_species", "videos_per_species"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 or more")
         if not 0.0 <= self.test_fraction < 1.0:
@@ -89,6 +100,17 @@ class WorldConfig:
             raise ValueError(f"sample_rate must be at least 8000 Hz, got {self.sample_rate}")
         if self.image_size < 16:
             raise ValueError(f"image_size must be at least 16, got {self.image_size}")
+        object.__setattr__(self, "video_s", tuple(float(v) for v in self.video_s))
+        object.__setattr__(self, "video_visible", tuple(float(v) for v in self.video_visible))
+        if not 1.0 <= self.video_fps <= 60.0:
+            raise ValueError(f"video_fps must be in [1, 60], got {self.video_fps}")
+        if len(self.video_visible) != 2 or not 0.0 < self.video_visible[0] <= self.video_visible[1] <= 1.0:
+            raise ValueError(f"video_visible must be (min, max) with 0 < min <= max <= 1, got {self.video_visible}")
+        if len(self.video_s) != 2 or not self.video_s[0] <= self.video_s[1] or (
+            self.video_s[0] * self.video_visible[0] < 0.25
+        ):
+            raise ValueError(f"video_s must be (min, max) with min * video_visible[0] >= 0.25 s (room for a call), "
+                             f"got {self.video_s}")
 
     @property
     def n_species(self) -> int:
@@ -141,6 +163,7 @@ class World:
     images: tuple[ImageItem, ...]
     acoustic: np.ndarray  # [S, len(AcousticTraits.NAMES)], rows in taxonomy order
     visual: np.ndarray  # [S, len(VisualTraits.NAMES)]
+    videos: tuple[VideoItem, ...] = ()
 
     acoustic_names = AcousticTraits.NAMES
     visual_names = VisualTraits.NAMES
@@ -161,7 +184,10 @@ class World:
     def image_items(self, split: str | None = None) -> list[ImageItem]:
         return [i for i in self.images if split is None or i.split == split]
 
-    def path(self, item: AudioItem | ImageItem) -> Path:
+    def video_items(self, split: str | None = None) -> list[VideoItem]:
+        return [v for v in self.videos if split is None or v.split == split]
+
+    def path(self, item: AudioItem | ImageItem | VideoItem) -> Path:
         return self.root / item.path
 
     @classmethod
@@ -191,12 +217,18 @@ class World:
             for r in _read_rows(root / "audio.csv", AUDIO_COLUMNS)
         )
         images = tuple(ImageItem(**r) for r in _read_rows(root / "images.csv", IMAGE_COLUMNS))
-        for item in (*audio, *images):
+        videos = tuple(
+            VideoItem(r["id"], r["path"], r["species"], r["split"], float(r["fps"]), int(r["frame_count"]),
+                      float(r["duration_s"]), float(r["visible_start"]), float(r["visible_end"]),
+                      _floats(r["call_onsets"]), _floats(r["call_offsets"]))
+            for r in (_read_rows(root / "videos.csv", VIDEO_COLUMNS) if config.videos_per_species > 0 else [])
+        )
+        for item in (*audio, *images, *videos):
             if item.species not in taxonomy:
                 raise InputError(str(root), f"item {item.id!r} has species {item.species!r}, not in taxonomy.csv")
             if not (root / item.path).is_file():
                 raise InputError(str(root / item.path), "file not found", "the world is incomplete; generate it again")
-        return cls(root, config, taxonomy, audio, images, acoustic, visual)
+        return cls(root, config, taxonomy, audio, images, acoustic, visual, videos)
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -233,7 +265,7 @@ def _splits(n: int, fraction: float, rng: np.random.Generator) -> list[str]:
 
 @dataclass(frozen=True)
 class _Job:
-    kind: int  # _AUDIO or _IMAGES
+    kind: int  # _AUDIO, _IMAGES or _VIDEOS
     species: int
     index: int
     item_id: str
@@ -264,10 +296,27 @@ def _make_image(job: _Job, root: Path, cfg: WorldConfig, visual: np.ndarray) -> 
     return ImageItem(job.item_id, job.path, job.scientific_name, job.split)
 
 
+def _make_video(job: _Job, root: Path, cfg: WorldConfig, acoustic: np.ndarray, visual: np.ndarray) -> VideoItem:
+    """A clip: timing and sound from the world's seed, pictures from its visual seed."""
+    clip = render_clip(
+        VisualTraits.from_vector(visual[job.species]), AcousticTraits.from_vector(acoustic[job.species]),
+        np.random.default_rng([cfg.seed, _VIDEOS, job.species, job.index]),
+        picture_rng=np.random.default_rng([cfg.resolved_visual_seed, _VIDEOS, _IMAGES, job.species, job.index]),
+        size=cfg.image_size, fps=cfg.video_fps, duration_s=cfg.video_s, visible_fraction=cfg.video_visible,
+        sample_rate=cfg.sample_rate, snr_db=cfg.snr_db,
+    )
+    write_clip(root / job.path, clip)
+    return VideoItem(job.item_id, job.path, job.scientific_name, job.split, clip.fps, len(clip.frames),
+                     round(clip.duration_s, 4), round(clip.visible_start, 4), round(clip.visible_end, 4),
+                     clip.call_onsets, clip.call_offsets)
+
+
 def _run_chunk(jobs: list[_Job], root: Path, cfg: WorldConfig, acoustic: np.ndarray,
-               visual: np.ndarray) -> list[AudioItem | ImageItem]:
+               visual: np.ndarray) -> list[AudioItem | ImageItem | VideoItem]:
     return [
-        _make_audio(j, root, cfg, acoustic) if j.kind == _AUDIO else _make_image(j, root, cfg, visual)
+        _make_audio(j, root, cfg, acoustic) if j.kind == _AUDIO
+        else _make_image(j, root, cfg, visual) if j.kind == _IMAGES
+        else _make_video(j, root, cfg, acoustic, visual)
         for j in jobs
     ]
 
@@ -277,6 +326,7 @@ def _plan(taxonomy: Taxonomy, cfg: WorldConfig) -> list[_Job]:
     for kind, count, folder, tag, ext in (
         (_AUDIO, cfg.recordings_per_species, "audio", "rec", "wav"),
         (_IMAGES, cfg.images_per_species, "images", "img", "png"),
+        (_VIDEOS, cfg.videos_per_species, "videos", "vid", "mp4"),
     ):
         for s, sp in enumerate(taxonomy):
             splits = _splits(count, cfg.test_fraction, np.random.default_rng([cfg.seed, _SPLIT, kind, s]))
@@ -288,11 +338,20 @@ def _plan(taxonomy: Taxonomy, cfg: WorldConfig) -> list[_Job]:
 
 # ------------------------------------------------------------------------------------------- world
 
+def _config_dict(cfg: WorldConfig) -> dict[str, Any]:
+    """The config for world.json; without videos the video fields are left out (older worlds' bytes)."""
+    config = asdict(cfg)
+    if cfg.videos_per_species == 0:
+        for name in _VIDEO_FIELDS:
+            del config[name]
+    return config
+
+
 def _world_json(cfg: WorldConfig, taxonomy: Taxonomy, acoustic: np.ndarray, visual: np.ndarray) -> dict:
     return {
         "format": FORMAT,
         "version": VERSION,
-        "config": asdict(cfg),
+        "config": _config_dict(cfg),
         "seed": cfg.seed,
         "visual_seed": cfg.resolved_visual_seed,
         "level_scales": LEVEL_SCALES,
@@ -363,7 +422,7 @@ def generate_world(
 ) -> World:
     """Generate a world into ``out_dir`` (replacing an earlier world there) and return it.
 
-    ``progress(done, total)`` is called as recordings and pictures are made (``total`` is their
+    ``progress(done, total)`` is called as recordings, pictures and videos are made (``total`` is their
     number). ``workers`` > 1 makes items in that many (spawned) processes; the files are identical
     either way. Each worker costs a second or two to start, so this pays off for large worlds only.
     """
@@ -382,6 +441,7 @@ def generate_world(
         items = _make_items(jobs, tmp, cfg, acoustic, visual, progress, workers)
         audio = tuple(i for i in items if isinstance(i, AudioItem))
         images = tuple(i for i in items if isinstance(i, ImageItem))
+        videos = tuple(i for i in items if isinstance(i, VideoItem))
         # The folder is published as a whole, so files are written directly (with the usual permissions).
         (tmp / "audio.csv").write_text(_csv_text(AUDIO_COLUMNS, (
             (a.id, a.path, a.species, a.split, repr(a.duration_s), " ".join(f"{t:.4f}" for t in a.call_onsets),
@@ -389,10 +449,16 @@ def generate_world(
         (tmp / "images.csv").write_text(_csv_text(IMAGE_COLUMNS, (
             (i.id, i.path, i.species, i.split, i.source, i.licence, i.photographer) for i in images)),
             encoding="utf-8")
+        if cfg.videos_per_species > 0:
+            (tmp / "videos.csv").write_text(_csv_text(VIDEO_COLUMNS, (
+                (v.id, v.path, v.species, v.split, repr(v.fps), v.frame_count, repr(v.duration_s),
+                 repr(v.visible_start), repr(v.visible_end), " ".join(f"{t:.4f}" for t in v.call_onsets),
+                 " ".join(f"{t:.4f}" for t in v.call_offsets), repr(v.target_second), "true") for v in videos)),
+                encoding="utf-8")
         taxonomy.to_csv(tmp / "taxonomy.csv")
         shutil.copymode(tmp / "audio.csv", tmp / "taxonomy.csv")  # to_csv's temporary file was private
         dataset = {"type": "manifest", "name": "demo-world", "audio": "audio.csv", "images": "images.csv",
-                   "taxonomy": "taxonomy.csv"}
+                   **({"videos": "videos.csv"} if cfg.videos_per_species > 0 else {}), "taxonomy": "taxonomy.csv"}
         (tmp / "dataset.yaml").write_text(yaml.safe_dump(dataset, sort_keys=False), encoding="utf-8")
         meta = json.dumps(_world_json(cfg, taxonomy, acoustic, visual), indent=2, ensure_ascii=False)
         (tmp / "world.json").write_text(meta + "\n", encoding="utf-8")  # last: marks the world complete
@@ -400,7 +466,7 @@ def generate_world(
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return World(out_dir, cfg, taxonomy, audio, images, acoustic, visual)
+    return World(out_dir, cfg, taxonomy, audio, images, acoustic, visual, videos)
 
 
 def _make_items(
@@ -411,11 +477,11 @@ def _make_items(
     visual: np.ndarray,
     progress: Progress | None,
     workers: int,
-) -> list[AudioItem | ImageItem]:
+) -> list[AudioItem | ImageItem | VideoItem]:
     total = len(jobs)
     chunks = [jobs[i : i + 16] for i in range(0, total, 16)]
     done = 0
-    results: list[AudioItem | ImageItem] = []
+    results: list[AudioItem | ImageItem | VideoItem] = []
     if workers <= 1 or len(chunks) <= 1:
         for job in jobs:
             results += _run_chunk([job], root, cfg, acoustic, visual)

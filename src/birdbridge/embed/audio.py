@@ -18,7 +18,7 @@ from birdbridge.audio import (
     windows_from_array,
 )
 from birdbridge.embed.table import EmbeddingTable, Failure
-from birdbridge.errors import BirdbridgeError
+from birdbridge.errors import BirdbridgeError, InputError
 from birdbridge.models.loader import load_student
 from birdbridge.models.student import AudioStudent
 from birdbridge.utils.prefetch import batched, prefetch
@@ -33,9 +33,9 @@ def window_spec_for(
     """Segments of ``window_s`` (default: the model's window), each padded to the model's window."""
     window_s = float(window_s or student.window_s)
     if window_s > student.window_s + 1e-9:
-        raise BirdbridgeError(
-            f"--window {window_s:g} s is longer than the model's {student.window_s:g} s input; "
-            f"use a window of at most {student.window_s:g} s."
+        raise InputError("window",
+            f"{window_s:g} s is longer than the model's {student.window_s:g} s input",
+            f"use a window of at most {student.window_s:g} s"
         )
     return WindowSpec(window_s=window_s, hop_s=hop_s, min_tail_s=min(min_tail_s, window_s))
 
@@ -90,6 +90,8 @@ def embed_audio_windows(
         start_s=np.array([rows[k][2] for k in keep], dtype=np.float64),
         end_s=np.array([rows[k][3] for k in keep], dtype=np.float64),
         failures=[failures[i] for i in sorted(failures)],
+        meta={"kind": "audio", "model": student.name, "fingerprint": student.fingerprint,
+              "window_s": spec.window_s, "hop_s": spec.hop_s or spec.window_s},
     )
 
 

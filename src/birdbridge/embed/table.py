@@ -24,6 +24,7 @@ class EmbeddingTable:
     start_s: np.ndarray | None = None
     end_s: np.ndarray | None = None
     failures: list[Failure] = field(default_factory=list)
+    meta: dict = field(default_factory=dict)  # what made the embeddings (model name and fingerprint, windows)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -53,7 +54,7 @@ class EmbeddingTable:
         if self.start_s is not None and self.end_s is not None:
             starts = np.array([self.start_s[idx].min() for idx in order.values()], dtype=np.float64)
             ends = np.array([self.end_s[idx].max() for idx in order.values()], dtype=np.float64)
-        return EmbeddingTable(vectors, list(order), starts, ends, list(self.failures))
+        return EmbeddingTable(vectors, list(order), starts, ends, list(self.failures), {**self.meta, "pooled": True})
 
 
 def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:

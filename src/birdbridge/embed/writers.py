@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ def write_table(path: str | Path, table: EmbeddingTable) -> Path:
     if suffix == ".npy":
         write_npy(path, vectors)
     elif suffix == ".parquet":
-        _write_parquet(path, table.columns(), vectors)
+        _write_parquet(path, table.columns(), vectors, table.meta)
     elif suffix == ".csv":
         _write_csv(path, table.columns(), vectors)
     else:
@@ -31,7 +32,7 @@ def write_table(path: str | Path, table: EmbeddingTable) -> Path:
     return path
 
 
-def _write_parquet(path: Path, columns: dict[str, list], vectors: np.ndarray) -> None:
+def _write_parquet(path: Path, columns: dict[str, list], vectors: np.ndarray, meta: dict | None = None) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -40,6 +41,8 @@ def _write_parquet(path: Path, columns: dict[str, list], vectors: np.ndarray) ->
     flat = pa.array(vectors.reshape(-1), type=pa.float32())
     arrays["embedding"] = pa.FixedSizeListArray.from_arrays(flat, dim)
     table = pa.table(arrays)
+    if meta:
+        table = table.replace_schema_metadata({"birdbridge": json.dumps(meta, default=str)})
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
 
@@ -62,6 +65,10 @@ def read_table(path: str | Path) -> EmbeddingTable:
         import pyarrow.parquet as pq
 
         data = pq.read_table(path)
+        raw_meta = (data.schema.metadata or {}).get(b"birdbridge")
+        meta = json.loads(raw_meta) if raw_meta else {}
+        if "embedding" not in data.column_names or "name" not in data.column_names:
+            raise BirdbridgeError(f"{path}: not an embeddings file (needs 'name' and 'embedding' columns)")
         vectors = np.asarray(data.column("embedding").combine_chunks().flatten(), dtype=np.float32)
         vectors = vectors.reshape(data.num_rows, -1)
         cols = {name: data.column(name).to_pylist() for name in data.column_names if name != "embedding"}
@@ -72,8 +79,9 @@ def read_table(path: str | Path) -> EmbeddingTable:
         dims = [i for i, h in enumerate(header) if h.startswith("e") and h[1:].isdigit()]
         vectors = np.array([[float(r[i]) for i in dims] for r in body], dtype=np.float32).reshape(len(body), -1)
         cols = {h: [r[i] for r in body] for i, h in enumerate(header) if i not in dims}
+        meta = {}
     else:
         raise BirdbridgeError(f"{path}: can read .parquet or .csv embeddings, not {suffix!r}")
     starts = np.asarray(cols["start_s"], dtype=np.float64) if "start_s" in cols else None
     ends = np.asarray(cols["end_s"], dtype=np.float64) if "end_s" in cols else None
-    return EmbeddingTable(vectors=vectors, names=[str(n) for n in cols["name"]], start_s=starts, end_s=ends)
+    return EmbeddingTable(vectors=vectors, names=[str(n) for n in cols["name"]], start_s=starts, end_s=ends, meta=meta)

@@ -195,6 +195,7 @@ def _train(cfg: TrainConfig, device: torch.device, info: D.DistInfo, fresh: bool
             student.cpu(), model_dir, teacher=teacher_meta,
             extra={
                 "objective": cfg.objective,
+                "logit_scale": float(model.temperature().detach()),  # 1/temperature: calibrates softmax scores
                 "base_student": {"ref": cfg.student, "fingerprint": base_fingerprint},
                 "prompts": {"mix": cfg.prompts.mix, "templates": cfg.prompts.templates},
                 "train": {"steps": step, "config": cfg.as_dict()},

@@ -1,0 +1,231 @@
+"""``birdbridge index`` (build or add to an image gallery) and ``birdbridge gallery {info,ann,species}``."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import typer
+
+from birdbridge.cli.common import console, console_err
+
+gallery_app = typer.Typer(no_args_is_help=True, help="Inspect and maintain image galleries (see `birdbridge index`).")
+
+SHOWN_FAILURES = 20
+TEACHER_HELP = "The image-text teacher: preset (see `birdbridge models`), hub id, or local model folder."
+FORMS_HELP = "Comma-separated text forms: taxonomic, taxonomic_common, scientific, common, scientific_common."
+TEMPLATES_HELP = "Template set: openai (80, as pybioclip), single, none."
+DEVICE_HELP = "cpu, cuda, cuda:1, mps (default: best available)."
+
+
+def register(app: typer.Typer) -> None:
+    app.command("index")(index_cmd)
+
+
+def _forms(text: str) -> list[str]:
+    return [f.strip() for f in text.split(",") if f.strip()]
+
+
+def _species_source(species_list: Path | None, taxonomy: Path | None):
+    from birdbridge.gallery.species_index import load_species_source
+
+    return load_species_source(species_list=species_list, taxonomy=taxonomy)
+
+
+def index_cmd(
+    images: list[Path] = typer.Option(
+        ..., "--images", "-i",
+        help="Image sources: a folder of species subfolders, a manifest (.csv/.tsv/.parquet with path, species), "
+        "or precomputed teacher embeddings (.parquet with an embedding column). More may follow as arguments.",
+    ),
+    more: list[Path] = typer.Argument(None, help="More image sources (after --images).", show_default=False),
+    output: Path = typer.Option(..., "--output", "-o", help="The gallery folder."),
+    teacher: str = typer.Option("bioclip-2", "--teacher", "-t", help=TEACHER_HELP),
+    add: bool = typer.Option(False, "--add", help="Append to an existing gallery (the teacher must be the same)."),
+    ann: bool | None = typer.Option(
+        None, "--ann/--no-ann",
+        help="Build (or update) the ANN index; default: automatically from 200,000 images.", show_default=False,
+    ),
+    species_list: Path | None = typer.Option(
+        None, "--species-list", "--slist", help="BirdNET-style species list (`Genus species_Common Name` lines) for "
+        "the species index; listed species without pictures are kept (open-vocabulary ranking).",
+    ),
+    taxonomy: Path | None = typer.Option(None, "--taxonomy", help="Taxonomy CSV for the species index and names."),
+    forms: str = typer.Option("taxonomic_common", help=FORMS_HELP),
+    templates: str = typer.Option("openai", help=TEMPLATES_HELP),
+    batch_size: int = typer.Option(32, "--batch-size", "-b", min=1, help="Images per forward pass."),
+    commit_every: int = typer.Option(256, "--commit-every", min=1, help="Images per committed (resumable) chunk."),
+    device: str | None = typer.Option(None, help=DEVICE_HELP),
+) -> None:
+    """Build an image gallery (or add to one with --add); a killed build resumes when run again."""
+    from birdbridge.gallery.build import build_gallery
+
+    started = time.perf_counter()
+    report = build_gallery(
+        [*images, *(more or [])], output, teacher, add=add, batch_size=batch_size, device=device, progress=None,
+        ann=ann, species=_species_source(species_list, taxonomy), forms=_forms(forms), templates=templates,
+        commit_every=commit_every,
+    )
+    verb = "resumed" if report.resumed else "created" if report.created else "added to"
+    console.print(f"{verb} gallery {report.gallery} in {time.perf_counter() - started:.1f} s", highlight=False)
+    console.print(
+        f"  added {report.added:,} images; {report.skipped_existing:,} already there; "
+        f"{report.n_failures:,} skipped; {report.count:,} in all", highlight=False,
+    )
+    if report.species is not None:
+        sp = report.species
+        console.print(f"  species index: {sp.total:,} species ({sp.with_images:,} with images, "
+                      f"{sp.without_images:,} text only)", highlight=False)
+    console.print(f"  ANN: {_ann_text(report.ann or {}, str(report.gallery))}", highlight=False)
+    _report_failures(report)
+    if report.added == 0 and report.n_failures:
+        # SystemExit, not typer.Exit: click returns (and cli.app.main drops) typer.Exit in non-standalone mode
+        raise SystemExit(1)
+
+
+def _report_failures(report) -> None:
+    if not report.n_failures:
+        return
+    console_err.print(f"[yellow]skipped {report.n_failures:,} inputs:[/]")
+    for failure in report.failures[:SHOWN_FAILURES]:
+        console_err.print(f"  [yellow]-[/] {failure.message}", highlight=False, markup=False, soft_wrap=True)
+    if report.n_failures > SHOWN_FAILURES:
+        console_err.print(f"  ... and {report.n_failures - SHOWN_FAILURES:,} more", highlight=False)
+
+
+def _ann_text(status: dict, folder: str) -> str:
+    if not status.get("exists"):
+        return ("none: searches are exact (built automatically from 200,000 images, or with "
+                f"`birdbridge gallery ann {folder}`)")
+    settings = ", ".join(f"{k} {v}" for k, v in status.get("settings", {}).items())
+    if status.get("up_to_date"):
+        return f"up to date ({status['rows']:,} rows; {settings})"
+    return (f"stale: covers {status['rows']:,} of {status['count']:,} rows, so searches are exact until "
+            f"`birdbridge gallery ann {folder}` brings it up to date")
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1000
+    return f"{n:,.1f} TB"  # pragma: no cover
+
+
+@gallery_app.command("info")
+def info_cmd(
+    gallery: Path = typer.Argument(..., help="The gallery folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
+) -> None:
+    """Images, dimension, teacher, species, ANN status and size on disk."""
+    from birdbridge.gallery.store import Gallery
+
+    g = Gallery.open(gallery)
+    species = g.species()
+    with_images = sum(s.has_images for s in species)
+    sizes = {p.name: p.stat().st_size for p in g.folder.iterdir() if p.is_file()}
+    meta = g.meta
+    info = {
+        "gallery": str(g.folder),
+        "count": len(g),
+        "dim": g.dim,
+        "teacher": g.teacher,
+        "species": {"count": len(species), "with_images": with_images, **{
+            k: v for k, v in g.species_info().items() if k in ("forms", "templates", "source", "created")}},
+        "image_species": len(g.species_counts()),
+        "ann": g.ann_status(),
+        "build": meta.get("build"),
+        "created": meta.get("created"),
+        "updated": meta.get("updated"),
+        "size_bytes": sum(sizes.values()),
+        "files": sizes,
+    }
+    if as_json:
+        print(json.dumps(info, indent=2))
+        return
+    t = g.teacher
+    build = meta.get("build") or {}
+    lines = [
+        f"gallery   {g.folder}",
+        f"images    {len(g):,} of {info['image_species']:,} species; {g.dim}-d float16",
+        f"teacher   {t['name']} ({t['ref']}; fingerprint {t['fingerprint']})",
+    ]
+    if species:
+        sp = g.species_info()
+        templates = sp.get("templates")
+        templates = templates if isinstance(templates, str) else f"{len(templates or [])} custom"
+        lines.append(f"species   {len(species):,} in the species index ({with_images:,} with images, "
+                     f"{len(species) - with_images:,} text only); forms {', '.join(sp.get('forms', []))}; "
+                     f"templates {templates}")
+    else:
+        lines.append(f"species   no species index (`birdbridge gallery species {g.folder} --from-gallery`)")
+    lines.append(f"ANN       {_ann_text(info['ann'], str(g.folder))}")
+    if build.get("complete") is False:
+        lines.append("build     unfinished: run the same `birdbridge index` command again to resume")
+    parts = ", ".join(f"{name} {_size(size)}" for name, size in sorted(sizes.items()) if not name.startswith("."))
+    lines.append(f"on disk   {_size(info['size_bytes'])} ({parts})")
+    console.print("\n".join(lines), highlight=False, markup=False, soft_wrap=True)
+
+
+@gallery_app.command("ann")
+def ann_cmd(
+    gallery: Path = typer.Argument(..., help="The gallery folder."),
+    rebuild: bool = typer.Option(False, "--rebuild", help="Build from scratch instead of adding the new rows."),
+    connectivity: int | None = typer.Option(None, min=2, help="HNSW links per node (M); default 16."),
+    expansion_add: int | None = typer.Option(None, min=1, help="Search depth while building (efConstruction); 128."),
+    expansion_search: int | None = typer.Option(None, min=1, help="Search depth of queries (ef); default 64."),
+) -> None:
+    """Build the ANN index, or bring it up to date with the rows added since."""
+    from birdbridge.gallery.ann import AnnSettings, build_ann
+    from birdbridge.gallery.store import Gallery
+
+    g = Gallery.open(gallery)
+    current = g.meta.get("ann") or {}
+    base = AnnSettings()
+    settings = AnnSettings(
+        connectivity=connectivity or current.get("connectivity", base.connectivity),
+        expansion_add=expansion_add or current.get("expansion_add", base.expansion_add),
+        expansion_search=expansion_search or current.get("expansion_search", base.expansion_search),
+    )
+    rebuild = rebuild or (bool(current) and settings.connectivity != current.get("connectivity"))
+    started = time.perf_counter()
+    entry = build_ann(g, rebuild=rebuild, settings=settings, progress=None)
+    console.print(
+        f"ANN index of {entry['count']:,} rows in {g.folder / entry['file']} ({time.perf_counter() - started:.1f} s; "
+        f"connectivity {entry['connectivity']}, expansion_add {entry['expansion_add']}, "
+        f"expansion_search {entry['expansion_search']})", highlight=False,
+    )
+
+
+@gallery_app.command("species")
+def species_cmd(
+    gallery: Path = typer.Argument(..., help="The gallery folder."),
+    species_list: Path | None = typer.Option(None, "--species-list", "--slist", help="BirdNET-style species list."),
+    taxonomy: Path | None = typer.Option(None, "--taxonomy", help="Taxonomy CSV."),
+    from_gallery: bool = typer.Option(False, "--from-gallery", help="Only the species the gallery has images of."),
+    forms: str = typer.Option("taxonomic_common", help=FORMS_HELP),
+    templates: str = typer.Option("openai", help=TEMPLATES_HELP),
+    teacher: str | None = typer.Option(None, "--teacher", "-t", help="Default: the gallery's own teacher."),
+    device: str | None = typer.Option(None, help=DEVICE_HELP),
+) -> None:
+    """Rebuild the species index from a species list, a taxonomy, or the gallery's own species."""
+    from birdbridge.errors import BirdbridgeError
+    from birdbridge.gallery.species_index import build_species_index
+    from birdbridge.gallery.store import Gallery
+    from birdbridge.models.loader import load_teacher
+
+    chosen = [name for name, value in (("--species-list", species_list), ("--taxonomy", taxonomy),
+                                       ("--from-gallery", from_gallery)) if value]
+    if len(chosen) != 1:
+        raise BirdbridgeError("choose one of --species-list FILE, --taxonomy CSV or --from-gallery"
+                              + (f" (got {' and '.join(chosen)})" if chosen else ""))
+    g = Gallery.open(gallery)
+    model = load_teacher(teacher or g.teacher["ref"], device)
+    summary = build_species_index(
+        g, model, taxonomy=_species_source(species_list, taxonomy), keep_existing=False,
+        forms=_forms(forms), templates=templates, progress=None,
+        source=str(species_list or taxonomy) if not from_gallery else "gallery",
+    )
+    console.print(f"species index of {g.folder}: {summary.total:,} species ({summary.with_images:,} with images, "
+                  f"{summary.without_images:,} text only)", highlight=False)

@@ -1,0 +1,55 @@
+"""The image gallery index: teacher image embeddings in one folder, searched exactly or approximately.
+
+Embedded and serverless: a gallery is a folder, opened by memory-mapping (instant even at 1M × 768),
+safe to read from many threads and processes while one process appends.
+
+On-disk layout::
+
+    GALLERY/
+      gallery.json     {"format": "birdbridge-gallery", "version": 1,
+                        "teacher": {"ref", "name", "fingerprint", "embed_dim"}, "dim": D, "count": N,
+                        "created", "updated",
+                        "ann": null | {"file", "count", "metric": "ip", "dtype": "f16", "connectivity",
+                                       "expansion_add", "expansion_search", "built", ...},
+                        "build": null | {"complete", "sources", "teacher_fingerprint", "add", "started", "finished"}}
+      vectors.f16      raw little-endian float16 [N, D], L2-normalised rows, append-only; only the first
+                       `count` rows are valid
+      images.sqlite    images(row INTEGER PRIMARY KEY (= vector row), id TEXT UNIQUE, path TEXT, species TEXT,
+                              split TEXT, source TEXT, licence TEXT, photographer TEXT, meta TEXT (JSON));
+                       `species` is the scientific name ("Pica hudsonia"); `path` is relative to GALLERY when
+                       the image lies inside it, else absolute; NULL for precomputed embeddings
+      species.npy      the species index: teacher text embeddings [S, D] float32 ...
+      species.json     ... and their records: {"forms", "templates", "teacher_fingerprint", "vectors_sha256",
+                       "species": [{"key", "scientific_name", "common_name", "code", "taxonomy" (7 ranks),
+                       "has_images"}]}
+      ann.usearch      optional usearch HNSW index (inner product, f16), keys = rows
+      .lock            writers hold an exclusive flock on it
+
+Crash safety: an append writes and fsyncs the vectors, then inserts the records in one transaction,
+then replaces ``gallery.json`` (with the new ``count``) atomically. Opening (with write access and no
+writer at work) and every append first truncate vector bytes and delete records past ``count``. A kill
+at any moment loses at most the batch in flight and never duplicates a row.
+
+An ANN index covering fewer rows than ``count`` is stale; searches are then exact until it is brought
+up to date (``birdbridge gallery ann``), so results are never missing new rows.
+"""
+
+from birdbridge.gallery.ann import ANN_THRESHOLD, AnnSettings, build_ann
+from birdbridge.gallery.build import BuildReport, build_gallery
+from birdbridge.gallery.species_index import SpeciesIndexSummary, build_species_index, parse_species_label
+from birdbridge.gallery.store import Gallery, ImageRecord, SpeciesRecord, teacher_meta
+
+__all__ = [
+    "ANN_THRESHOLD",
+    "AnnSettings",
+    "BuildReport",
+    "Gallery",
+    "ImageRecord",
+    "SpeciesIndexSummary",
+    "SpeciesRecord",
+    "build_ann",
+    "build_gallery",
+    "build_species_index",
+    "parse_species_label",
+    "teacher_meta",
+]

@@ -1,0 +1,187 @@
+"""The search engine: recordings, texts or pictures in; species and gallery pictures out.
+
+Audio goes through a distilled student into its teacher's space; there it is ranked against the
+gallery's species index (open-vocabulary: species without pictures too) and its pictures. Text and
+picture queries go through the teacher's own towers. One code path ranks every kind of query.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from birdbridge.embed.table import EmbeddingTable, Failure, l2_normalize
+from birdbridge.errors import BirdbridgeError
+from birdbridge.gallery import Gallery
+from birdbridge.models.loader import load_student, load_teacher
+from birdbridge.models.student import AudioStudent
+from birdbridge.search.results import FileResult, ImageHit, SpeciesHit, WindowResult
+
+DEFAULT_SCALE = 100.0  # CLIP's logit scale, when a model records none
+
+
+class SearchEngine:
+    """Ranks query embeddings against a gallery (its species index and its pictures)."""
+
+    def __init__(self, gallery: Gallery, student: AudioStudent | None = None, *, teacher_ref: str | None = None,
+                 device: str | None = None) -> None:
+        self.gallery = gallery
+        self.student = student
+        self.device = device
+        self._teacher_ref = teacher_ref
+        self._teacher = None
+        self._species = gallery.species()
+        self._species_vectors = np.asarray(gallery.species_vectors, dtype=np.float32)
+        if student is not None:
+            meta = student.metadata.get("teacher")
+            if not meta:
+                raise BirdbridgeError(
+                    f"model {student.name} is not a birdbridge student (it has no teacher): its audio embeddings do "
+                    f"not live in the space of this gallery's teacher {gallery.teacher.get('name')}. Distil one "
+                    f"with `birdbridge train` (teacher: {gallery.teacher.get('ref')})."
+                )
+            gallery.check_teacher(meta, f"model {student.name}")
+
+    @classmethod
+    def open(cls, gallery: str | os.PathLike[str] | Gallery, model: str | os.PathLike[str] | None = None, *,
+             teacher: str | None = None, device: str | None = None) -> SearchEngine:
+        g = gallery if isinstance(gallery, Gallery) else Gallery.open(gallery)
+        student = load_student(model, device) if model is not None else None
+        return cls(g, student, teacher_ref=teacher, device=device)
+
+    # ------------------------------------------------------------------ teacher (text and picture queries)
+    @property
+    def teacher(self):
+        if self._teacher is None:
+            ref = self._teacher_ref or self.gallery.teacher.get("ref")
+            if not ref:
+                raise BirdbridgeError("this gallery records no teacher; pass --teacher for text and picture queries")
+            teacher = load_teacher(ref, self.device)
+            self.gallery.check_teacher({"name": teacher.name, "fingerprint": teacher.fingerprint}, f"teacher {ref}")
+            self._teacher = teacher
+        return self._teacher
+
+    # ------------------------------------------------------------------ species
+    def species_subset(self, names: Sequence[str] | None) -> np.ndarray | None:
+        """Indices into the species index for ``names`` (scientific, common, code or BirdNET labels)."""
+        if not names:
+            return None
+        lookup: dict[str, int] = {}
+        for sp in self._species:
+            for label in (sp.key, sp.scientific_name, sp.common_name, sp.code):
+                if label:
+                    lookup.setdefault(label.casefold(), sp.index)
+        chosen, unknown = [], []
+        for name in names:
+            sci, _, common = name.partition("_")
+            hit = lookup.get(name.casefold(), lookup.get(sci.strip().casefold(), lookup.get(common.strip().casefold())))
+            (chosen.append(hit) if hit is not None else unknown.append(name))
+        if unknown:
+            raise BirdbridgeError(
+                f"species not in this gallery's species index: {', '.join(unknown[:8])}"
+                f"{' …' if len(unknown) > 8 else ''}. Add them with `birdbridge gallery species`."
+            )
+        return np.array(sorted(set(chosen)), dtype=np.int64)
+
+    def rank_species(self, vectors: np.ndarray, *, top_k: int, min_score: float = 0.0,
+                     subset: np.ndarray | None = None, scale: float = DEFAULT_SCALE) -> list[list[SpeciesHit]]:
+        if not len(self._species):
+            return [[] for _ in range(len(vectors))]
+        index = np.arange(len(self._species)) if subset is None else subset
+        sims = vectors @ self._species_vectors[index].T
+        logits = scale * sims
+        logits -= logits.max(axis=1, keepdims=True)
+        probs = np.exp(logits)
+        probs /= probs.sum(axis=1, keepdims=True)
+        out = []
+        for p, s in zip(probs, sims, strict=True):
+            order = np.argsort(-p, kind="stable")[:top_k]
+            hits = []
+            for j in order:
+                if p[j] < min_score:
+                    break
+                sp = self._species[int(index[j])]
+                hits.append(SpeciesHit(sp.key, sp.scientific_name, sp.common_name, sp.code, float(p[j]),
+                                       float(s[j]), sp.has_images))
+            out.append(hits)
+        return out
+
+    # ------------------------------------------------------------------ pictures
+    def rank_images(self, vectors: np.ndarray, n: int, species: np.ndarray | None = None,
+                    exact: bool | None = None) -> list[list[ImageHit]]:
+        if n <= 0 or not len(self.gallery):
+            return [[] for _ in range(len(vectors))]
+        rows = None
+        if species is not None:
+            keys = {self._species[int(i)].key for i in species}
+            rows = self.gallery.rows_where(species=sorted(keys))
+            if not len(rows):
+                return [[] for _ in range(len(vectors))]
+        scores, found = self.gallery.search(vectors.astype(np.float32), n, exact=exact, rows=rows)
+        out = []
+        for score_row, row_ids in zip(scores, found, strict=True):
+            valid = [(float(s), int(r)) for s, r in zip(score_row, row_ids, strict=True) if r >= 0]
+            records = self.gallery.records([r for _, r in valid])
+            common = {sp.key: sp.common_name for sp in self._species}
+            out.append([ImageHit(rec.id, rec.species, common.get(rec.species), s, rec.path, rec.source, rec.licence,
+                                 rec.photographer) for (s, _), rec in zip(valid, records, strict=True)])
+        return out
+
+    # ------------------------------------------------------------------ queries
+    def _scale(self) -> float:
+        if self.student is not None:
+            return float(self.student.metadata.get("logit_scale", DEFAULT_SCALE))
+        return DEFAULT_SCALE
+
+    def search_table(self, table: EmbeddingTable, *, top_k: int = 5, n_images: int = 5, min_score: float = 0.0,
+                     species: Sequence[str] | None = None, durations: dict[str, float] | None = None,
+                     ) -> list[FileResult]:
+        """Per-window results for an embedded recording table (rows grouped by file, in order)."""
+        subset = self.species_subset(species)
+        vectors = l2_normalize(table.vectors)
+        ranked = self.rank_species(vectors, top_k=top_k, min_score=min_score, subset=subset, scale=self._scale())
+        pictures = self.rank_images(vectors, n_images, subset)
+        files: dict[str, FileResult] = {}
+        for i, name in enumerate(table.names):
+            result = files.setdefault(name, FileResult(name, (durations or {}).get(name, 0.0), []))
+            result.windows.append(WindowResult(len(result.windows), float(table.start_s[i]), float(table.end_s[i]),
+                                               ranked[i], pictures[i]))
+        for result in files.values():
+            if not result.duration_s and result.windows:
+                result.duration_s = max(w.end_s for w in result.windows)
+        return list(files.values())
+
+    def search_audio(self, inputs: Sequence[str | os.PathLike[str]], *, window_s: float | None = None,
+                     hop_s: float | None = None, top_k: int = 5, n_images: int = 5, min_score: float = 0.0,
+                     species: Sequence[str] | None = None, batch_size: int = 16, progress: bool | None = None,
+                     ) -> tuple[list[FileResult], list[Failure]]:
+        if self.student is None:
+            raise BirdbridgeError("audio queries need a model: pass --model (a student distilled for this gallery)")
+        from birdbridge.audio import audio_info
+        from birdbridge.embed.audio import embed_audio_windows
+
+        table = embed_audio_windows(list(inputs), self.student, window_s=window_s, hop_s=hop_s,
+                                    batch_size=batch_size, progress=progress)
+        durations = {}
+        for name in dict.fromkeys(table.names):
+            with contextlib.suppress(Exception):  # arrays or vanished files: the last window's end is used
+                durations[name] = audio_info(name).duration_s
+        return self.search_table(table, top_k=top_k, n_images=n_images, min_score=min_score, species=species,
+                                 durations=durations), table.failures
+
+    def search_texts(self, texts: Sequence[str], *, n_images: int = 12, top_k: int = 5
+                     ) -> list[tuple[list[SpeciesHit], list[ImageHit]]]:
+        vectors = self.teacher.encode_texts(list(texts)).numpy()
+        return list(zip(self.rank_species(vectors, top_k=top_k), self.rank_images(vectors, n_images), strict=True))
+
+    def search_images(self, images: Sequence, *, n_images: int = 12, top_k: int = 5
+                      ) -> list[tuple[list[SpeciesHit], list[ImageHit]]]:
+        from birdbridge.embed.images import open_image
+
+        pictures = [open_image(p) if isinstance(p, (str, Path)) else p for p in images]
+        vectors = self.teacher.encode_images(pictures).numpy()
+        return list(zip(self.rank_species(vectors, top_k=top_k), self.rank_images(vectors, n_images), strict=True))

@@ -1,0 +1,110 @@
+"""Output formats: a table on the terminal, and the files BirdNET-Analyzer users already load.
+
+* ``csv``: BirdNET-Analyzer's columns ``Start (s), End (s), Scientific name, Common name, Confidence,
+  File``, plus ``Image 1`` … ``Image n`` (paths, or ids for pictures without a file);
+* ``raven``: a Raven selection table with BirdNET-Analyzer's columns (tab-separated);
+* ``json``: everything, one object per file; ``parquet``: one row per (window, species) with the
+  picture ids as a list column.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.table import Table
+
+from birdbridge.errors import BirdbridgeError
+from birdbridge.search.results import FileResult
+from birdbridge.utils.atomic import atomic_path, write_text
+
+FORMATS = ("table", "csv", "raven", "json", "parquet")
+SUFFIX = {"csv": ".birdbridge.results.csv", "raven": ".birdbridge.selection.table.txt",
+          "json": ".birdbridge.results.json", "parquet": ".birdbridge.results.parquet"}
+CSV_COLUMNS = ["Start (s)", "End (s)", "Scientific name", "Common name", "Confidence", "File"]
+RAVEN_COLUMNS = ["Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)", "High Freq (Hz)",
+                 "Common Name", "Species Code", "Confidence", "Begin Path", "File Offset (s)"]
+
+
+def detections(results: Sequence[FileResult]):
+    """(file, window, species hit) for every species hit of every window, in order."""
+    for result in results:
+        for window in result.windows:
+            for hit in window.species:
+                yield result, window, hit
+
+
+def to_csv(results: Sequence[FileResult], n_images: int) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS + [f"Image {i + 1}" for i in range(n_images)])
+    for result, window, hit in detections(results):
+        images = [img.path or img.id for img in window.images[:n_images]]
+        writer.writerow([f"{window.start_s:.1f}", f"{window.end_s:.1f}", hit.scientific_name,
+                         hit.common_name or hit.scientific_name, f"{hit.score:.4f}", result.file,
+                         *images, *[""] * (n_images - len(images))])
+    return buffer.getvalue()
+
+
+def to_raven(results: Sequence[FileResult], low_hz: float, high_hz: float) -> str:
+    lines = ["\t".join(RAVEN_COLUMNS)]
+    for selection, (result, window, hit) in enumerate(detections(results), start=1):
+        lines.append("\t".join([
+            str(selection), "Spectrogram 1", "1", f"{window.start_s:.1f}", f"{window.end_s:.1f}", f"{low_hz:g}",
+            f"{high_hz:g}", hit.common_name or hit.scientific_name, hit.code or "", f"{hit.score:.4f}",
+            str(Path(result.file).resolve()), f"{window.start_s:.1f}",
+        ]))
+    return "\n".join(lines) + "\n"
+
+
+def to_json(results: Sequence[FileResult]) -> str:
+    return json.dumps([r.to_dict() for r in results], indent=2) + "\n"
+
+
+def write_parquet(path: Path, results: Sequence[FileResult]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [{"file": r.file, "start_s": w.start_s, "end_s": w.end_s, "rank": rank + 1, "species": h.key,
+             "common_name": h.common_name, "code": h.code, "score": h.score, "similarity": h.similarity,
+             "images": [i.id for i in w.images], "image_scores": [i.score for i in w.images]}
+            for r in results for w in r.windows for rank, h in enumerate(w.species)]
+    table = pa.Table.from_pylist(rows) if rows else pa.table({"file": pa.array([], pa.string())})
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def write_results(path: Path, fmt: str, results: Sequence[FileResult], *, n_images: int, band_hz: tuple[float, float]
+                  ) -> Path:
+    if fmt == "csv":
+        write_text(path, to_csv(results, n_images))
+    elif fmt == "raven":
+        write_text(path, to_raven(results, *band_hz))
+    elif fmt == "json":
+        write_text(path, to_json(results))
+    elif fmt == "parquet":
+        write_parquet(path, results)
+    else:
+        raise BirdbridgeError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    return path
+
+
+def results_table(results: Sequence[FileResult], n_images: int) -> Table:
+    table = Table(title="birdbridge search", show_lines=False)
+    for column in ("file", "start (s)", "end (s)", "species", "score", "closest pictures"):
+        table.add_column(column, justify="right" if column in ("start (s)", "end (s)", "score") else "left")
+    for result in results:
+        for window in result.windows:
+            first = True
+            for hit in window.species or [None]:
+                label = "—" if hit is None else (
+                    f"{hit.common_name} ({hit.scientific_name})" if hit.common_name else hit.scientific_name)
+                pictures = ", ".join(Path(i.path).name if i.path else i.id for i in window.images[:n_images])
+                table.add_row(Path(result.file).name if first else "", f"{window.start_s:.1f}" if first else "",
+                              f"{window.end_s:.1f}" if first else "", label, "" if hit is None else f"{hit.score:.3f}",
+                              pictures if first else "")
+                first = False
+    return table

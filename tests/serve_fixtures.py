@@ -1,0 +1,174 @@
+"""A fake search service for the web API tests: deterministic results over a few real PNG pictures.
+
+It decodes uploads with birdbridge's own audio reader, so unreadable files fail as they do in the real
+service. Its ``image_file`` is deliberately naive (any existing file under its folder), so that the path
+traversal tests prove the server's own checks rather than the fake's.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from PIL import Image, ImageDraw
+
+from birdbridge.audio.io import audio_info, read_audio
+from birdbridge.errors import BirdbridgeError
+
+SPECIES = [
+    ("pica_hudsonia", "Pica hudsonia", "Black-billed Magpie", "BBMA", (20, 20, 20)),
+    ("turdus_migratorius", "Turdus migratorius", "American Robin", "AMRO", (200, 90, 40)),
+    ("corvus_corax", "Corvus corax", "Common Raven", "CORA", (60, 60, 110)),
+    ("sitta_carolinensis", "Sitta carolinensis", "White-breasted Nuthatch", "WBNU", (120, 150, 190)),
+]
+PER_SPECIES = 2
+
+
+def write_png(path: Path, colour: tuple[int, int, int], seed: int, size: tuple[int, int] = (96, 72)) -> Path:
+    """A small picture: a coloured ellipse ('bird') on a sky-blue background."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.new("RGB", size, (170 + seed * 10 % 60, 205, 235))
+    draw = ImageDraw.Draw(image)
+    w, h = size
+    draw.ellipse((w * 0.2, h * 0.25, w * 0.75, h * 0.8), fill=colour)
+    draw.ellipse((w * 0.62, h * 0.2, w * 0.85, h * 0.45), fill=colour)
+    draw.polygon([(w * 0.84, h * 0.3), (w * 0.95, h * 0.34), (w * 0.84, h * 0.38)], fill=(230, 180, 40))
+    image.save(path)
+    return path
+
+
+def write_wav(path: Path, seconds: float, sr: int = 16_000, freq: float = 2000.0) -> Path:
+    t = np.arange(round(seconds * sr)) / sr
+    x = 0.3 * np.sin(2 * np.pi * freq * t) * (np.sin(2 * np.pi * 3 * t) > 0)
+    sf.write(path, x.astype(np.float32), sr)
+    return path
+
+
+class FakeSearchService:
+    """Implements the ``SearchService`` interface with fixed, window-dependent rankings."""
+
+    window_s = 1.0
+    sample_rate = 16_000
+
+    def __init__(self, root: Path, delay_s: float = 0.0) -> None:
+        self.root = Path(root)
+        self.delay_s = delay_s
+        self.images: list[dict] = []
+        for s, (_key, sci, common, _code, colour) in enumerate(SPECIES):
+            for i in range(PER_SPECIES):
+                image_id = f"{sci}/{i}.png"
+                write_png(self.root / image_id, colour, seed=s * PER_SPECIES + i)
+                self.images.append({"id": image_id, "species": sci, "common_name": common, "source": "test",
+                                    "licence": "CC0", "photographer": "A. Tester",
+                                    "path": str(self.root / image_id)})  # as the real service's hits carry
+        self._lock = threading.Lock()
+        self.active = self.max_active = self.calls = 0
+
+    # -- bookkeeping for the concurrency tests
+    def _enter(self) -> None:
+        with self._lock:
+            self.active += 1
+            self.calls += 1
+            self.max_active = max(self.max_active, self.active)
+        if self.delay_s:
+            time.sleep(self.delay_s)
+
+    def _leave(self) -> None:
+        with self._lock:
+            self.active -= 1
+
+    def info(self) -> dict:
+        return {"model": "fake-student", "teacher": {"name": "fake-teacher", "embed_dim": 8},
+                "gallery": {"images": len(self.images), "species": len(SPECIES)},
+                "window_s": self.window_s, "sample_rate": self.sample_rate}
+
+    def _species(self, order: list[int], top_k: int, min_score: float) -> list[dict]:
+        scores = [0.6, 0.25, 0.1, 0.05]
+        out = []
+        for rank, s in enumerate(order):
+            key, sci, common, code, _ = SPECIES[s]
+            score = scores[rank]
+            if score >= min_score:
+                out.append({"key": key, "scientific_name": sci, "common_name": common, "code": code,
+                            "score": score, "similarity": round(0.5 - 0.1 * rank, 3), "has_images": True})
+        return out[:top_k]
+
+    def _images(self, order: list[int], n_images: int) -> list[dict]:
+        ranked = sorted(self.images, key=lambda im: [SPECIES[s][1] for s in order].index(im["species"]))
+        return [{**im, "score": round(0.9 - 0.05 * i, 3)} for i, im in enumerate(ranked[:n_images])]
+
+    def search_audio(self, path: Path, *, top_k: int = 5, n_images: int = 8, window_s: float | None = None,
+                     hop_s: float | None = None, min_score: float = 0.0) -> dict:
+        self._enter()
+        try:
+            duration = audio_info(path).duration_s
+            read_audio(path, self.sample_rate)  # decode it all: corrupt data fails as in the real service
+            window = window_s or self.window_s
+            if window > 5:  # the real service refuses windows longer than its model's input the same way
+                raise BirdbridgeError(f"--window {window:g} s is longer than the model's 5 s input")
+            hop = hop_s or window
+            count = max(1, math.ceil(max(duration - window, 0) / hop - 1e-9) + 1)
+            windows, best = [], {}
+            n = len(SPECIES)
+            for i in range(count):
+                start = min(i * hop, max(duration - window, 0.0))
+                order = [(i + j) % n for j in range(n)]  # window i's best species is species i % n
+                species = self._species(order, top_k, min_score)
+                for sp in species:
+                    if sp["key"] not in best or sp["score"] > best[sp["key"]]["score"]:
+                        best[sp["key"]] = sp
+                end = round(min(start + window, duration), 3)
+                windows.append({"index": i, "start_s": round(start, 3), "end_s": end, "species": species,
+                                "images": self._images(order, n_images)})
+            summary = sorted(best.values(), key=lambda sp: -sp["score"])
+            return {"file": str(path), "duration_s": duration, "windows": windows, "summary": {"species": summary}}
+        finally:
+            self._leave()
+
+    def search_text(self, text: str, *, n_images: int = 12) -> dict:
+        self._enter()
+        try:
+            words = text.lower()
+            hits = [s for s, sp in enumerate(SPECIES) if sp[1].lower() in words or sp[2].lower() in words]
+            order = hits + [s for s in range(len(SPECIES)) if s not in hits]
+            return {"query": text, "images": self._images(order, n_images)}
+        finally:
+            self._leave()
+
+    def image_file(self, image_id: str) -> Path | None:
+        path = self.root / image_id  # naive on purpose: the server must refuse traversal itself
+        return path if path.is_file() else None
+
+
+class ServerThread:
+    """A real uvicorn server for ``app`` on a free loopback port, in a background thread."""
+
+    def __init__(self, app, host: str = "127.0.0.1") -> None:
+        import socket
+
+        import uvicorn
+
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind((host, 0))
+        self.sock.listen(128)
+        self.url = f"http://{host}:{self.sock.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+        self.sock.close()

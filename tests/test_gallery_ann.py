@@ -1,0 +1,99 @@
+"""The ANN index: recall against exact search on clustered data, staleness, incremental updates."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from birdbridge.gallery import AnnSettings, Gallery, build_ann
+from birdbridge.gallery.store import ANN_FILE
+
+DIM = 48
+TEACHER = {"ref": "tiny", "name": "tiny", "fingerprint": "a" * 32, "embed_dim": DIM}
+
+
+def clustered(rng: np.random.Generator, n: int, centres: np.ndarray, noise: float = 0.6) -> np.ndarray:
+    labels = rng.integers(0, len(centres), n)
+    x = centres[labels] + rng.standard_normal((n, DIM)).astype(np.float32) * (noise / np.sqrt(DIM))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((150, DIM)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    return clustered(rng, 15_000, centres), clustered(rng, 200, centres), clustered(rng, 500, centres)
+
+
+def make(folder, vectors) -> Gallery:
+    gallery = Gallery.create(folder, TEACHER, DIM)
+    gallery.append(vectors, [{"id": f"r{i}", "species": "Pica hudsonia"} for i in range(len(vectors))])
+    return gallery
+
+
+def recall(found: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found, truth, strict=True)]))
+
+
+def test_ann_recall_and_staleness(tmp_path, data):
+    base, queries, extra = data
+    gallery = make(tmp_path / "g", base)
+    assert gallery.ann_status()["exists"] is False
+    exact_scores, exact_rows = gallery.search(queries, 10)
+
+    entry = build_ann(gallery, settings=AnnSettings(connectivity=16, expansion_add=64, expansion_search=64))
+    assert entry["count"] == len(base) and (gallery.folder / ANN_FILE).is_file()
+    reopened = Gallery.open(gallery.folder)
+    status = reopened.ann_status()
+    assert status["up_to_date"] and status["rows"] == len(base) and status["settings"]["connectivity"] == 16
+    assert reopened._ann() is not None
+    ann_scores, ann_rows = reopened.search(queries, 10)
+    assert recall(ann_rows, exact_rows) >= 0.95
+    # ANN hits are re-scored exactly: a row found by both has the same score
+    same = ann_rows[:, 0] == exact_rows[:, 0]
+    np.testing.assert_allclose(ann_scores[same, 0], exact_scores[same, 0], atol=1e-6)
+    assert (np.diff(ann_scores, axis=1) <= 1e-7).all()  # best first
+    _forced_scores, forced_rows = reopened.search(queries, 10, exact=True)
+    np.testing.assert_array_equal(forced_rows, exact_rows)
+
+    # appending makes the ANN stale: searches are exact (and see the new rows) until it is updated
+    reopened.append(extra, [{"id": f"x{i}", "species": "Turdus migratorius"} for i in range(len(extra))])
+    status = reopened.ann_status()
+    assert status["exists"] and not status["up_to_date"] and status["rows"] == len(base)
+    assert reopened._ann() is None
+    _, rows_after = reopened.search(extra[:5], 1)
+    assert rows_after[:, 0].tolist() == list(range(len(base), len(base) + 5))
+
+    updated = build_ann(reopened)  # adds only the new rows
+    assert updated["added_rows"] == len(extra) and updated["count"] == len(reopened)
+    assert reopened.ann_status()["up_to_date"]
+    _, rows_ann = reopened.search(extra[:5], 1)
+    assert rows_ann[:, 0].tolist() == list(range(len(base), len(base) + 5))
+    assert recall(reopened.search(queries, 10)[1], reopened.search(queries, 10, exact=True)[1]) >= 0.95
+
+
+def test_ann_rebuild_settings_and_padding(tmp_path, data):
+    base, queries, _ = data
+    gallery = make(tmp_path / "g", base[:300])
+    build_ann(gallery, settings=AnnSettings(connectivity=8, expansion_add=32, expansion_search=16))
+    same = build_ann(gallery, settings=AnnSettings(connectivity=8, expansion_add=32, expansion_search=80))
+    assert same["expansion_search"] == 80 and "added_rows" in same
+    assert Gallery.open(gallery.folder)._ann().expansion_search == 80
+    rebuilt = build_ann(gallery, rebuild=True, settings=AnnSettings(connectivity=12))
+    assert rebuilt["connectivity"] == 12 and rebuilt["added_rows"] == 300
+    # restricting to rows is always exact; k beyond the gallery is padded
+    scores, rows = gallery.search(queries[:2], 400)
+    assert (rows[:, 300:] == -1).all() and np.isneginf(scores[:, 300:]).all()
+    scores, rows = gallery.search(queries[:2], 3, rows=[10, 20])
+    assert set(rows[0, :2]) == {10, 20} and rows[0, 2] == -1
+
+
+def test_broken_ann_file_falls_back_to_exact(tmp_path, data):
+    base, queries, _ = data
+    gallery = make(tmp_path / "g", base[:200])
+    build_ann(gallery)
+    (gallery.folder / ANN_FILE).write_bytes(b"garbage")
+    reopened = Gallery.open(gallery.folder)
+    _, rows = reopened.search(queries[:3], 5)
+    np.testing.assert_array_equal(rows, reopened.search(queries[:3], 5, exact=True)[1])

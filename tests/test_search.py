@@ -1,0 +1,180 @@
+"""`birdbridge search`: formats peers use, folder runs that resume, species lists, other queries, refusals."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+from PIL import Image
+
+from birdbridge.errors import BirdbridgeError
+from birdbridge.gallery.build import build_gallery
+from birdbridge.search import SearchEngine, search
+from birdbridge.search.formats import CSV_COLUMNS, RAVEN_COLUMNS
+from birdbridge.search.merge import merge_windows
+from birdbridge.search.results import SpeciesHit, WindowResult
+from birdbridge.train.config import load_config
+from birdbridge.train.loop import train
+from train_fixtures import SPECIES, corpus, make_tone_dataset
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from birdbridge.models.standins import build_small_clap, build_small_clip
+
+    root = tmp_path_factory.mktemp("search")
+    manifest = make_tone_dataset(root / "data", per_species=8, test_per_species=2)
+    teacher = build_small_clip(root / "teacher")
+    student = build_small_clap(root / "student", corpus=corpus())
+    cfg = load_config(None, [f"data.dataset={manifest}", f"student={student}", f"teacher={teacher}",
+                             f"output={root / 'run'}", "run.batch_size=8", "run.epochs=2", "data.num_workers=0",
+                             "run.progress=false"])
+    model = train(cfg).model
+    photos = root / "photos"
+    rng = np.random.default_rng(0)
+    for s, (sci, common, _) in enumerate(SPECIES):
+        folder = photos / f"{sci}_{common}"
+        folder.mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.clip(60 * s + rng.normal(0, 25, (32, 32, 3)), 0, 255).astype(np.uint8)).save(
+                folder / f"{i}.png")
+    gallery = root / "gallery"
+    build_gallery([photos], gallery, str(teacher), progress=False)
+    recordings = root / "recordings"
+    (recordings / "site1").mkdir(parents=True)
+    t = np.arange(int(2.5 * 16_000)) / 16_000
+    for i, (_, _, freq) in enumerate(SPECIES[:3]):
+        sf.write(recordings / "site1" / f"rec{i}.wav", (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), 16_000)
+    (recordings / "site1" / "broken.wav").write_bytes(b"RIFF not really")
+    return {"root": root, "model": model, "teacher": teacher, "student": student, "gallery": gallery,
+            "recordings": recordings, "manifest": manifest}
+
+
+def cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "birdbridge", *map(str, args)], capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_python_api(world) -> None:
+    results = search(world["recordings"] / "site1" / "rec0.wav", model=world["model"], gallery=world["gallery"],
+                     top_k=3, n_images=2, min_score=0.0, hop_s=0.5)
+    assert len(results) == 1 and [w.start_s for w in results[0].windows] == [0.0, 0.5, 1.0, 1.5]
+    window = results[0].windows[0]
+    assert len(window.species) == 3 and len(window.images) == 2
+    assert window.species[0].score >= window.species[1].score >= window.species[2].score
+    assert abs(sum(h.score for h in window.species) - 1.0) < 1.0 + 1e-6  # probabilities (top 3 of 4)
+    assert {h.key for h in window.species} <= {sci for sci, _, _ in SPECIES}
+    assert window.species[0].common_name in {common for _, common, _ in SPECIES}
+
+
+def test_csv_raven_json_parquet_per_file(world, tmp_path) -> None:
+    out = tmp_path / "out"
+    for fmt in ("csv", "raven", "json", "parquet"):
+        result = cli("search", world["recordings"], "--model", world["model"], "--gallery", world["gallery"],
+                     "--format", fmt, "--output", out, "--min-score", "0", "--top-k", "2", "--images", "2")
+        assert result.returncode == 0, result.stderr
+        assert "broken.wav" in result.stderr  # reported at the end, the rest completed
+    with open(out / "site1" / "rec0.birdbridge.results.csv") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == [*CSV_COLUMNS, "Image 1", "Image 2"]
+    assert len(rows) == 1 + 2 * 2  # 2 windows (2.5 s, 1 s windows, 0.5 s tail dropped) x top 2
+    assert rows[1][5].endswith("rec0.wav") and 0 <= float(rows[1][4]) <= 1
+    raven = (out / "site1" / "rec0.birdbridge.selection.table.txt").read_text().splitlines()
+    assert raven[0].split("\t") == RAVEN_COLUMNS and raven[1].split("\t")[1] == "Spectrogram 1"
+    data = json.loads((out / "site1" / "rec1.birdbridge.results.json").read_text())
+    assert data[0]["windows"][0]["images"][0]["id"]
+    table = pq.read_table(out / "site1" / "rec2.birdbridge.results.parquet")
+    assert {"file", "start_s", "end_s", "species", "score", "images"} <= set(table.column_names)
+
+
+def test_folder_runs_resume(world, tmp_path) -> None:
+    out = tmp_path / "out"
+    args = ["search", world["recordings"], "--model", world["model"], "--gallery", world["gallery"], "--format",
+            "csv", "--output", out]
+    assert cli(*args).returncode == 0
+    (out / "site1" / "rec1.birdbridge.results.csv").unlink()
+    before = (out / "site1" / "rec0.birdbridge.results.csv").stat().st_mtime_ns
+    again = cli(*args)
+    assert again.returncode == 0 and "skipped 2 recordings already done" in again.stderr
+    assert (out / "site1" / "rec1.birdbridge.results.csv").exists()
+    assert (out / "site1" / "rec0.birdbridge.results.csv").stat().st_mtime_ns == before
+
+
+def test_combined_output(world, tmp_path) -> None:
+    target = tmp_path / "all.csv"
+    result = cli("search", world["recordings"], "--model", world["model"], "--gallery", world["gallery"],
+                 "--format", "csv", "--combined", "--output", target, "--min-score", "0", "--top-k", "1")
+    assert result.returncode == 0, result.stderr
+    with open(target) as fh:
+        files = {row["File"] for row in csv.DictReader(fh)}
+    assert {f.rsplit("/", 1)[-1] for f in files} == {"rec0.wav", "rec1.wav", "rec2.wav"}
+    assert not (tmp_path / ".birdbridge-partial").exists()
+
+
+def test_species_list_restricts(world, tmp_path) -> None:
+    slist = tmp_path / "slist.txt"
+    slist.write_text(f"{SPECIES[1][0]}_{SPECIES[1][1]}\n{SPECIES[2][0]}_{SPECIES[2][1]}\n")
+    engine = SearchEngine.open(world["gallery"], world["model"])
+    results, _ = engine.search_audio([world["recordings"] / "site1" / "rec0.wav"], top_k=5, n_images=6,
+                                     species=[SPECIES[1][0], SPECIES[2][0]])
+    for window in results[0].windows:
+        assert {h.key for h in window.species} <= {SPECIES[1][0], SPECIES[2][0]}
+        assert {i.species for i in window.images} <= {SPECIES[1][0], SPECIES[2][0]}
+    result = cli("search", world["recordings"] / "site1" / "rec0.wav", "--model", world["model"], "--gallery",
+                 world["gallery"], "--species-list", slist, "--format", "json", "--output", tmp_path / "o")
+    assert result.returncode == 0, result.stderr
+    with pytest.raises(BirdbridgeError, match="not in this gallery"):
+        engine.species_subset(["Nonexistus avis"])
+
+
+def test_text_image_and_like_queries(world, tmp_path) -> None:
+    engine = SearchEngine.open(world["gallery"], world["model"])
+    species, images = engine.search_texts([SPECIES[0][1]], n_images=3)[0]
+    assert len(images) == 3 and species
+    picture = next((world["root"] / "photos").rglob("*.png"))
+    _, similar = engine.search_images([picture], n_images=1)[0]
+    assert similar[0].score == pytest.approx(1.0, abs=1e-2)  # the picture itself is in the gallery
+    out = cli("search", "--gallery", world["gallery"], "--text", SPECIES[0][1], "--images", "2")
+    assert out.returncode == 0, out.stderr
+    store = tmp_path / "store.parquet"
+    made = cli("embed", "audio", "-m", world["model"], world["manifest"].parent / "audio", "-o", store)
+    assert made.returncode == 0, made.stderr
+    like = cli("search", world["recordings"] / "site1" / "rec0.wav", "--model", world["model"], "--gallery",
+               world["gallery"], "--like", store, "--top-k", "3", "--format", "json")
+    assert like.returncode == 0, like.stderr
+    rows = json.loads(like.stdout)
+    assert len(rows[0]["similar"]) == 3 and rows[0]["similar"][0]["score"] <= 1.0
+    other = tmp_path / "other.parquet"
+    assert cli("embed", "audio", "-m", world["student"], world["recordings"] / "site1" / "rec0.wav", "-o",
+               other).returncode == 0
+    refused = cli("search", world["recordings"] / "site1" / "rec0.wav", "--model", world["model"], "--gallery",
+                  world["gallery"], "--like", other)
+    assert refused.returncode == 1 and "made by model" in refused.stderr
+
+
+def test_refuses_students_of_other_teachers(world, tmp_path) -> None:
+    from birdbridge.models.standins import build_small_clip
+
+    with pytest.raises(BirdbridgeError, match="not a birdbridge student"):
+        SearchEngine.open(world["gallery"], world["student"])  # a plain CLAP
+    other = build_small_clip(tmp_path / "other-teacher", seed=5)
+    other_gallery = tmp_path / "g2"
+    build_gallery([world["root"] / "photos"], other_gallery, str(other), progress=False)
+    result = cli("search", world["recordings"], "--model", world["model"], "--gallery", other_gallery)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "teacher" in result.stderr
+
+
+def test_merge_windows() -> None:
+    def w(i, start, end, key, score):
+        return WindowResult(i, start, end, [SpeciesHit(key, key, None, None, score, score)], [])
+
+    merged = merge_windows([w(0, 0, 3, "a", 0.5), w(1, 3, 6, "a", 0.9), w(2, 6, 9, "b", 0.7), w(3, 12, 15, "b", 0.6)])
+    assert [(m.start_s, m.end_s, m.top.key, m.top.score) for m in merged] == [
+        (0, 6, "a", 0.9), (6, 9, "b", 0.7), (12, 15, "b", 0.6)]

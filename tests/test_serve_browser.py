@@ -1,0 +1,282 @@
+"""The web page end to end: headless Chromium (Debian's /usr/bin/chromium) driven by Playwright, against a
+real uvicorn server over the real search service with a tiny distilled student and a generated gallery.
+
+Needs ``apt-get install -y chromium`` and ``pip install playwright`` (never ``playwright install``).
+Screenshots go to the test's tmp folder (the path is printed), or to ``$BIRDBRIDGE_SCREENSHOT_DIR``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from serve_fixtures import ServerThread, write_png
+from train_fixtures import SPECIES, corpus, make_tone_dataset
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run", "--disable-quic",
+]
+FAKE_MICROPHONE = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+COLOURS = [(20, 20, 20), (200, 90, 40), (60, 60, 110), (120, 150, 190)]
+
+
+def launch(playwright, extra_args: tuple[str, ...] = ()):
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's Chromium with `apt-get install -y chromium` "
+                    "(the browser tests use it through Playwright; do not run `playwright install`)")
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *extra_args])
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict[str, Path]:
+    """A tiny distilled student and a gallery of generated pictures, built with the real code."""
+    from birdbridge.gallery.build import build_gallery
+    from birdbridge.models.standins import build_small_clap, build_small_clip
+    from birdbridge.train.config import load_config
+    from birdbridge.train.loop import train
+
+    root = tmp_path_factory.mktemp("serve-browser")
+    teacher = build_small_clip(root / "teacher")
+    student = build_small_clap(root / "student", corpus=corpus())
+    settings = {
+        "data.dataset": make_tone_dataset(root / "data", per_species=6, test_per_species=2), "student": student,
+        "teacher": teacher, "output": root / "distill", "run.batch_size": 8, "run.epochs": 8, "optim.lr": 3e-3,
+        "optim.head_lr": 3e-3, "data.num_workers": 0, "run.progress": "false", "optim.warmup_steps": 1,
+    }  # 16 steps, a few seconds: enough for windows of different calls to rank species differently
+    model = train(load_config(None, [f"{k}={v}" for k, v in settings.items()])).model
+    pictures = root / "pictures"
+    for s, (sci, common, _freq) in enumerate(SPECIES):
+        for i in range(3):  # BirdNET-style folder names give the species' common names too
+            write_png(pictures / f"{sci}_{common}" / f"{i}.png", COLOURS[s], seed=i, size=(120, 90))
+    gallery = root / "gallery"
+    build_gallery([pictures], gallery, str(teacher))
+    return {"model": model, "gallery": gallery}
+
+
+@pytest.fixture(scope="module")
+def server(world):
+    """A real uvicorn server over the real ``SearchService``."""
+    from birdbridge.search.service import SearchService
+    from birdbridge.serve.app import create_app
+
+    service = SearchService.open(str(world["model"]), world["gallery"], device="cpu")
+    with ServerThread(create_app(service)) as srv:
+        yield srv
+
+
+def api_search(url: str, path: Path) -> dict:
+    boundary = "----birdbridge-test"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{path.name}\"\r\n\r\n"
+            ).encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(f"{url}/api/search/audio?spectrogram=false", data=body, method="POST",
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return json.loads(response.read())
+
+
+def api_text(url: str, q: str) -> dict:
+    with urllib.request.urlopen(f"{url}/api/search/text?{urllib.parse.urlencode({'q': q})}", timeout=60) as r:
+        return json.loads(r.read())
+
+
+def calls_wav(path: Path) -> Path:
+    """Four seconds: a different species' call frequency in each second."""
+    sr = 16_000
+    t = np.arange(sr) / sr
+    x = np.concatenate([0.3 * np.sin(2 * np.pi * freq * t) for _, _, freq in SPECIES])
+    sf.write(path, x.astype(np.float32), sr)
+    return path
+
+
+def shown_species(page) -> list[tuple[str, float]]:
+    """(scientific name, score shown in %) for each species listed for the selected window."""
+    rows = page.eval_on_selector_all(
+        "#species-list li.species",
+        "items => items.map(li => [li.querySelector('.scientific').textContent,"
+        " li.querySelector('.score').textContent])",
+    )
+    return [(name, float(score.rstrip("%"))) for name, score in rows]
+
+
+def image_sources(page, grid: str) -> list[str]:
+    return page.eval_on_selector_all(f"{grid} img", "imgs => imgs.map(i => new URL(i.src).pathname)")
+
+
+def wait_images_loaded(page, grid: str) -> None:
+    page.wait_for_function(
+        "grid => { const imgs = [...document.querySelectorAll(grid + ' img')];"
+        " return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0); }",
+        arg=grid, timeout=30_000,
+    )
+
+
+def test_page_end_to_end(server, tmp_path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    wav = calls_wav(tmp_path / "four calls.wav")
+    expected = api_search(server.url, wav)
+    assert len(expected["windows"]) == 4
+    problems: list[str] = []
+    with sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+        page.goto(server.url + "/")
+        page.wait_for_function("() => document.getElementById('info').textContent.includes('gallery of')")
+
+        # Upload through the file input; wait for the results.
+        page.set_input_files("#file-input", str(wav))
+        page.wait_for_selector("#results:not([hidden]) #windows button", timeout=120_000)
+        assert page.text_content("#file-name") == "four calls.wav"
+        assert page.locator("#windows button").count() == 4
+        page.wait_for_function("() => document.getElementById('spectrogram').naturalWidth > 0")
+
+        def check_window(index: int) -> None:
+            window = expected["windows"][index]
+            assert page.get_attribute(f"#windows button >> nth={index}", "aria-pressed") == "true"
+            assert page.text_content("#window-title").startswith(f"Window {index + 1} of 4")
+            shown = shown_species(page)
+            assert [name for name, _ in shown] == [s["scientific_name"] for s in window["species"]]
+            scores = [100 * s["score"] for s in window["species"]]
+            assert all(abs(pct - score) <= 0.51 for (_, pct), score in zip(shown, scores, strict=True))
+            wait_images_loaded(page, "#image-grid")
+            assert image_sources(page, "#image-grid") == [im["url"] for im in window["images"]]
+            names = page.eval_on_selector_all("#image-grid figcaption .common", "e => e.map(x => x.textContent)")
+            assert names == [im["common_name"] or im["species"] for im in window["images"]]
+            alts = page.eval_on_selector_all("#image-grid img", "imgs => imgs.map(i => i.alt)")
+            assert all(alt.startswith("Picture of ") for alt in alts)
+
+        check_window(0)
+        first = (shown_species(page), image_sources(page, "#image-grid"))
+        page.click("#windows button >> nth=2")
+        check_window(2)
+        assert (shown_species(page), image_sources(page, "#image-grid")) != first, "window 3 shows window 1's results"
+        common = page.eval_on_selector_all("#species-list .common", "e => e.map(x => x.textContent)")
+        assert common and set(common) <= {c for _, c, _ in SPECIES}
+
+        # Text search.
+        text = api_text(server.url, "Turdus migratorius")
+        page.fill("#text-query", "Turdus migratorius")
+        page.press("#text-query", "Enter")
+        wait_images_loaded(page, "#text-grid")
+        assert image_sources(page, "#text-grid") == [im["url"] for im in text["images"]]
+        assert "Turdus migratorius" in page.text_content("#text-status")
+
+        shots = Path(os.environ.get("BIRDBRIDGE_SCREENSHOT_DIR") or tmp_path)  # a folder to keep them, if set
+        shots.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shots / "serve.png"), full_page=True)
+        narrow = browser.new_page(viewport={"width": 390, "height": 844})
+        narrow.goto(server.url + "/")
+        narrow.set_input_files("#file-input", str(wav))
+        narrow.wait_for_selector("#results:not([hidden]) #windows button", timeout=120_000)
+        wait_images_loaded(narrow, "#image-grid")
+        assert narrow.evaluate("document.documentElement.scrollWidth") <= 390  # nothing sticks out sideways
+        narrow.screenshot(path=str(shots / "serve-narrow.png"), full_page=True)
+        print(f"\nscreenshots: {shots / 'serve.png'} and {shots / 'serve-narrow.png'}")
+
+        assert problems == [], problems
+        # A file that is not audio: a readable message on the page, and the page keeps working.
+        notes = tmp_path / "notes.wav"
+        notes.write_text("field notes, not a recording\n" * 10)
+        page.set_input_files("#file-input", str(notes))
+        page.wait_for_selector("#error:not([hidden])")
+        message = page.text_content("#error")
+        assert "notes.wav" in message and "not audio" in message and "HTTP 422" in message
+        page.fill("#text-query", "")
+        page.press("#text-query", "Enter")
+        assert "Type a species name" in page.text_content("#text-error")
+
+        # Drag and drop a recording onto the page.
+        dropped = base64.b64encode(wav.read_bytes()).decode()
+        page.evaluate(
+            """b64 => {
+                const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+                const data = new DataTransfer();
+                data.items.add(new File([bytes], "dropped call.wav", { type: "audio/wav" }));
+                document.getElementById("dropzone").dispatchEvent(
+                    new DragEvent("drop", { dataTransfer: data, bubbles: true, cancelable: true }));
+            }""",
+            dropped,
+        )
+        page.wait_for_function("() => document.getElementById('file-name').textContent === 'dropped call.wav'")
+        assert page.is_hidden("#error") and page.locator("#windows button").count() == 4
+        browser.close()
+    assert not [p for p in problems if "status of 422" not in p], problems  # the 422 is the expected one
+
+
+def test_recording_in_the_browser(server) -> None:
+    """Record from Chromium's fake microphone (a beep); the page encodes a 16-bit WAV and searches it."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch(p, tuple(FAKE_MICROPHONE))
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(server.url + "/")
+        page.wait_for_function("() => document.getElementById('info').textContent.includes('gallery of')")
+        page.click("#record-button")
+        page.wait_for_selector("#record-button[aria-pressed='true']")
+        page.wait_for_timeout(2500)
+        page.click("#record-button")
+        page.wait_for_selector("#results:not([hidden]) #windows button", timeout=120_000)
+        name = page.text_content("#file-name")
+        assert name.startswith("recording-") and name.endswith(".wav")
+        assert page.locator("#windows button").count() >= 2  # about 2.5 s in 1 s windows
+        assert page.is_hidden("#error") and errors == []
+        wait_images_loaded(page, "#image-grid")
+        browser.close()
+
+
+def test_missing_chromium_fails_loudly(monkeypatch) -> None:
+    """Without the browser the tests must fail with an instruction, never skip silently."""
+    monkeypatch.setattr(f"{__name__}.CHROMIUM", "/nonexistent/chromium")
+    with pytest.raises(pytest.fail.Exception, match="apt-get install -y chromium"):
+        launch(None)
+
+
+def test_cli_serve(world, tmp_path) -> None:
+    """`birdbridge serve` prints its URL, answers the API and stops cleanly on SIGINT."""
+    command = [sys.executable, "-m", "birdbridge", "serve", "--model", str(world["model"]), "--gallery",
+               str(world["gallery"]), "--port", "0", "--max-upload-mb", "2", "--device", "cpu"]
+    env = {**os.environ, "BIRDBRIDGE_NO_PROGRESS": "1"}
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+    try:
+        lines = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = process.stderr.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "serving on" in line:
+                break
+        url = next((w.rstrip("/") for line in lines for w in line.split() if w.startswith("http://")), None)
+        assert url, "".join(lines)
+        with urllib.request.urlopen(f"{url}/api/info", timeout=30) as response:
+            info = json.loads(response.read())
+        assert info["limits"]["max_upload_mb"] == 2 and info["gallery"]["images"] == 12
+        with urllib.request.urlopen(f"{url}/", timeout=30) as response:
+            assert b"birdbridge" in response.read()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) in (0, 130)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stderr.close()
