@@ -60,6 +60,12 @@ class PeakRss:
         self._thread.join()
 
 
+def load() -> str:
+    """The 1-minute load average (other work on the machine inflates every timing)."""
+    with open("/proc/loadavg") as fh:
+        return fh.read().split()[0]
+
+
 def mb(n: float) -> str:
     return f"{n / 1e6:,.0f} MB"
 
@@ -120,7 +126,7 @@ def measure(args: argparse.Namespace) -> None:
     print(f"open: first {opens[0] * 1000:.1f} ms, median {np.median(opens) * 1000:.1f} ms; "
           f"RSS {mb(base['VmRSS'])} before -> {mb(after_open['VmRSS'])} after "
           f"(+{mb(after_open['VmRSS'] - base['VmRSS'])}; file-backed +{mb(after_open['RssFile'] - base['RssFile'])})")
-    print(f"torch threads: {torch.get_num_threads()}")
+    print(f"torch threads: {torch.get_num_threads()}; load average {load()}")
 
     # exact search
     gallery.search(queries[:1], 10, exact=True)  # warm the page cache
@@ -148,14 +154,20 @@ def measure(args: argparse.Namespace) -> None:
         return
     settings = AnnSettings(connectivity=args.connectivity, expansion_add=args.expansion_add,
                            expansion_search=args.expansion_search[0])
-    t = time.perf_counter()
-    with PeakRss() as peak:
-        entry = build_ann(gallery, rebuild=True, settings=settings, threads=0, progress=False)
-    build_s = time.perf_counter() - t
-    print(f"\nANN build (usearch HNSW, ip, f16, connectivity {settings.connectivity}, expansion_add "
-          f"{settings.expansion_add}, all cores): {build_s:.1f} s ({len(gallery) / build_s:,.0f} rows/s), "
-          f"index file {mb((folder / 'ann.usearch').stat().st_size)}, peak RSS {mb(peak.peak['VmRSS'])}")
-    del entry
+    if args.keep_ann and gallery.ann_status()["up_to_date"]:
+        current = gallery.meta["ann"]
+        settings = AnnSettings(current["connectivity"], current["expansion_add"], args.expansion_search[0])
+        print(f"\nANN index kept (connectivity {settings.connectivity}, expansion_add {settings.expansion_add}; "
+              f"built in {current.get('build_seconds')} s)")
+    else:
+        t = time.perf_counter()
+        with PeakRss() as peak:
+            build_ann(gallery, rebuild=True, settings=settings, threads=0, progress=False)
+        build_s = time.perf_counter() - t
+        print(f"\nANN build (usearch HNSW, ip, f16, connectivity {settings.connectivity}, expansion_add "
+              f"{settings.expansion_add}, all cores): {build_s:.1f} s ({len(gallery) / build_s:,.0f} rows/s), "
+              f"index file {mb((folder / 'ann.usearch').stat().st_size)}, peak RSS {mb(peak.peak['VmRSS'])}, "
+              f"load average {load()}")
     for ef in args.expansion_search:
         build_ann(gallery, settings=AnnSettings(settings.connectivity, settings.expansion_add, ef), progress=False)
         g = Gallery.open(folder)
@@ -171,7 +183,7 @@ def measure(args: argparse.Namespace) -> None:
         lat_ms = np.array(lat) * 1000
         print(f"  ANN expansion_search {ef:4d}: p50 {np.percentile(lat_ms, 50):.2f} ms, p95 "
               f"{np.percentile(lat_ms, 95):.2f} ms, recall@10 {hits:.4f} (over {len(queries)} queries, "
-              "Gallery.search incl. exact re-scoring)")
+              f"Gallery.search incl. exact re-scoring; load {load()})")
     print(f"RSS after ANN searches: {mb(status()['VmRSS'])}")
 
 
@@ -186,9 +198,10 @@ def main() -> None:
     parser.add_argument("--folder", default="/tmp/bench-gallery")
     parser.add_argument("--connectivity", type=int, default=16)
     parser.add_argument("--expansion-add", type=int, default=128)
-    parser.add_argument("--expansion-search", type=int, nargs="+", default=[16, 32, 64, 128])
+    parser.add_argument("--expansion-search", type=int, nargs="+", default=[32, 64, 128, 256])
     parser.add_argument("--skip-ann", action="store_true")
     parser.add_argument("--reuse", action="store_true", help="measure an existing gallery instead of writing one")
+    parser.add_argument("--keep-ann", action="store_true", help="with --reuse: keep its ANN index (no rebuild)")
     parser.add_argument("--phase", choices=["all", "measure"], default="all", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase == "measure":

@@ -79,3 +79,10 @@ def test_embed_species_from_list(tiny_clip, tmp_path) -> None:
 def test_bad_output_suffix_is_a_clear_error(tiny_clip, tmp_path) -> None:
     out = cli("embed", "text", "x", "-m", tiny_clip, "-o", tmp_path / "out.txt")
     assert out.returncode == 1 and "unknown output format" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_exit_status_is_1_when_nothing_was_embedded(tiny_clip, tmp_path) -> None:
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    out = cli("embed", "image", "-m", tiny_clip, bad, "-o", tmp_path / "x.npy")
+    assert out.returncode == 1 and "bad.jpg" in out.stderr and not (tmp_path / "x.npy").exists()

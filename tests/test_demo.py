@@ -34,7 +34,8 @@ def test_output_folder(demo) -> None:
                 "world/taxonomy.csv", "world/audio.csv", "world/images.csv", "world/dataset.yaml",
                 "models/teacher/open_clip_config.json", "models/teacher/open_clip_model.safetensors",
                 "models/student/config.json", "models/student/model.safetensors", "models/student/vocab.json",
-                "distill/model/birdbridge.json", "distill/model/head.safetensors", "distill/metrics.csv"):
+                "distill/model/birdbridge.json", "distill/model/head.safetensors", "distill/metrics.csv",
+                "gallery/gallery.json", "gallery/vectors.f16", "gallery/images.sqlite", "gallery/species.json"):
         assert (out / rel).exists(), rel
     saved = json.loads((out / "results.json").read_text())
     assert saved["methods"] == results["methods"]

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     from birdbridge.errors import BirdbridgeError
 
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)  # a typer.Exit comes back as its code here
     except BirdbridgeError as exc:
         console_err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)
@@ -60,3 +60,5 @@ def main(argv: list[str] | None = None) -> None:
             exc.show()
             sys.exit(exc.exit_code)
         raise
+    if isinstance(code, int) and code:
+        sys.exit(code)

@@ -16,17 +16,25 @@ def register(app: typer.Typer) -> None:
         species: int = typer.Option(24, "--species", "-n", min=8, help="Number of species (rounded to 8s)."),
         seed: int = typer.Option(0, "--seed", help="Seed of the world and of every training run."),
         distill_epochs: int = typer.Option(30, help="Epochs of distillation."),
+        pivots: bool = typer.Option(False, "--pivots", help="Also train image-pivot students (VIP-ANT with random, "
+                                    "nearest and multiframe frame selection, and text + image) on the world's "
+                                    "videos, and compare them all in one table."),
     ) -> None:
         """Generate a world, pretrain stand-in models, distil, evaluate against the baselines, report."""
         from birdbridge.demo.run import DemoSettings, run_demo, summary_lines
         from birdbridge.evaluate.report import results_table
 
-        results = run_demo(out, DemoSettings(species=species, seed=seed, distill_epochs=distill_epochs),
+        results = run_demo(out, DemoSettings(species=species, seed=seed, distill_epochs=distill_epochs, pivots=pivots),
                            log=lambda m: console_err.print(m, highlight=False, markup=False))
         console.print(results_table(results, "demo world: audio→image retrieval and friends"))
         for line in summary_lines(results):
             console.print(line)
+        if pivots:
+            console.print("audio→image MAP, best first: " + " > ".join(results["ordering_a2i_map"]))
         console.print(f"results: {out / 'results.json'}; report: {out / 'report.md'}; "
-                      f"student: {out / 'distill' / 'model'}")
+                      f"student: {out / 'distill' / 'model'}; gallery: {out / 'gallery'}")
+        console.print(f"try:  birdbridge search --model {out / 'distill' / 'model'} --gallery {out / 'gallery'} "
+                      f"{out / 'world' / 'audio'}")
+        console.print(f"      birdbridge serve --model {out / 'distill' / 'model'} --gallery {out / 'gallery'}")
         if not all(results["checks"].values()):
             raise typer.Exit(1)

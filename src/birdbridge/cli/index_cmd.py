@@ -28,6 +28,7 @@ def _forms(text: str) -> list[str]:
 
 
 def _species_source(species_list: Path | None, taxonomy: Path | None):
+    """The parsed species list or taxonomy, or None."""
     from birdbridge.gallery.species_index import load_species_source
 
     return load_species_source(species_list=species_list, taxonomy=taxonomy)
@@ -174,7 +175,7 @@ def ann_cmd(
     rebuild: bool = typer.Option(False, "--rebuild", help="Build from scratch instead of adding the new rows."),
     connectivity: int | None = typer.Option(None, min=2, help="HNSW links per node (M); default 16."),
     expansion_add: int | None = typer.Option(None, min=1, help="Search depth while building (efConstruction); 128."),
-    expansion_search: int | None = typer.Option(None, min=1, help="Search depth of queries (ef); default 64."),
+    expansion_search: int | None = typer.Option(None, min=1, help="Search depth of queries (ef); default 128."),
 ) -> None:
     """Build the ANN index, or bring it up to date with the rows added since."""
     from birdbridge.gallery.ann import AnnSettings, build_ann

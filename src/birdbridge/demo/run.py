@@ -5,7 +5,8 @@
    save them in the real hub layouts;
 3. distil the teacher's text space into the student with ``birdbridge train``;
 4. evaluate it against the paper's baselines with ``birdbridge evaluate``;
-5. write ``results.json``, a Markdown report with figures, and the trained student.
+5. index the world's pictures into a gallery for ``birdbridge search`` and ``birdbridge serve``;
+6. write ``results.json``, a Markdown report with figures, and the trained student.
 """
 
 from __future__ import annotations
@@ -22,6 +23,14 @@ from birdbridge.demo.report import bar_chart, embedding_plot, write_report
 from birdbridge.demo.world import World, WorldConfig, generate_world
 from birdbridge.utils.atomic import write_json
 
+OURS = "text distillation (birdbridge)"
+PIVOTS = {  # name -> training settings of the image-pivot students (video frames as targets)
+    "image pivot, random frame (VIP-ANT)": ["objective=image", "video.frame_selection=random"],
+    "image pivot, nearest frame": ["objective=image", "video.frame_selection=nearest"],
+    "image pivot, multiframe": ["objective=image", "video.frame_selection=multiframe"],
+    "text + image pivot (nearest)": ["objective=both", "video.frame_selection=nearest"],
+}
+
 
 @dataclass(frozen=True)
 class DemoSettings:
@@ -33,11 +42,16 @@ class DemoSettings:
     student_epochs: tuple[int, int] = (50, 30)
     distill_epochs: int = 30
     batch_size: int = 32
+    pivots: bool = False  # also train image-pivot students on the world's videos and compare
+    videos_per_species: int = 10
+    pivot_epochs: int = 40
+    nearest_warmup_epochs: int = 5
 
     def world_config(self) -> WorldConfig:
         orders = max(1, round(self.species / 8))
         return WorldConfig(n_orders=orders, recordings_per_species=self.recordings_per_species,
-                           images_per_species=self.images_per_species, seed=self.seed)
+                           images_per_species=self.images_per_species, seed=self.seed,
+                           videos_per_species=self.videos_per_species if self.pivots else 0)
 
 
 def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), progress: bool | None = None,
@@ -55,7 +69,8 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), progress:
         return result
 
     world: World = step("generate the world", lambda: generate_world(out / "world", settings.world_config()))
-    log(f"[demo] {len(world.taxonomy)} species, {len(world.audio)} recordings, {len(world.images)} pictures")
+    log(f"[demo] {len(world.taxonomy)} species, {len(world.audio)} recordings, {len(world.images)} pictures"
+        + (f", {len(world.videos)} videos" if world.videos else ""))
     models = out / "models"
     teacher, _ = step("pretrain the stand-in teacher", lambda: pretrain_teacher(
         world, models / "teacher", PretrainSettings(*settings.teacher_epochs, seed=settings.seed), progress))
@@ -65,24 +80,49 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), progress:
     from birdbridge.train.config import load_config
     from birdbridge.train.loop import train
 
-    cfg = load_config(None, [
-        f"data.dataset={out / 'world' / 'dataset.yaml'}", f"student={student}", f"teacher={teacher}",
-        f"output={out / 'distill'}", f"run.batch_size={settings.batch_size}", f"run.epochs={settings.distill_epochs}",
-        f"run.seed={settings.seed}", "data.num_workers=0", "data.val_split=test", "optim.lr=2e-3",
-        "optim.head_lr=5e-3", "optim.warmup_steps=20", f"run.progress={'null' if progress is None else progress}",
-        "run.checkpoint_every=1000000", "run.eval_every=1000000",
-    ])
-    trained = step("distil (birdbridge train)", lambda: train(cfg, fresh=True))
+    def distil(folder: str, epochs: int, extra: list[str]):
+        cfg = load_config(None, [
+            f"data.dataset={out / 'world' / 'dataset.yaml'}", f"student={student}", f"teacher={teacher}",
+            f"output={out / folder}", f"run.batch_size={settings.batch_size}", f"run.epochs={epochs}",
+            f"run.seed={settings.seed}", "data.num_workers=0", "optim.lr=2e-3", "optim.head_lr=5e-3",
+            "optim.warmup_steps=20", f"run.progress={'null' if progress is None else progress}",
+            "run.checkpoint_every=1000000", "run.eval_every=1000000", "video.fps=4",
+            f"video.nearest_warmup_epochs={settings.nearest_warmup_epochs}", *extra,
+        ])
+        return train(cfg, fresh=True).model
+
+    trained = {OURS: step("distil (birdbridge train)", lambda: distil("distill", settings.distill_epochs,
+                                                                       ["data.val_split=test"]))}
+    if settings.pivots:
+        for i, (name, extra) in enumerate(PIVOTS.items()):
+            trained[name] = step(f"train: {name}", lambda i=i, extra=extra: distil(
+                f"pivots/{i}", settings.pivot_epochs, extra))
 
     from birdbridge.evaluate.runner import EvalSettings, evaluate
 
     results = step("evaluate against the baselines", lambda: evaluate(
-        {"text distillation (birdbridge)": str(trained.model)}, out / "world" / "dataset.yaml",
+        {name: str(path) for name, path in trained.items()}, out / "world" / "dataset.yaml",
         settings=EvalSettings(image_split="test"), progress=progress))
-    ours = results["methods"]["text distillation (birdbridge)"]
-    rand = results["methods"]["random projection"]
-    mapping = results["methods"]["text-embedding mapping"]
-    undistilled = next(v for k, v in results["methods"].items() if k.startswith("undistilled"))
+    checks = _checks(results["methods"], settings.pivots)
+    from birdbridge.gallery.build import build_gallery
+
+    step("index the pictures (birdbridge index)", lambda: build_gallery(
+        [out / "world" / "images.csv"], out / "gallery", str(teacher), species=out / "world" / "taxonomy.csv",
+        progress=progress))
+    results["checks"] = checks
+    results["timings"] = timings
+    results["ordering_a2i_map"] = sorted((n for n in results["methods"] if "a2i_map" in results["methods"][n]),
+                                         key=lambda n: -results["methods"][n]["a2i_map"])
+    write_json(out / "results.json", results)
+    figures = _figures(out, results, trained[OURS], world)
+    write_report(out, results, timings, checks, figures)
+    return results
+
+
+def _checks(methods: dict[str, dict[str, float]], pivots: bool) -> dict[str, bool]:
+    ours, rand = methods[OURS], methods["random projection"]
+    mapping = methods["text-embedding mapping"]
+    undistilled = next(v for k, v in methods.items() if k.startswith("undistilled"))
     checks = {
         f"distilled A→I MAP {ours['a2i_map']:.1f} ≥ 3 × random projection {rand['a2i_map']:.1f}":
             ours["a2i_map"] >= 3 * rand["a2i_map"],
@@ -91,12 +131,11 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), progress:
         f"kNN accuracy {ours['knn_acc']:.1f} no more than 5 points below the undistilled student's "
         f"{undistilled['knn_acc']:.1f}": ours["knn_acc"] >= undistilled["knn_acc"] - 5.0,
     }
-    results["checks"] = checks
-    results["timings"] = timings
-    write_json(out / "results.json", results)
-    figures = _figures(out, results, trained.model, world)
-    write_report(out, results, timings, checks, figures)
-    return results
+    if pivots:
+        near, rnd = methods["image pivot, nearest frame"], methods["image pivot, random frame (VIP-ANT)"]
+        checks[f"nearest-frame A→I MAP {near['a2i_map']:.1f} > random-frame {rnd['a2i_map']:.1f} "
+               "(most frames show no bird)"] = near["a2i_map"] > rnd["a2i_map"]
+    return checks
 
 
 def _figures(out: Path, results: dict[str, Any], model: Path, world: World) -> dict[str, str]:

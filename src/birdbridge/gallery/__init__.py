@@ -34,22 +34,36 @@ An ANN index covering fewer rows than ``count`` is stale; searches are then exac
 up to date (``birdbridge gallery ann``), so results are never missing new rows.
 """
 
-from birdbridge.gallery.ann import ANN_THRESHOLD, AnnSettings, build_ann
-from birdbridge.gallery.build import BuildReport, build_gallery
-from birdbridge.gallery.species_index import SpeciesIndexSummary, build_species_index, parse_species_label
-from birdbridge.gallery.store import Gallery, ImageRecord, SpeciesRecord, teacher_meta
+from __future__ import annotations
 
-__all__ = [
-    "ANN_THRESHOLD",
-    "AnnSettings",
-    "BuildReport",
-    "Gallery",
-    "ImageRecord",
-    "SpeciesIndexSummary",
-    "SpeciesRecord",
-    "build_ann",
-    "build_gallery",
-    "build_species_index",
-    "parse_species_label",
-    "teacher_meta",
-]
+import importlib
+from typing import Any
+
+# Imported lazily: opening and searching a gallery needs neither torch's models nor image decoding.
+_EXPORTS = {
+    "ANN_THRESHOLD": "birdbridge.gallery.ann",
+    "AnnSettings": "birdbridge.gallery.ann",
+    "build_ann": "birdbridge.gallery.ann",
+    "BuildReport": "birdbridge.gallery.build",
+    "build_gallery": "birdbridge.gallery.build",
+    "SpeciesIndexSummary": "birdbridge.gallery.species_index",
+    "build_species_index": "birdbridge.gallery.species_index",
+    "parse_species_label": "birdbridge.gallery.species_index",
+    "Gallery": "birdbridge.gallery.store",
+    "ImageRecord": "birdbridge.gallery.store",
+    "SpeciesRecord": "birdbridge.gallery.store",
+    "teacher_meta": "birdbridge.gallery.store",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

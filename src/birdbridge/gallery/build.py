@@ -185,7 +185,7 @@ def build_gallery(
         _ingest_precomputed(table, gallery, taxonomy, known, report, progress=progress)
 
     if len(gallery) or taxonomy is not None:
-        label = str(species) if isinstance(species, (str, os.PathLike)) else ("taxonomy" if taxonomy else "gallery")
+        label = str(species) if isinstance(species, (str, os.PathLike)) else ("species list" if taxonomy else "gallery")
         report.species = build_species_index(
             gallery, teacher, taxonomy=taxonomy, known=known, forms=forms, templates=templates,
             cache=cache, progress=progress, source=label,

@@ -15,6 +15,7 @@ import math
 import os
 import sqlite3
 import threading
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -624,10 +625,9 @@ class Gallery:
             )
         rows = [_record_values(r, i) for i, r in enumerate(records)]
         ids = [r[0] for r in rows]
-        seen: set[str] = set()
-        repeated = [i for i in ids if i in seen or seen.add(i)]  # type: ignore[func-returns-value]
+        repeated = sorted(i for i, n in Counter(ids).items() if n > 1)
         if repeated:
-            raise BirdbridgeError(f"image ids repeated in one append: {_show(sorted(set(repeated)))}")
+            raise BirdbridgeError(f"image ids repeated in one append: {_show(repeated)}")
         unit = _normalise(arr.astype(np.float32, copy=False), ids)
         with self.write_lock():
             meta = self._reload_meta()

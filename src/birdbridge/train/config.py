@@ -48,7 +48,19 @@ class LossConfig:
     temperature: float = 0.07
     learnable_temperature: bool = True
     negatives: str = "batch"  # batch: the batch's species; all: every species in the taxonomy
-    symmetric: bool = True  # average audio->text and text->audio
+    symmetric: bool = True  # average audio->target and target->audio
+    text_weight: float = 1.0  # objective "both": text_weight * text loss + image_weight * image loss
+    image_weight: float = 1.0
+
+
+@dataclass
+class VideoConfig:
+    """Image-pivot training (objective image or both): targets are the teacher's embeddings of video frames."""
+
+    fps: float = 2.0  # frames sampled per second of video (embedded once and cached)
+    frame_selection: str = "random"  # random (VIP-ANT) | nearest (Nearest Match) | multiframe (Multiframe Match)
+    nearest_warmup_epochs: int = 1  # nearest: epochs with random frames first
+    subwindows: int = 4  # multiframe: sub-windows per crop, each paired with the frames at its time
 
 
 @dataclass
@@ -82,12 +94,13 @@ class TrainConfig:
     student: str = "biolingual"
     teacher: str = "bioclip-2"
     output: str = "runs/distill"
-    objective: str = "text"  # text (the paper's text pivot)
+    objective: str = "text"  # text (the paper's text pivot) | image (video frames, VIP-ANT) | both
     data: DataConfig = field(default_factory=DataConfig)
     prompts: PromptConfig = field(default_factory=PromptConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    video: VideoConfig = field(default_factory=VideoConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
@@ -111,6 +124,17 @@ class TrainConfig:
             raise bad("loss.negatives", f"must be 'batch' or 'all', not {self.loss.negatives!r}")
         if not 0 < self.loss.temperature < 10:
             raise bad("loss.temperature", "must be in (0, 10)")
+        if self.objective not in ("text", "image", "both"):
+            raise bad("objective", f"must be text, image or both, not {self.objective!r}")
+        if self.video.frame_selection not in ("random", "nearest", "multiframe"):
+            raise bad("video.frame_selection",
+                      f"must be random, nearest or multiframe, not {self.video.frame_selection!r}")
+        if not self.video.fps > 0:
+            raise bad("video.fps", "must be above 0")
+        if self.video.subwindows < 1 or self.video.nearest_warmup_epochs < 0:
+            raise bad("video.subwindows", "must be at least 1 (and nearest_warmup_epochs at least 0)")
+        if min(self.loss.text_weight, self.loss.image_weight) < 0:
+            raise bad("loss.text_weight", "weights must not be negative")
         if self.optim.amp not in ("auto", "off", "bf16", "fp16"):
             raise bad("optim.amp", f"must be auto, off, bf16 or fp16, not {self.optim.amp!r}")
         for key, value in (("run.batch_size", self.run.batch_size), ("run.epochs", self.run.epochs),

@@ -26,7 +26,8 @@ class Clip:
 
 
 class CropDataset(Dataset):
-    """``(index, epoch)`` -> {"wave": float32 [window_samples], "species": int, "bad": [unreadable indices]}.
+    """``(index, epoch)`` -> {"wave": float32 [window_samples], "species", "index" and "offset_s" of the clip
+    used, "bad": [unreadable indices]}.
 
     A clip that cannot be read is replaced by the next readable one (so batch shapes stay equal across
     processes) and reported in ``bad``.
@@ -47,22 +48,25 @@ class CropDataset(Dataset):
         for k in range(len(self.clips)):
             i = (index + k) % len(self.clips)
             try:
-                wave = self.crop(self.clips[i], np.random.default_rng([self.seed, epoch, i]))
+                wave, offset = self.crop(self.clips[i], np.random.default_rng([self.seed, epoch, i]))
             except AudioError:
                 bad.append(i)
                 continue
-            return {"wave": torch.from_numpy(wave), "species": self.clips[i].species, "bad": bad}
+            return {"wave": torch.from_numpy(wave), "species": self.clips[i].species, "bad": bad, "index": i,
+                    "offset_s": offset}
         raise AudioError("training data", "no clip could be read", "check the dataset's audio files")
 
-    def crop(self, clip: Clip, rng: np.random.Generator) -> np.ndarray:
+    def crop(self, clip: Clip, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+        """A window-long crop of ``clip`` and where it starts (s); shorter clips are repeat-padded."""
         window_s = self.window_samples / self.sample_rate
         duration = clip.duration_s if clip.duration_s else audio_info(clip.path).duration_s
+        offset = 0.0
         if duration > window_s:
             offset = float(rng.uniform(0.0, duration - window_s))
             x = read_audio(clip.path, self.sample_rate, offset_s=offset, duration_s=window_s)
         else:
             x = read_audio(clip.path, self.sample_rate)
-        return repeat_pad(x[: self.window_samples], self.window_samples)
+        return repeat_pad(x[: self.window_samples], self.window_samples), offset
 
 
 def collate(items: list[dict]) -> dict:
@@ -70,6 +74,8 @@ def collate(items: list[dict]) -> dict:
         "wave": torch.stack([it["wave"] for it in items]),
         "species": torch.tensor([it["species"] for it in items], dtype=torch.long),
         "bad": [i for it in items for i in it["bad"]],
+        "index": torch.tensor([it["index"] for it in items], dtype=torch.long),
+        "offset_s": torch.tensor([it["offset_s"] for it in items], dtype=torch.float64),
     }
 
 

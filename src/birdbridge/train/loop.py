@@ -18,13 +18,14 @@ from torch.utils.data import DataLoader
 
 from birdbridge.errors import BirdbridgeError
 from birdbridge.models.distilled import save_distilled_student
-from birdbridge.models.loader import clear_model_cache, load_text_encoder
+from birdbridge.models.loader import clear_model_cache, load_teacher
 from birdbridge.train import distributed as D
 from birdbridge.train.checkpoint import list_checkpoints, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from birdbridge.train.config import TrainConfig, dump_config
 from birdbridge.train.data import Clip, CropDataset, EpochBatches, collate
 from birdbridge.train.logs import Loggers
-from birdbridge.train.loss import Temperature, species_info_nce
+from birdbridge.train.loss import Temperature
+from birdbridge.train.objectives import FrameTargets, Objective, StepInput
 from birdbridge.train.student_setup import DistillModel, freeze_batchnorm, fresh_student, set_trainable
 from birdbridge.train.targets import TextTargets
 from birdbridge.utils.atomic import write_json, write_text
@@ -70,11 +71,6 @@ def _train(cfg: TrainConfig, device: torch.device, info: D.DistInfo, fresh: bool
 
     dataset = load_dataset(cfg.data.dataset)
     taxonomy = dataset.taxonomy
-    items = dataset.audio_split(cfg.data.train_split)
-    if not items:
-        raise BirdbridgeError(f"{cfg.data.dataset}: no audio in split {cfg.data.train_split!r}")
-    clips = [Clip(Path(it.path), taxonomy.index(it.species), it.duration_s) for it in items]
-    clips, bad_files = _validated(clips) if cfg.data.validate_files else (clips, [])
 
     resume_state = None
     checkpoints = list_checkpoints(ckpt_dir)
@@ -88,19 +84,13 @@ def _train(cfg: TrainConfig, device: torch.device, info: D.DistInfo, fresh: bool
                 old.unlink()
         write_text(out / "config.yaml", dump_config(cfg))
 
-    # Teacher text targets: computed once (rank 0 first, so the others read its cache), never per step.
-    targets = None
+    # Teacher targets are computed once (rank 0 first, so the others read its caches), never per step.
+    prepared = None
     for turn in (0, 1):
         if (turn == 0) == info.is_main:
-            encoder = load_text_encoder(cfg.teacher, "cpu")
-            teacher_meta = {"ref": cfg.teacher, "name": encoder.name, "fingerprint": encoder.fingerprint,
-                            "embed_dim": int(encoder.embed_dim)}
-            targets = TextTargets.build(encoder, taxonomy, cfg.prompts.mix, cfg.prompts.templates, cfg.run.seed,
-                                        progress=cfg.run.progress if info.is_main else False)
-            del encoder
-            clear_model_cache()
+            prepared = _prepare(cfg, dataset, device, progress=cfg.run.progress if info.is_main else False)
         D.barrier(info)
-
+    clips, targets, objective, teacher_meta, bad_files = prepared
     student = fresh_student(cfg.student, cfg.head, targets.dim)
     base_fingerprint = student.fingerprint
     n_trainable, n_total = set_trainable(student, cfg.model.trainable)
@@ -148,15 +138,12 @@ def _train(cfg: TrainConfig, device: torch.device, info: D.DistInfo, fresh: bool
             waited = time.perf_counter() - last
             step += 1
             bad_files.extend(str(clips[i].path) for i in batch["bad"])
-            waves = batch["wave"].to(device, non_blocking=True)
-            species = batch["species"].to(device)
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                emb, scale = ddp(waves)
-            all_emb = D.gather_with_grad(emb.float(), info)
-            all_species = D.gather(species, info)
-            target, target_species = targets.for_step(step, all_species, cfg.loss.negatives == "all")
-            loss = species_info_nce(all_emb, all_species.cpu().to(all_emb.device), target.to(device),
-                                    target_species.to(device), scale, cfg.loss.symmetric)
+            loss = objective(
+                ddp, StepInput(batch["wave"], batch["species"], batch["index"], batch["offset_s"], step,
+                               (step - 1) // per_epoch),
+                student.sample_rate, info, device,
+                torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None),
+            )
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss * info.world).backward()  # DDP averages; the gathered loss needs the sum
             scaler.unscale_(optimizer)
@@ -210,6 +197,66 @@ def _train(cfg: TrainConfig, device: torch.device, info: D.DistInfo, fresh: bool
         logs.close()
     return TrainResult(out, model_dir, step, loss_value, time.perf_counter() - started,
                        resume_state["step"] if resume_state else None)
+
+
+def _prepare(cfg: TrainConfig, dataset, device: torch.device, progress: bool | None):
+    """Training clips, cached teacher targets and the objective (run on rank 0 first)."""
+    taxonomy = dataset.taxonomy
+    teacher = load_teacher(cfg.teacher, device)
+    teacher_meta = {"ref": cfg.teacher, "name": teacher.name, "fingerprint": teacher.fingerprint,
+                    "embed_dim": int(teacher.embed_dim)}
+    text = TextTargets.build(teacher, taxonomy, cfg.prompts.mix, cfg.prompts.templates, cfg.run.seed,
+                             progress=progress)
+    frames = None
+    if cfg.objective == "text":
+        items = dataset.audio_split(cfg.data.train_split)
+        if not items:
+            raise BirdbridgeError(f"{cfg.data.dataset}: no audio in split {cfg.data.train_split!r}")
+        clips = [Clip(Path(it.path), taxonomy.index(it.species), it.duration_s) for it in items]
+        clips, bad_files = _validated(clips) if cfg.data.validate_files else (clips, [])
+    else:
+        clips, frames, bad_files = _video_clips(cfg, dataset, teacher, progress)
+    del teacher
+    clear_model_cache()
+    objective = Objective(
+        cfg.objective, text=text, frames=frames, selection=cfg.video.frame_selection,
+        nearest_warmup_epochs=cfg.video.nearest_warmup_epochs, subwindows=cfg.video.subwindows,
+        text_weight=cfg.loss.text_weight, image_weight=cfg.loss.image_weight,
+        negatives_all=cfg.loss.negatives == "all", symmetric=cfg.loss.symmetric, seed=cfg.run.seed,
+    )
+    return clips, text, objective, teacher_meta, bad_files
+
+
+def _video_clips(cfg: TrainConfig, dataset, teacher, progress):
+    """One clip per video: its sound track (decoded once to a cached WAV) and its frames' embeddings."""
+    from birdbridge.audio import audio_info
+    from birdbridge.models.clap_frontend import FrontendConfig
+    from birdbridge.models.hub import resolve
+    from birdbridge.video import VideoError, video_audio_cache, video_batch_embeddings
+
+    items = dataset.videos_split(cfg.data.train_split)
+    if not items:
+        raise BirdbridgeError(f"{cfg.data.dataset}: no videos in split {cfg.data.train_split!r}; the image "
+                              "objective trains on videos with sound")
+    rate = FrontendConfig.from_folder(resolve(cfg.student).folder).sample_rate
+    embedded, failures = video_batch_embeddings(items, teacher, cfg.video.fps, progress=progress)
+    bad = [f"{f.source}: {f.message}" for f in failures]
+    clips, times, vectors = [], [], []
+    for item in items:
+        frames = embedded.get(item.id)
+        if frames is None or not len(frames):
+            continue
+        try:
+            wav = video_audio_cache(item.path, rate)
+        except VideoError as exc:
+            bad.append(str(exc))
+            continue
+        clips.append(Clip(wav, dataset.taxonomy.index(item.species), audio_info(wav).duration_s))
+        times.append(frames.times)
+        vectors.append(frames.vectors)
+    if not clips:
+        raise BirdbridgeError("no training video could be used:\n  " + "\n  ".join(bad[:10]))
+    return clips, FrameTargets(times, vectors, cfg.run.seed), bad
 
 
 def _validated(clips: list[Clip]) -> tuple[list[Clip], list[str]]:
