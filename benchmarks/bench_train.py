@@ -14,10 +14,12 @@ workers decode, crop and resample to 48 kHz as they would on the real set. Print
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import statistics
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -63,26 +65,47 @@ def build_teacher(folder: Path) -> Path:
     return save_openclip_folder(CLIPModel(config).eval(), folder)
 
 
-def main() -> None:
+def training_args(steps: int, batch_size: int, species: int) -> argparse.ArgumentParser:
+    """The options every training benchmark takes (``--steps``, ``--batch-size``, ``--species``)."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=8)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--species", type=int, default=8)
-    args = parser.parse_args()
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--batch-size", type=int, default=batch_size)
+    parser.add_argument("--species", type=int, default=species)
+    return parser
 
-    from birdbridge.models.loader import clear_model_cache, load_teacher
+
+def steady_state(output: Path) -> tuple[list[float], list[float], float]:
+    """Step and data-wait times of a run's steps after the first (worker start-up), and all steps' total."""
+    with open(output / "metrics.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    steps = [float(r["step_s"]) for r in rows]
+    return steps[1:], [float(r["data_wait_s"]) for r in rows[1:]], sum(steps)
+
+
+@contextlib.contextmanager
+def full_size_setup(args: argparse.Namespace, make: Callable[[Path, int, int], Path],
+                    teacher: Callable[[Path], Path]) -> Iterator[tuple[Path, Path, Path, Path]]:
+    """A temporary folder with the data, full-size BioLingual (random weights) and a teacher."""
     from birdbridge.models.standins import build_full_size_biolingual
-    from birdbridge.species import PromptSampler
-    from birdbridge.train.config import load_config
-    from birdbridge.train.loop import train
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        manifest = make_data(tmp / "data", args.batch_size * (args.steps + 1), args.species)
-        student = build_full_size_biolingual(tmp / "biolingual")
-        teacher = build_teacher(tmp / "bioclip-2")
+        data = make(tmp / "data", args.batch_size * (args.steps + 1), args.species)
+        yield tmp, data, build_full_size_biolingual(tmp / "biolingual"), teacher(tmp / "teacher")
+
+
+def main() -> None:
+    parser = training_args(steps=8, batch_size=8, species=8)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+
+    from birdbridge.models.loader import clear_model_cache, load_teacher
+    from birdbridge.species import PromptSampler
+    from birdbridge.train.config import load_config
+    from birdbridge.train.loop import train
+
+    with full_size_setup(args, make_data, build_teacher) as (tmp, manifest, student, teacher):
         cfg = load_config(None, [
             f"data.dataset={manifest}", f"student={student}", f"teacher={teacher}", f"output={tmp / 'run'}",
             f"run.batch_size={args.batch_size}", f"run.max_steps={args.steps}", f"data.num_workers={args.workers}",
@@ -91,10 +114,7 @@ def main() -> None:
         started = time.perf_counter()
         result = train(cfg)
         wall = time.perf_counter() - started
-        with open(result.output / "metrics.csv") as fh:
-            rows = list(csv.DictReader(fh))[1:]  # steady state: skip the first step (worker start-up)
-        step_s = [float(r["step_s"]) for r in rows]
-        wait_s = [float(r["data_wait_s"]) for r in rows]
+        step_s, wait_s, _ = steady_state(result.output)
         print(f"training, full-size BioLingual, batch {args.batch_size}, {args.workers} data workers, "
               f"{args.steps} steps ({wall:.0f} s wall including set-up):")
         print(f"  {args.batch_size / statistics.mean(step_s):.2f} samples/s "

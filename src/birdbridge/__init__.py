@@ -18,6 +18,8 @@ _EXPORTS = {
     "embed_texts": "birdbridge.embed",
     "embed_species": "birdbridge.embed",
     "EmbeddingTable": "birdbridge.embed",
+    "Gallery": "birdbridge.gallery.store",
+    "build_gallery": "birdbridge.gallery.build",
     "load_student": "birdbridge.models.loader",
     "load_teacher": "birdbridge.models.loader",
     "load_text_encoder": "birdbridge.models.loader",

@@ -76,6 +76,25 @@ def _colour(i: int, n: int) -> tuple[int, int, int]:
     return int(40 + 180 * r), int(40 + 180 * g), int(40 + 180 * b)
 
 
+def _frame_share_lines(results: dict[str, Any]) -> list[str]:
+    """The image-pivot section: how often each student's nearest frame shows the bird."""
+    shares = results.get("bird_frame_share")
+    if not shares:
+        return []
+    first = next(iter(shares.values()))
+    return [
+        "## Does the audio point at the bird?",
+        "",
+        f"Over {first['windows']} windows of the test videos' sound, the frame shown during the window whose "
+        "teacher embedding is most like the student's audio embedding, against a random frame of the window.",
+        "",
+        "| student | nearest frame shows the bird | random frame shows the bird |",
+        "|---|---:|---:|",
+        *[f"| {name} | {100 * s['nearest']:.1f}% | {100 * s['random']:.1f}% |" for name, s in shares.items()],
+        "",
+    ]
+
+
 def write_report(out: Path, results: dict[str, Any], timings: dict[str, float], checks: dict[str, bool],
                  figures: dict[str, str]) -> Path:
     lines = [
@@ -92,6 +111,7 @@ def write_report(out: Path, results: dict[str, Any], timings: dict[str, float], 
         "",
         markdown_table(results),
         "",
+        *_frame_share_lines(results),
         "## Checks",
         "",
         *[f"- {'pass' if ok else 'FAIL'}: {name}" for name, ok in checks.items()],

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from birdbridge.demo.world import World, WorldConfig, generate_world
 from birdbridge.utils.atomic import write_json
 
 OURS = "text distillation (birdbridge)"
+VIDEO_FPS = 4.0  # frames per second sampled from the world's videos (8 fps) for image-pivot training
 PIVOTS = {  # name -> training settings of the image-pivot students (video frames as targets)
     "image pivot, random frame (VIP-ANT)": ["objective=image", "video.frame_selection=random"],
     "image pivot, nearest frame": ["objective=image", "video.frame_selection=nearest"],
@@ -86,7 +88,7 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), progress:
             f"output={out / folder}", f"run.batch_size={settings.batch_size}", f"run.epochs={epochs}",
             f"run.seed={settings.seed}", "data.num_workers=0", "optim.lr=2e-3", "optim.head_lr=5e-3",
             "optim.warmup_steps=20", f"run.progress={'null' if progress is None else progress}",
-            "run.checkpoint_every=1000000", "run.eval_every=1000000", "video.fps=4",
+            "run.checkpoint_every=1000000", "run.eval_every=1000000", f"video.fps={VIDEO_FPS}",
             f"video.nearest_warmup_epochs={settings.nearest_warmup_epochs}", *extra,
         ])
         return train(cfg, fresh=True).model
@@ -103,12 +105,13 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), progress:
     results = step("evaluate against the baselines", lambda: evaluate(
         {name: str(path) for name, path in trained.items()}, out / "world" / "dataset.yaml",
         settings=EvalSettings(image_split="test"), progress=progress))
-    checks = _checks(results["methods"], settings.pivots)
-    from birdbridge.gallery.build import build_gallery
+    if settings.pivots:
+        from birdbridge.demo.frame_choice import bird_frame_share
 
-    step("index the pictures (birdbridge index)", lambda: build_gallery(
-        [out / "world" / "images.csv"], out / "gallery", str(teacher), species=out / "world" / "taxonomy.csv",
-        progress=progress))
+        results["bird_frame_share"] = step("measure how often the nearest frame shows the bird", lambda: {
+            name: bird_frame_share(world, path, teacher, VIDEO_FPS) for name, path in trained.items()})
+    checks = _checks(results, settings.pivots)
+    step("index the pictures (birdbridge index)", lambda: index_pictures(out, teacher, progress))
     results["checks"] = checks
     results["timings"] = timings
     results["ordering_a2i_map"] = sorted((n for n in results["methods"] if "a2i_map" in results["methods"][n]),
@@ -119,7 +122,17 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), progress:
     return results
 
 
-def _checks(methods: dict[str, dict[str, float]], pivots: bool) -> dict[str, bool]:
+def index_pictures(out: Path, teacher: Path, progress: bool | None) -> None:
+    """Index the world's pictures afresh: a gallery left by an earlier run was built by an earlier teacher."""
+    from birdbridge.gallery.build import build_gallery
+
+    shutil.rmtree(out / "gallery", ignore_errors=True)
+    build_gallery([out / "world" / "images.csv"], out / "gallery", str(teacher),
+                  species=out / "world" / "taxonomy.csv", progress=progress)
+
+
+def _checks(results: dict[str, Any], pivots: bool) -> dict[str, bool]:
+    methods = results["methods"]
     ours, rand = methods[OURS], methods["random projection"]
     mapping = methods["text-embedding mapping"]
     undistilled = next(v for k, v in methods.items() if k.startswith("undistilled"))
@@ -135,6 +148,9 @@ def _checks(methods: dict[str, dict[str, float]], pivots: bool) -> dict[str, boo
         near, rnd = methods["image pivot, nearest frame"], methods["image pivot, random frame (VIP-ANT)"]
         checks[f"nearest-frame A→I MAP {near['a2i_map']:.1f} > random-frame {rnd['a2i_map']:.1f} "
                "(most frames show no bird)"] = near["a2i_map"] > rnd["a2i_map"]
+        share = results["bird_frame_share"]["image pivot, nearest frame"]
+        checks[f"the nearest-frame student's nearest frame shows the bird {100 * share['nearest']:.0f}% of the time, "
+               f"a random frame {100 * share['random']:.0f}%"] = share["nearest"] > share["random"]
     return checks
 
 

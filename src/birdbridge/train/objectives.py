@@ -119,6 +119,8 @@ class Objective:
 
     def _frames(self, batch: StepInput, emb: torch.Tensor, clips: torch.Tensor, starts: np.ndarray,
                 spans: np.ndarray) -> torch.Tensor:
+        """One target frame per input, among the frames shown during it: at random (VIP-ANT; also during
+        the nearest warm-up), the most similar to the audio (Nearest Match), or per sub-window (Multiframe)."""
         nearest = self.selection == "nearest" and batch.epoch >= self.warmup
         out = []
         for j, clip in enumerate(clips.tolist()):  # (the draw depends on the clip and time, not the position)
