@@ -231,3 +231,21 @@ def test_shipped_configs_load_and_name_every_setting_they_change(name) -> None:
     cfg = load_config(path, [])
     assert cfg.student == "biolingual" and cfg.teacher == "bioclip-2"
     assert cfg.objective == yaml.safe_load(path.read_text()).get("objective", "text")
+
+
+def test_broken_and_silent_videos_are_skipped_and_listed(setup, tmp_path) -> None:
+    from video_fixtures import write_video
+
+    world = tmp_path / "world"
+    shutil.copytree(setup["dataset"].parent, world)
+    with open(world / "videos.csv") as fh:
+        train_rows = [r for r in csv.DictReader(fh) if r["split"] == "train"]
+    truncated, silent = world / train_rows[0]["path"], world / train_rows[1]["path"]
+    truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 3])
+    write_video(silent, 20, 8)  # the same picture track length, no sound
+    result = train(load_config(None, settings(setup, tmp_path / "run", **{"data.dataset": world / "dataset.yaml",
+                                                                          "run.epochs": 1})))
+    assert result.steps == (len(train_rows) - 2) // 4
+    listed = (tmp_path / "run" / "bad_files.txt").read_text()
+    assert str(truncated.name) in listed and str(silent.name) in listed
+    assert len(listed.strip().splitlines()) == 2
