@@ -84,6 +84,17 @@ def test_runner_matches_a_direct_recomputation(world) -> None:
     lo, hi = results["ci"]["random projection"]["a2i_map"]
     assert lo <= methods["random projection"]["a2i_map"] <= hi
     assert set(results["per_species"]["random projection"]) == {sci for sci, _, _ in SPECIES}
+    # Audio→text: against one text per species and form, as BioCLIP writes them.
+    from birdbridge.models.loader import load_teacher
+    from birdbridge.species import PromptSpec, species_prompts
+
+    spec = PromptSpec(forms=settings.text_forms, templates="none")
+    texts = [(p, sp.key) for sp in ds.taxonomy for p in species_prompts(sp, spec)]
+    text_vectors = load_teacher(str(world["teacher"])).encode_texts([t for t, _ in texts]).numpy()
+    a2t = retrieval_metrics(projected, [q.species for q in queries], text_vectors, [k for _, k in texts])
+    for key, value in (("a2t_map", a2t.map), ("a2t_r1", a2t.recall[1]), ("a2t_r5", a2t.recall[5]),
+                       ("a2t_r10", a2t.recall[10])):
+        assert methods["random projection"][key] == pytest.approx(value, abs=1e-4), key
 
 
 def test_cli_writes_results_json(world, tmp_path) -> None:

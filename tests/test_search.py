@@ -117,7 +117,7 @@ def test_combined_output(world, tmp_path) -> None:
     assert not (tmp_path / ".birdbridge-partial").exists()
 
 
-def test_species_list_restricts(world, tmp_path) -> None:
+def test_species_list_restricts(world, tmp_path, caplog) -> None:
     slist = tmp_path / "slist.txt"
     slist.write_text(f"{SPECIES[1][0]}_{SPECIES[1][1]}\n{SPECIES[2][0]}_{SPECIES[2][1]}\n")
     engine = SearchEngine.open(world["gallery"], world["model"])
@@ -129,8 +129,18 @@ def test_species_list_restricts(world, tmp_path) -> None:
     result = cli("search", world["recordings"] / "site1" / "rec0.wav", "--model", world["model"], "--gallery",
                  world["gallery"], "--species-list", slist, "--format", "json", "--output", tmp_path / "o")
     assert result.returncode == 0, result.stderr
-    with pytest.raises(BirdbridgeError, match="not in this gallery"):
+    with pytest.raises(BirdbridgeError, match="none of the listed species is in this gallery"):
         engine.species_subset(["Nonexistus avis"])
+    # As BirdNET-Analyzer: species the gallery lacks are left out with a warning, the rest are kept.
+    with caplog.at_level("WARNING", logger="birdbridge.search.engine"):
+        subset = engine.species_subset(["Nonexistus avis", SPECIES[1][0]])
+    assert [engine._species[i].key for i in subset] == [SPECIES[1][0]]
+    assert "1 listed species are not in this gallery's species index" in caplog.text
+    slist.write_text(f"Nonexistus avis_Nowhere Bird\n{SPECIES[2][0]}_{SPECIES[2][1]}\n")
+    result = cli("search", world["recordings"] / "site1" / "rec0.wav", "--model", world["model"], "--gallery",
+                 world["gallery"], "--species-list", slist, "--format", "csv", "--output", tmp_path / "p")
+    assert result.returncode == 0, result.stderr
+    assert "are left out: Nonexistus avis" in result.stderr
 
 
 def test_text_image_and_like_queries(world, tmp_path) -> None:

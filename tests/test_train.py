@@ -85,6 +85,17 @@ def test_cli_end_to_end(setup, tmp_path) -> None:
     assert np.load(tmp_path / "e.npy").shape[1] == 24
 
 
+def test_a_model_trained_from_relative_paths_records_them_absolute(setup, tmp_path, monkeypatch) -> None:
+    import json
+
+    monkeypatch.chdir(setup["root"])
+    out = tmp_path / "run"
+    train(load_config(None, settings(setup, out, **{"student": "student", "teacher": "teacher", "run.epochs": 1})))
+    meta = json.loads((out / "model" / "birdbridge.json").read_text())
+    assert meta["teacher"]["ref"] == str(setup["teacher"].resolve())
+    assert meta["base_student"]["ref"] == str(setup["student"].resolve())
+
+
 def test_training_lowers_the_loss(setup, tmp_path) -> None:
     cfg = load_config(None, settings(setup, tmp_path / "run", **{"run.epochs": 8, "optim.lr": 1e-3}))
     train(cfg)

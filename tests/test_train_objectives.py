@@ -233,13 +233,18 @@ def test_shipped_configs_load_and_name_every_setting_they_change(name) -> None:
     assert cfg.objective == yaml.safe_load(path.read_text()).get("objective", "text")
 
 
-def test_broken_and_silent_videos_are_skipped_and_listed(setup, tmp_path) -> None:
-    from video_fixtures import write_video
-
+def copy_world(setup, tmp_path):
+    """A copy of the video world to break, and its training videos' rows."""
     world = tmp_path / "world"
     shutil.copytree(setup["dataset"].parent, world)
     with open(world / "videos.csv") as fh:
-        train_rows = [r for r in csv.DictReader(fh) if r["split"] == "train"]
+        return world, [r for r in csv.DictReader(fh) if r["split"] == "train"]
+
+
+def test_broken_and_silent_videos_are_skipped_and_listed(setup, tmp_path) -> None:
+    from video_fixtures import write_video
+
+    world, train_rows = copy_world(setup, tmp_path)
     truncated, silent = world / train_rows[0]["path"], world / train_rows[1]["path"]
     truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 3])
     write_video(silent, 20, 8)  # the same picture track length, no sound
@@ -249,3 +254,30 @@ def test_broken_and_silent_videos_are_skipped_and_listed(setup, tmp_path) -> Non
     listed = (tmp_path / "run" / "bad_files.txt").read_text()
     assert str(truncated.name) in listed and str(silent.name) in listed
     assert len(listed.strip().splitlines()) == 2
+
+
+def test_unreliable_audio_is_left_out_and_a_variable_frame_rate_is_reported(setup, tmp_path, capsys) -> None:
+    from video_fixtures import tone_burst, write_video
+
+    world, train_rows = copy_world(setup, tmp_path)
+    with open(world / "videos.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    unreliable = {r["id"] for r in train_rows[:4]}
+    for r in rows:
+        r["reliable_audio"] = "false" if r["id"] in unreliable else r["reliable_audio"]
+    with open(world / "videos.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    vfr = world / train_rows[5]["path"]
+    write_video(vfr, times=[0.0, 0.1, 0.15, 0.5, 0.55, 1.2, 1.3, 2.0, 2.4, 3.0],
+                audio=tone_burst(3.0, 16_000, 0.5, 1.5))
+    extra = {"data.dataset": world / "dataset.yaml", "run.epochs": 1}
+    result = train(load_config(None, settings(setup, tmp_path / "run", **extra)))
+    out = capsys.readouterr().out
+    assert result.steps == (len(train_rows) - 4) // 4
+    assert "left out 4 videos marked reliable_audio = false" in out
+    assert f"{vfr}: variable frame rate" in out
+    extra["video.reliable_audio_only"] = "false"
+    kept = train(load_config(None, settings(setup, tmp_path / "all", **extra)))
+    assert kept.steps == len(train_rows) // 4

@@ -90,7 +90,7 @@ def _report_failures(report) -> None:
         return
     console_err.print(f"[yellow]skipped {report.n_failures:,} inputs:[/]")
     for failure in report.failures[:SHOWN_FAILURES]:
-        console_err.print(f"  [yellow]-[/] {failure.message}", highlight=False, markup=False, soft_wrap=True)
+        console_err.print(f"  - {failure.message}", style="yellow", highlight=False, markup=False, soft_wrap=True)
     if report.n_failures > SHOWN_FAILURES:
         console_err.print(f"  ... and {report.n_failures - SHOWN_FAILURES:,} more", highlight=False)
 

@@ -172,7 +172,7 @@ def evaluate(
                 breakdown.setdefault(taxonomy[int(label)].key, {})["a2i_map"] = row["map"]
         if space.teacher is not None:
             a2t = retrieval_metrics(space.teacher, ql, text_vectors, text_labels)
-            metrics.update(a2t_map=a2t.map, a2t_r1=a2t.recall[1])
+            metrics.update(a2t_map=a2t.map, a2t_r1=a2t.recall[1], a2t_r5=a2t.recall[5], a2t_r10=a2t.recall[10])
         scores = space.zero_shot if space.zero_shot is not None else (
             space.teacher @ teacher_classes.T if space.teacher is not None else None)
         if scores is not None:

@@ -57,6 +57,14 @@ def resolve(ref: str | os.PathLike[str]) -> ModelRef:
     return ModelRef(folder=folder, source=text, hub_id=hub_id, preset=preset)
 
 
+def stable_ref(ref: str | os.PathLike[str]) -> str:
+    """``ref`` as recorded in a saved model or gallery: an existing local folder as an absolute path (so
+    the record works from any working directory), a preset or hub id as given."""
+    text = str(ref).strip()
+    path = Path(text).expanduser()
+    return str(path.resolve()) if path.is_dir() else text
+
+
 def _preset_names() -> list[str]:
     from birdbridge.models.registry import PRESETS
 

@@ -8,6 +8,7 @@ picture queries go through the teacher's own towers. One code path ranks every k
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +21,8 @@ from birdbridge.gallery import Gallery
 from birdbridge.models.loader import load_student, load_teacher
 from birdbridge.models.student import AudioStudent
 from birdbridge.search.results import FileResult, ImageHit, SpeciesHit, WindowResult
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_SCALE = 100.0  # CLIP's logit scale, when a model records none
 
@@ -81,10 +84,13 @@ class SearchEngine:
             hit = lookup.get(name.casefold(), lookup.get(sci.strip().casefold(), lookup.get(common.strip().casefold())))
             (chosen.append(hit) if hit is not None else unknown.append(name))
         if unknown:
-            raise BirdbridgeError(
-                f"species not in this gallery's species index: {', '.join(unknown[:8])}"
-                f"{' …' if len(unknown) > 8 else ''}. Add them with `birdbridge gallery species`."
-            )
+            listed = f"{', '.join(unknown[:8])}{' …' if len(unknown) > 8 else ''}"
+            if not chosen:
+                raise BirdbridgeError(f"none of the listed species is in this gallery's species index ({listed}). "
+                                      "Add them with `birdbridge gallery species`.")
+            # As BirdNET-Analyzer: a regional list often names species the gallery lacks; they are left out.
+            logger.warning("%d listed species are not in this gallery's species index and are left out: %s "
+                           "(add them with `birdbridge gallery species`)", len(unknown), listed)
         return np.array(sorted(set(chosen)), dtype=np.int64)
 
     def rank_species(self, vectors: np.ndarray, *, top_k: int, min_score: float = 0.0,

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 
 from birdbridge.errors import BirdbridgeError
 from birdbridge.models.distilled import save_distilled_student
+from birdbridge.models.hub import stable_ref
 from birdbridge.models.loader import clear_model_cache, load_teacher
 from birdbridge.train import distributed as D
 from birdbridge.train.checkpoint import list_checkpoints, load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -183,7 +184,7 @@ def _train(cfg: TrainConfig, device: torch.device, info: D.DistInfo, fresh: bool
             extra={
                 "objective": cfg.objective,
                 "logit_scale": float(model.temperature().detach()),  # 1/temperature: calibrates softmax scores
-                "base_student": {"ref": cfg.student, "fingerprint": base_fingerprint},
+                "base_student": {"ref": stable_ref(cfg.student), "fingerprint": base_fingerprint},
                 "prompts": {"mix": cfg.prompts.mix, "templates": cfg.prompts.templates},
                 "train": {"steps": step, "config": cfg.as_dict()},
             },
@@ -203,7 +204,7 @@ def _prepare(cfg: TrainConfig, dataset, device: torch.device, progress: bool | N
     """Training clips, cached teacher targets and the objective (run on rank 0 first)."""
     taxonomy = dataset.taxonomy
     teacher = load_teacher(cfg.teacher, device)
-    teacher_meta = {"ref": cfg.teacher, "name": teacher.name, "fingerprint": teacher.fingerprint,
+    teacher_meta = {"ref": stable_ref(cfg.teacher), "name": teacher.name, "fingerprint": teacher.fingerprint,
                     "embed_dim": int(teacher.embed_dim)}
     text = TextTargets.build(teacher, taxonomy, cfg.prompts.mix, cfg.prompts.templates, cfg.run.seed,
                              progress=progress)
@@ -235,12 +236,19 @@ def _video_clips(cfg: TrainConfig, dataset, teacher, progress):
     from birdbridge.video import VideoError, video_audio_cache, video_batch_embeddings
 
     items = dataset.videos_split(cfg.data.train_split)
+    if cfg.video.reliable_audio_only:
+        unreliable = [it for it in items if it.reliable_audio is False]
+        if unreliable:
+            print(f"left out {len(unreliable)} videos marked reliable_audio = false "
+                  "(set video.reliable_audio_only=false to keep them)")
+            items = [it for it in items if it.reliable_audio is not False]
     if not items:
         raise BirdbridgeError(f"{cfg.data.dataset}: no videos in split {cfg.data.train_split!r}; the image "
                               "objective trains on videos with sound")
     rate = FrontendConfig.from_folder(resolve(cfg.student).folder).sample_rate
     embedded, failures = video_batch_embeddings(items, teacher, cfg.video.fps, progress=progress)
     bad = [f"{f.source}: {f.message}" for f in failures]
+    _report_variable_frame_rates([it for it in items if it.id in embedded])
     clips, times, vectors = [], [], []
     for item in items:
         frames = embedded.get(item.id)
@@ -257,6 +265,24 @@ def _video_clips(cfg: TrainConfig, dataset, teacher, progress):
     if not clips:
         raise BirdbridgeError("no training video could be used:\n  " + "\n  ".join(bad[:10]))
     return clips, FrameTargets(times, vectors, cfg.run.seed), bad
+
+
+def _report_variable_frame_rates(items) -> None:
+    """Say which training videos have a variable frame rate (their frames are sampled by timestamp)."""
+    from birdbridge.video import VideoError, video_info
+
+    notes = []
+    for item in items:
+        try:
+            note = video_info(item.path).warning
+        except VideoError:
+            continue  # (already reported by the frame embedding if it matters)
+        if note:
+            notes.append(note)
+    for note in notes[:5]:
+        print(note)
+    if len(notes) > 5:
+        print(f"... and {len(notes) - 5} more videos with a variable frame rate")
 
 
 def _validated(clips: list[Clip]) -> tuple[list[Clip], list[str]]:
