@@ -26,25 +26,38 @@ import numpy as np
 import soundfile as sf
 import torch
 
+RATE = 22_050  # iNatSounds' sample rate: the data workers resample to the student's 48 kHz
+
+
+def species_names(n: int) -> list[str]:
+    return [f"Avis {chr(97 + s // 26)}{chr(97 + s % 26)}ensis" for s in range(n)]
+
+
+def tone(species: int, rng: np.random.Generator, seconds: float = 10.0) -> np.ndarray:
+    """A species' synthetic call: a tone at its own pitch in light noise, float32 at :data:`RATE`."""
+    t = np.arange(round(seconds * RATE)) / RATE
+    return (0.2 * np.sin(2 * np.pi * (1000 + 150 * species) * t) + 0.05 * rng.standard_normal(t.size)).astype(
+        np.float32)
+
+
+def write_csv(path: Path, header: list[str], rows: list[tuple]) -> Path:
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
 
 def make_data(root: Path, n: int, species: int) -> Path:
     rng = np.random.default_rng(0)
-    rows = []
+    names = species_names(species)
     (root / "audio").mkdir(parents=True)
-    names = [f"Avis {chr(97 + s // 26)}{chr(97 + s % 26)}ensis" for s in range(species)]
+    rows = []
     for i in range(n):
-        s = i % species
-        t = np.arange(10 * 22_050) / 22_050
-        x = 0.2 * np.sin(2 * np.pi * (1000 + 150 * s) * t) + 0.05 * rng.standard_normal(t.size)
         path = root / "audio" / f"{i:04d}.wav"
-        sf.write(path, x.astype(np.float32), 22_050)
-        rows.append((str(path), names[s], "train"))
-    manifest = root / "audio.csv"
-    with open(manifest, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["path", "species", "split"])
-        w.writerows(rows)
-    return manifest
+        sf.write(path, tone(i % species, rng), RATE)
+        rows.append((str(path), names[i % species], "train"))
+    return write_csv(root / "audio.csv", ["path", "species", "split"], rows)
 
 
 def build_teacher(folder: Path) -> Path:

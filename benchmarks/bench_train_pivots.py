@@ -11,13 +11,20 @@ embedding and sound-track decoding, cached after the first run) and steady-state
 
 from __future__ import annotations
 
-import csv
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
-from bench_train import full_size_setup, steady_state, training_args  # (run as a script: benchmarks/ is on the path)
+from bench_train import (  # (run as a script: benchmarks/ is on the path)
+    RATE,
+    full_size_setup,
+    species_names,
+    steady_state,
+    tone,
+    training_args,
+    write_csv,
+)
 from PIL import Image
 
 RUNS = {
@@ -36,25 +43,19 @@ def make_data(root: Path, n: int, species: int) -> Path:
     from birdbridge.demo.videos import write_mp4
 
     rng = np.random.default_rng(0)
-    names = [f"Avis {chr(97 + s // 26)}{chr(97 + s % 26)}ensis" for s in range(species)]
+    names = species_names(species)
     (root / "media").mkdir(parents=True)
     audio_rows, video_rows = [], []
-    t = np.arange(10 * 22_050) / 22_050
     for i in range(n):
         s = i % species
-        x = (0.2 * np.sin(2 * np.pi * (1000 + 150 * s) * t) + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
+        x = tone(s, rng)
         frames = [Image.new("RGB", (96, 96), tuple(int(v) for v in rng.integers(0, 255, 3))) for _ in range(40)]
-        write_mp4(root / "media" / f"{i:04d}.mp4", frames, 4.0, x, 22_050)
-        sf.write(root / "media" / f"{i:04d}.wav", x, 22_050)
+        write_mp4(root / "media" / f"{i:04d}.mp4", frames, 4.0, x, RATE)
+        sf.write(root / "media" / f"{i:04d}.wav", x, RATE)
         audio_rows.append((f"media/{i:04d}.wav", names[s], "train"))
         video_rows.append((f"media/{i:04d}.mp4", names[s], "train", 4.0, 40, 10.0))
-    for name, header, rows in (("audio.csv", ["path", "species", "split"], audio_rows),
-                               ("videos.csv", ["path", "species", "split", "fps", "frame_count", "duration_s"],
-                                video_rows)):
-        with open(root / name, "w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(header)
-            writer.writerows(rows)
+    write_csv(root / "audio.csv", ["path", "species", "split"], audio_rows)
+    write_csv(root / "videos.csv", ["path", "species", "split", "fps", "frame_count", "duration_s"], video_rows)
     (root / "dataset.yaml").write_text("type: manifest\naudio: audio.csv\nvideos: videos.csv\n")
     return root / "dataset.yaml"
 

@@ -5,8 +5,7 @@ The public API is imported lazily so that ``import birdbridge`` (and the CLI's s
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from birdbridge.utils.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -33,7 +32,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'birdbridge' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -36,8 +36,7 @@ up to date (``birdbridge gallery ann``), so results are never missing new rows.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from birdbridge.utils.lazy import lazy_exports
 
 # Imported lazily: opening and searching a gallery needs neither torch's models nor image decoding.
 _EXPORTS = {
@@ -57,13 +56,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

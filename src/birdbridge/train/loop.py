@@ -248,7 +248,7 @@ def _video_clips(cfg: TrainConfig, dataset, teacher, progress):
     rate = FrontendConfig.from_folder(resolve(cfg.student).folder).sample_rate
     embedded, failures = video_batch_embeddings(items, teacher, cfg.video.fps, progress=progress)
     bad = [f"{f.source}: {f.message}" for f in failures]
-    _report_variable_frame_rates([it for it in items if it.id in embedded])
+    _report_variable_frame_rates([frames.warning for frames in embedded.values() if frames.warning])
     clips, times, vectors = [], [], []
     for item in items:
         frames = embedded.get(item.id)
@@ -267,18 +267,8 @@ def _video_clips(cfg: TrainConfig, dataset, teacher, progress):
     return clips, FrameTargets(times, vectors, cfg.run.seed), bad
 
 
-def _report_variable_frame_rates(items) -> None:
+def _report_variable_frame_rates(notes: list[str]) -> None:
     """Say which training videos have a variable frame rate (their frames are sampled by timestamp)."""
-    from birdbridge.video import VideoError, video_info
-
-    notes = []
-    for item in items:
-        try:
-            note = video_info(item.path).warning
-        except VideoError:
-            continue  # (already reported by the frame embedding if it matters)
-        if note:
-            notes.append(note)
     for note in notes[:5]:
         print(note)
     if len(notes) > 5:

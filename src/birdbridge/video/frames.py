@@ -25,7 +25,7 @@ from birdbridge.errors import InputError
 from birdbridge.utils.array_cache import cache_root, cached_entry, identity_key
 from birdbridge.utils.atomic import atomic_path, write_json
 from birdbridge.utils.progress import progress_bar
-from birdbridge.video.decode import check_fps, check_video_file, iter_frames, iter_video_audio
+from birdbridge.video.decode import check_fps, check_video_file, iter_frames, iter_video_audio, video_info
 
 if TYPE_CHECKING:
     import torch
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = ["FORMAT_VERSION", "FrameEmbeddings", "frame_embeddings", "video_audio_cache", "video_batch_embeddings"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 """Part of every cache key; raised when sampling or storage changes, so old entries are never reused."""
 
 PathLike = str | os.PathLike[str]
@@ -46,10 +46,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, eq=False)
 class FrameEmbeddings:
-    """Sampled frames of one video: ``times`` float32 [F] (seconds), ``vectors`` float32 [F, D] (unit rows)."""
+    """Sampled frames of one video: ``times`` float32 [F] (seconds), ``vectors`` float32 [F, D] (unit rows),
+    and a line to show about the video (a variable frame rate), if any."""
 
     times: np.ndarray
     vectors: np.ndarray
+    warning: str | None = None
 
     def __len__(self) -> int:
         return len(self.times)
@@ -131,7 +133,7 @@ def frame_embeddings(
 
     def compute() -> tuple[np.ndarray, dict[str, Any]]:
         times, vectors = _embed(p, model, rate, max(1, int(batch_size)))
-        return vectors, {"times": [float(t) for t in times]}
+        return vectors, {"times": [float(t) for t in times], "warning": video_info(p).warning}
 
     vectors, meta = cached_entry(folder, identity, compute, what="video frame embedding")
     times = _cached_times(meta, len(vectors))
@@ -141,7 +143,8 @@ def frame_embeddings(
         (folder / f"{identity_key(identity)}.json").unlink(missing_ok=True)
         vectors, meta = cached_entry(folder, identity, compute, what="video frame embedding")
         times = _cached_times(meta, len(vectors))
-    return FrameEmbeddings(times=times, vectors=np.ascontiguousarray(vectors, dtype=np.float32))
+    return FrameEmbeddings(times=times, vectors=np.ascontiguousarray(vectors, dtype=np.float32),
+                           warning=meta.get("warning"))
 
 
 def _key(item: VideoInput) -> tuple[str, Path]:
