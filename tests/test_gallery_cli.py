@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from birdbridge.gallery import Gallery, build_gallery
+from cli_fixtures import run
 
 # Runs the birdbridge CLI with the gallery commands registered (whether or not cli/app.py has them yet).
 RUNNER = """
@@ -27,23 +28,6 @@ cli_app.main(sys.argv[1:])
 """
 SPECIES = ["Pica hudsonia", "Turdus migratorius", "Corvus corax", "Cyanocitta cristata", "Sitta carolinensis",
            "Poecile atricapillus"]
-
-
-def run(capsys, *args: str | Path) -> subprocess.CompletedProcess:
-    """The CLI in this process (fast): exit status and captured output, like a subprocess."""
-    from birdbridge.cli import app as cli_app
-    from birdbridge.cli import index_cmd
-
-    if not any(c.name == "index" for c in cli_app.app.registered_commands):
-        index_cmd.register(cli_app.app)
-        cli_app.app.add_typer(index_cmd.gallery_app, name="gallery")
-    code = 0
-    try:
-        cli_app.main([str(a) for a in args])
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return subprocess.CompletedProcess(list(args), code, captured.out, captured.err)
 
 
 def cli(*args: str | Path, **kwargs) -> subprocess.Popen | subprocess.CompletedProcess:

@@ -7,6 +7,7 @@ from birdbridge.audio.io import (
     audio_info,
     find_audio_files,
     read_audio,
+    scan_audio_files,
     stream_audio,
 )
 from birdbridge.audio.windows import (
@@ -35,6 +36,7 @@ __all__ = [
     "random_crop",
     "read_audio",
     "repeat_pad",
+    "scan_audio_files",
     "stream_audio",
     "window_starts",
     "windows_from_array",

@@ -31,6 +31,7 @@ import soundfile as sf
 import soxr
 
 from birdbridge.errors import AudioError
+from birdbridge.utils.walk import FolderFiles, collect_files
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -39,6 +40,7 @@ __all__ = [
     "audio_info",
     "find_audio_files",
     "read_audio",
+    "scan_audio_files",
     "stream_audio",
 ]
 
@@ -527,56 +529,24 @@ def _stream(path: PathLike, sample_rate: int, block_s: float) -> Iterator[np.nda
 
 
 def find_audio_files(inputs: Sequence[str | Path], recursive: bool = True) -> list[Path]:
-    """Resolve command-line style inputs to a list of audio files.
+    """Resolve command-line style inputs to a list of audio files (:func:`scan_audio_files` without its problems,
+    which are logged as warnings)."""
+    return scan_audio_files(inputs, recursive).warn()
+
+
+def scan_audio_files(inputs: Sequence[str | Path], recursive: bool = True) -> FolderFiles:
+    """Command-line style inputs to audio files, and the folder entries that could not be read.
 
     Files are kept as given and in the given order, whatever their extension. A folder is replaced by
     the files in it (and, if ``recursive``, its subfolders) whose extension is in
     :data:`AUDIO_EXTENSIONS` (case-insensitive), sorted by path; hidden files and folders (name
     starting with ".", such as macOS "._x.wav" resource forks) are skipped. A file reached twice is
-    listed once, at its first place.
+    listed once, at its first place. An unreadable subfolder, a broken link or a link loop is listed in
+    ``problems`` (see :func:`birdbridge.utils.walk.walk_files`).
 
     Raises:
         AudioError: a path that does not exist, or a folder without audio files.
     """
     if isinstance(inputs, str | os.PathLike):
         inputs = [inputs]
-    found: list[Path] = []
-    seen: set[Path] = set()
-
-    def add(p: Path) -> None:
-        key = p.resolve()
-        if key not in seen:
-            seen.add(key)
-            found.append(p)
-
-    for item in inputs:
-        p = _as_path(item)
-        if p.is_dir():
-            files = _folder_audio(p, recursive)
-            if not files:
-                where = "or its subfolders " if recursive else ""
-                raise AudioError(
-                    p,
-                    f"folder {where}contains no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))})",
-                    "check the folder" + ("" if recursive else ", or search subfolders too (recursive)"),
-                )
-            for f in files:
-                add(f)
-        elif p.exists():
-            add(p)
-        else:
-            raise AudioError(p, "no such file or folder", "check the path and the spelling")
-    return found
-
-
-def _folder_audio(folder: Path, recursive: bool) -> list[Path]:
-    files: list[Path] = []
-    for root, dirs, names in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".")] if recursive else []
-        files.extend(
-            Path(root, n)
-            for n in names
-            if not n.startswith(".") and os.path.splitext(n)[1].lower() in AUDIO_EXTENSIONS
-            and os.path.isfile(os.path.join(root, n))
-        )
-    return sorted(files, key=lambda f: f.parts)
+    return collect_files(inputs, AUDIO_EXTENSIONS, what="audio files", recursive=recursive, error=AudioError)

@@ -12,12 +12,12 @@ from birdbridge.audio import (
     AudioError,
     WindowSpec,
     audio_info,
-    find_audio_files,
     iter_windows,
     repeat_pad,
+    scan_audio_files,
     windows_from_array,
 )
-from birdbridge.embed.table import EmbeddingTable, Failure
+from birdbridge.embed.table import EmbeddingTable, Failure, skipped
 from birdbridge.errors import BirdbridgeError, InputError
 from birdbridge.models.loader import load_student
 from birdbridge.models.student import AudioStudent
@@ -60,7 +60,9 @@ def embed_audio_windows(
     """
     student = model if isinstance(model, AudioStudent) else load_student(model, device)
     spec = window_spec_for(student, window_s, hop_s, min_tail_s)
-    sources = _expand_inputs(inputs, sample_rate)
+    sources, unreadable = _expand_inputs(inputs, sample_rate)
+    if unreadable and not skip_errors:
+        raise BirdbridgeError(unreadable[0].message)
     total = _count_windows(sources, spec)
 
     vectors: list[np.ndarray] = []
@@ -89,7 +91,7 @@ def embed_audio_windows(
         names=[rows[k][1] for k in keep],
         start_s=np.array([rows[k][2] for k in keep], dtype=np.float64),
         end_s=np.array([rows[k][3] for k in keep], dtype=np.float64),
-        failures=[failures[i] for i in sorted(failures)],
+        failures=[*unreadable, *(failures[i] for i in sorted(failures))],
         meta={"kind": "audio", "model": student.name, "fingerprint": student.fingerprint,
               "window_s": spec.window_s, "hop_s": spec.hop_s or spec.window_s},
     )
@@ -120,20 +122,27 @@ def embed_audio(
     return table.pooled().vectors
 
 
-def _expand_inputs(inputs: AudioInput | Sequence[AudioInput], sample_rate: int | None) -> list[Path | np.ndarray]:
+def _expand_inputs(inputs: AudioInput | Sequence[AudioInput], sample_rate: int | None
+                   ) -> tuple[list[Path | np.ndarray], list[Failure]]:
+    """The sources, and the entries of input folders that could not be read."""
     if isinstance(inputs, (str, os.PathLike, np.ndarray)):
         inputs = [inputs]
     out: list[Path | np.ndarray] = []
+    unreadable: list[Failure] = []
     for item in inputs:
         if isinstance(item, np.ndarray):
             if sample_rate is None:
                 raise BirdbridgeError("audio given as arrays needs sample_rate=...")
             out.append(item)
-        else:  # folders expand; a missing file is kept, to fail (and be reported) on its own
-            out.extend(find_audio_files([item]) if Path(item).is_dir() else [Path(item)])
-    if not out:
+        elif Path(item).is_dir():
+            found = scan_audio_files([item])
+            out.extend(found.files)
+            unreadable += skipped(found.problems)
+        else:  # a missing file is kept, to fail (and be reported) on its own
+            out.append(Path(item))
+    if not out and not unreadable:
         raise BirdbridgeError("no audio inputs given")
-    return out
+    return out, unreadable
 
 
 def _name(source: Path | np.ndarray, index: int) -> str:

@@ -13,11 +13,12 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from birdbridge.embed.table import EmbeddingTable, Failure
-from birdbridge.errors import BirdbridgeError, ImageError, InputError
+from birdbridge.embed.table import EmbeddingTable, Failure, skipped
+from birdbridge.errors import BirdbridgeError, ImageError
 from birdbridge.models.loader import load_teacher
 from birdbridge.utils.prefetch import batched
 from birdbridge.utils.progress import progress_bar
+from birdbridge.utils.walk import FolderFiles, collect_files
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 ImageInput = str | os.PathLike[str] | Image.Image
@@ -36,21 +37,10 @@ def open_image(path: str | os.PathLike[str]) -> Image.Image:
         raise ImageError(str(path), f"cannot decode the image ({exc})", "re-export it as JPEG or PNG") from exc
 
 
-def find_image_files(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
-    """Files as given; folders expanded (recursively, sorted) to the images they hold."""
-    out: list[Path] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-            if not found:
-                raise InputError(str(path), "folder holds no images", f"extensions: {sorted(IMAGE_EXTENSIONS)}")
-            out.extend(found)
-        elif path.exists():
-            out.append(path)
-        else:
-            raise InputError(str(path), "no such file or folder")
-    return out
+def scan_image_files(inputs: Sequence[str | os.PathLike[str]]) -> FolderFiles:
+    """Files as given; folders expanded (recursively, sorted, hidden entries left out) to the images they
+    hold; unreadable subfolders, broken links and link loops in ``problems``."""
+    return collect_files(inputs, IMAGE_EXTENSIONS, what="images")
 
 
 def embed_image_files(
@@ -66,11 +56,18 @@ def embed_image_files(
     """Embed images (paths, folders or PIL images); bad files are skipped and listed in ``failures``."""
     teacher = load_teacher(model, device) if isinstance(model, (str, os.PathLike)) else model
     items: list[Path | Image.Image] = []
+    failures: list[Failure] = []
     for x in inputs:  # folders expand; a missing file is kept, to fail (and be reported) on its own
         if isinstance(x, Image.Image):
             items.append(x)
+        elif Path(x).is_dir():
+            found = scan_image_files([x])
+            items.extend(found.files)
+            failures += skipped(found.problems)
         else:
-            items.extend(find_image_files([x]) if Path(x).is_dir() else [Path(x)])
+            items.append(Path(x))
+    if failures and not skip_errors:
+        raise BirdbridgeError(failures[0].message)
     names = [str(x) if isinstance(x, Path) else f"image[{i}]" for i, x in enumerate(items)]
 
     def prepare(item: Path | Image.Image) -> torch.Tensor | ImageError:
@@ -82,7 +79,6 @@ def embed_image_files(
 
     vectors: list[np.ndarray] = []
     kept: list[str] = []
-    failures: list[Failure] = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, progress_bar(
         "Embedding images", len(items), progress
     ) as bar:

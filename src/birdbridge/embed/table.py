@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from birdbridge.utils.walk import WalkProblem
 
 
 @dataclass(frozen=True)
@@ -13,6 +16,11 @@ class Failure:
 
     source: str
     message: str
+
+
+def skipped(problems: Iterable[WalkProblem]) -> list[Failure]:
+    """Folder entries that could not be read (:func:`birdbridge.utils.walk.walk_files`), as failures."""
+    return [Failure(str(p.path), p.message) for p in problems]
 
 
 @dataclass

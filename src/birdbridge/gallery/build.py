@@ -41,8 +41,8 @@ from typing import Any
 import numpy as np
 
 from birdbridge.datasets.base import read_table, resolve_path
-from birdbridge.embed.images import embed_image_files, find_image_files
-from birdbridge.embed.table import Failure
+from birdbridge.embed.images import embed_image_files, scan_image_files
+from birdbridge.embed.table import Failure, skipped
 from birdbridge.embed.text import DEFAULT_FORMS, DEFAULT_TEMPLATES
 from birdbridge.errors import BirdbridgeError, InputError
 from birdbridge.gallery.ann import ANN_THRESHOLD, build_ann
@@ -172,10 +172,12 @@ def build_gallery(
     tmeta = teacher_meta(teacher, ref)
 
     known: dict[str, Species] = {}
-    files, tables = _scan_sources(sources, taxonomy, known, teacher.embed_dim, tmeta["name"])
+    files, tables, unreadable = _scan_sources(sources, taxonomy, known, teacher.embed_dim, tmeta["name"])
     source_key = [str(Path(s).expanduser().resolve()) for s in sources]
     gallery, created, resumed = _open_output(output, tmeta, source_key, add)
     report = BuildReport(gallery.folder, created=created, resumed=resumed)
+    for failure in unreadable:
+        report.fail(failure.source, failure.message)
     gallery.update_meta(build={"complete": False, "sources": source_key, "teacher_fingerprint": tmeta["fingerprint"],
                                "add": bool(add), "started": now_iso()})
 
@@ -246,14 +248,18 @@ def _stored_path(path: Path, gallery_folder: Path) -> str:
 def _scan_sources(
     sources: Sequence[str | os.PathLike[str]], taxonomy: Taxonomy | None, known: dict[str, Species],
     dim: int, teacher_name: str,
-) -> tuple[list[_FileImage], list[_Precomputed]]:
-    """Every source read and checked before anything is written; errors name the file and line."""
+) -> tuple[list[_FileImage], list[_Precomputed], list[Failure]]:
+    """Every source read and checked before anything is written; errors name the file and line. Folder
+    entries that cannot be read (unreadable subfolders, broken links, link loops) come back as failures."""
     files: list[_FileImage] = []
     tables: list[_Precomputed] = []
+    unreadable: list[Failure] = []
     for source in sources:
         path = Path(source).expanduser()
         if path.is_dir():
-            files.extend(_scan_folder(path.resolve(), taxonomy))
+            found, problems = _scan_folder(path.resolve(), taxonomy)
+            files.extend(found)
+            unreadable += problems
         elif not path.exists():
             raise InputError(str(path), "no such file or folder")
         elif path.suffix.lower() in (".parquet", ".pq") and _embedding_column(path) is not None:
@@ -275,16 +281,16 @@ def _scan_sources(
                 "ids must be unique: give an 'id' column in a manifest, or index the folders into separate galleries",
             )
         _remember(known, item.species)
-    return files, tables
+    return files, tables, unreadable
 
 
 def _remember(known: dict[str, Species], species: Species) -> None:
     known[species.key] = merge_species(known[species.key], species) if species.key in known else species
 
 
-def _scan_folder(root: Path, taxonomy: Taxonomy | None) -> list[_FileImage]:
-    found = find_image_files([root])
-    files = [f for f in found if not any(part.startswith(".") for part in f.relative_to(root).parts)]
+def _scan_folder(root: Path, taxonomy: Taxonomy | None) -> tuple[list[_FileImage], list[Failure]]:
+    found = scan_image_files([root])
+    files = found.files
     loose = [f.name for f in files if f.parent == root]
     if loose:
         shown = ", ".join(loose[:3]) + (f" and {len(loose) - 3} more" if len(loose) > 3 else "")
@@ -304,7 +310,7 @@ def _scan_folder(root: Path, taxonomy: Taxonomy | None) -> list[_FileImage]:
             except ValueError as exc:
                 raise InputError(str(root / label), f"folder name: {exc}") from None
         items.append(_FileImage(rel.as_posix(), path, labels[label], str(path), derived_id=True))
-    return items
+    return items, skipped(found.problems)
 
 
 def _scan_manifest(path: Path, taxonomy: Taxonomy | None) -> list[_FileImage]:

@@ -359,6 +359,22 @@ class Gallery:
             "or build a separate gallery."
         )
 
+    def check_searchable(self) -> None:
+        """Raise BirdbridgeError naming the problem and its fix unless this gallery can answer searches: its
+        build finished and it has a species index (or it would answer every query with nothing)."""
+        build = self._meta.get("build") or {}
+        if build.get("complete") is False:
+            state = ("is being built by another process right now; search it when that `birdbridge index` has "
+                     "finished" if _writer_at_work(self.folder) else
+                     "is unfinished: its build stopped before it completed; run the same `birdbridge index` command "
+                     "again to resume the build")
+            raise BirdbridgeError(f"gallery {self.folder} {state}")
+        if not (self.folder / SPECIES_JSON).is_file():
+            raise BirdbridgeError(
+                f"gallery {self.folder} has no species index ({SPECIES_JSON} is missing), so it cannot rank species; "
+                f"build it with `birdbridge gallery species {self.folder} --from-gallery` (or --species-list FILE)"
+            )
+
     # ------------------------------------------------------------------------------ species index
 
     def species(self) -> list[SpeciesRecord]:
@@ -393,6 +409,12 @@ class Gallery:
                 if array.shape != (len(records), self.dim):
                     raise self._damaged(
                         f"{SPECIES_NPY} has shape {list(array.shape)}, expected [{len(records)}, {self.dim}]"
+                    )
+                if not np.isfinite(array).all():
+                    raise BirdbridgeError(
+                        f"gallery {self.folder} is damaged: its species index ({SPECIES_NPY}) holds values that are "
+                        f"not finite numbers (NaN or Inf). Rebuild it with `birdbridge gallery species {self.folder} "
+                        "--from-gallery` (or --species-list FILE)"
                     )
                 self._species_vectors = array.astype(np.float32, copy=False)
         return self._species_vectors
@@ -506,6 +528,8 @@ class Gallery:
             merged_rows = torch.cat([best_rows, top_rows], dim=1)
             best_scores, order = torch.topk(merged_scores, k, dim=1)
             best_rows = torch.gather(merged_rows, 1, order)
+        # topk ranks NaN first, so one damaged row anywhere surfaces here: a cheap check of Q x k scores
+        self._check_scores(best_scores.numpy(), best_rows.numpy())
         best_rows[torch.isinf(best_scores)] = -1
         return best_scores.numpy(), best_rows.numpy()
 
@@ -529,6 +553,7 @@ class Gallery:
             vecs[order] = vectors[flat[order]]
             which = np.nonzero(valid)[0]
             scores[valid] = np.einsum("ij,ij->i", vecs, q[which])
+            self._check_scores(scores[valid], flat)
         order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
         out_scores = np.take_along_axis(scores, order, axis=1)
         out_rows = np.take_along_axis(candidates, order, axis=1)
@@ -538,6 +563,13 @@ class Gallery:
             out_rows = np.concatenate([out_rows, np.full((n_queries, pad), -1, np.int64)], axis=1)
         out_rows[np.isinf(out_scores)] = -1
         return out_scores.astype(np.float32), out_rows.astype(np.int64)
+
+    def _check_scores(self, scores: np.ndarray, rows: np.ndarray) -> None:
+        """Scores of unit vectors lie in [-1, 1]; NaN or +Inf means rows of ``vectors.f16`` are damaged."""
+        bad = np.isnan(scores) | np.isposinf(scores)
+        if bad.any():
+            raise self._damaged(f"{VECTORS_FILE} holds values that are not finite numbers (NaN or Inf), e.g. in row "
+                                f"{int(rows[bad][0])}")
 
     def _check_queries(self, queries: np.ndarray) -> np.ndarray:
         q = np.asarray(queries)
@@ -650,7 +682,7 @@ class Gallery:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
-            with self._db_lock:
+            with self._db_lock, self._sqlite_errors():
                 conn = self._db()
                 with conn:
                     conn.executemany(
@@ -696,16 +728,32 @@ class Gallery:
                 path = self.folder / DB_FILE
                 if not path.is_file():
                     raise self._damaged(f"{DB_FILE} is missing")
-                if os.access(self.folder, os.W_OK) and os.access(path, os.W_OK):
-                    self._conn = sqlite3.connect(path, timeout=60, check_same_thread=False)
-                else:
-                    self._conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=60,
-                                                 check_same_thread=False)
+                with self._sqlite_errors():
+                    if os.access(self.folder, os.W_OK) and os.access(path, os.W_OK):
+                        self._conn = sqlite3.connect(path, timeout=60, check_same_thread=False)
+                    else:
+                        self._conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=60,
+                                                     check_same_thread=False)
             return self._conn
 
     def _query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
-        with self._db_lock:
+        with self._db_lock, self._sqlite_errors():
             return self._db().execute(sql, list(args)).fetchall()
+
+    @contextlib.contextmanager
+    def _sqlite_errors(self) -> Iterator[None]:
+        """Every sqlite3 error becomes a BirdbridgeError naming the gallery, the problem and what to do."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            text = str(exc)
+            if "locked" in text or "busy" in text:
+                raise BirdbridgeError(f"gallery {self.folder}: {DB_FILE} is locked by another process ({text}); try "
+                                      "again when that process has finished") from exc
+            if "full" in text:
+                raise BirdbridgeError(f"gallery {self.folder}: cannot write {DB_FILE} ({text}); free some disk space "
+                                      "and run the command again") from exc
+            raise self._damaged(f"{DB_FILE} is not a readable database ({text})") from exc
 
     @contextlib.contextmanager
     def write_lock(self) -> Iterator[None]:
@@ -765,7 +813,7 @@ class Gallery:
             with open(path, "r+b") as fh:
                 fh.truncate(want)
                 os.fsync(fh.fileno())
-        with self._db_lock:
+        with self._db_lock, self._sqlite_errors():
             conn = self._db()
             last = conn.execute("SELECT MAX(row) FROM images").fetchone()[0]
             if last is not None and last >= count:
@@ -845,6 +893,18 @@ def _acquire_lock(folder: Path, *, blocking: bool) -> int | None:
         os.close(fd)
         raise
     return fd
+
+
+def _writer_at_work(folder: Path) -> bool:
+    """Whether another process holds the writer lock of ``folder`` now."""
+    try:
+        fd = _acquire_lock(folder, blocking=False)
+    except OSError:  # a read-only gallery: nobody writes to it
+        return False
+    if fd is None:
+        return True
+    os.close(fd)
+    return False
 
 
 def _remove_stale_temporaries(folder: Path) -> None:

@@ -28,10 +28,15 @@ DEFAULT_SCALE = 100.0  # CLIP's logit scale, when a model records none
 
 
 class SearchEngine:
-    """Ranks query embeddings against a gallery (its species index and its pictures)."""
+    """Ranks query embeddings against a gallery (its species index and its pictures).
+
+    A gallery that cannot answer (an unfinished build, no species index, damaged files) is refused here,
+    with a message naming it, the problem and the fix, before any result is written.
+    """
 
     def __init__(self, gallery: Gallery, student: AudioStudent | None = None, *, teacher_ref: str | None = None,
                  device: str | None = None) -> None:
+        gallery.check_searchable()
         self.gallery = gallery
         self.student = student
         self.device = device
@@ -53,6 +58,7 @@ class SearchEngine:
     def open(cls, gallery: str | os.PathLike[str] | Gallery, model: str | os.PathLike[str] | None = None, *,
              teacher: str | None = None, device: str | None = None) -> SearchEngine:
         g = gallery if isinstance(gallery, Gallery) else Gallery.open(gallery)
+        g.check_searchable()  # before the model loads
         student = load_student(model, device) if model is not None else None
         return cls(g, student, teacher_ref=teacher, device=device)
 

@@ -2,7 +2,9 @@
 
 Resumable as BirdNET-Analyzer's folder runs are: per-file outputs that already exist are skipped (a
 combined run keeps per-file partial results in ``.birdbridge-partial/`` until the combined file is
-written). A bad recording is reported at the end; every other one completes.
+written). Every recording has its own result name (:func:`result_names`), so none overwrites another or
+is taken for done because another one is. A bad recording, or a folder entry that cannot be read, is
+reported at the end; every other one completes.
 """
 
 from __future__ import annotations
@@ -10,12 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from birdbridge.audio import AUDIO_EXTENSIONS
-from birdbridge.embed.table import Failure
+from birdbridge.embed.table import Failure, skipped
 from birdbridge.errors import BirdbridgeError
 from birdbridge.search.engine import SearchEngine
 from birdbridge.search.formats import SUFFIX, write_results
@@ -24,6 +27,7 @@ from birdbridge.search.results import FileResult
 from birdbridge.utils.atomic import write_text
 from birdbridge.utils.prefetch import batched
 from birdbridge.utils.progress import progress_bar
+from birdbridge.utils.walk import walk_files
 
 PARTIAL = ".birdbridge-partial"
 
@@ -47,49 +51,112 @@ class RunReport:
     failures: list[Failure] = field(default_factory=list)
 
 
-def audio_jobs(inputs: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, Path]]:
-    """(file, path relative to its input root), folders expanded recursively in sorted order."""
-    jobs = []
+@dataclass(frozen=True)
+class AudioJob:
+    """A recording of a run and the name of its results: a path under the output folder, without the suffix."""
+
+    file: Path
+    name: Path
+
+
+def audio_jobs(inputs: Sequence[str | os.PathLike[str]]) -> tuple[list[AudioJob], list[Failure]]:
+    """The recordings (folders expanded recursively in sorted order; a file reached twice once) with unique
+    result names (see :func:`result_names`), and the folder entries that could not be read."""
+    found: list[tuple[Path, Path]] = []  # (file, path relative to its input folder)
+    unreadable: list[Failure] = []
+    seen: set[Path] = set()
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS
-                           and not any(part.startswith(".") for part in p.relative_to(path).parts))
-            if not files:
+            listing = walk_files(path, AUDIO_EXTENSIONS)
+            if not listing.files and not listing.problems:
                 raise BirdbridgeError(f"{path}: folder holds no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))})")
-            jobs += [(f, f.relative_to(path)) for f in files]
-        else:
-            jobs.append((path, Path(path.name)))
-    return jobs
+            unreadable += skipped(listing.problems)
+            pairs = [(f, f.relative_to(path)) for f in listing.files]
+        else:  # a missing file is kept, to fail (and be reported) on its own
+            pairs = [(path, Path(path.name))]
+        for file, rel in pairs:
+            key = file.resolve()
+            if key not in seen:
+                seen.add(key)
+                found.append((file, rel))
+    names = result_names(found)
+    return [AudioJob(file, name) for (file, _), name in zip(found, names, strict=True)], unreadable
+
+
+def result_names(found: Sequence[tuple[Path, Path]]) -> list[Path]:
+    """One result name per (recording, path relative to its input folder), never the same for two recordings.
+
+    As BirdNET-Analyzer: ``sub/call`` for ``sub/call.wav``. Where several recordings of one folder on disk
+    share a stem (``call.wav`` and ``call.ogg``), each keeps its extension (``sub/call.wav``, ``sub/call.ogg``),
+    so names do not depend on which of them a run is given. Recordings from different input folders that
+    would still share a name (compared case-insensitively, as some file systems do) get the names of the
+    folders above them in front, as many as it takes (``a/x``, ``b/x``).
+    """
+    stems: dict[Path, Counter[str]] = {}
+    names = []
+    for file, rel in found:
+        folder = file.parent
+        if folder not in stems:
+            try:
+                listed = walk_files(folder, AUDIO_EXTENSIONS, recursive=False).files
+            except BirdbridgeError:  # a folder we may read files from but not list
+                listed = []
+            stems[folder] = Counter(f.stem.casefold() for f in listed)
+        shared = stems[folder][file.stem.casefold()] + (file.suffix.lower() not in AUDIO_EXTENSIONS) > 1
+        names.append(rel.parent / (rel.name if shared else rel.stem))
+    return _disambiguate([Path(os.path.abspath(f)) for f, _ in found], names)
+
+
+def _disambiguate(files: list[Path], names: list[Path]) -> list[Path]:
+    """``names`` made unique by prefixing the folders above each (a digest of the path where that cannot help)."""
+    depth = [0] * len(names)
+    while True:
+        current = [Path(*f.parts[len(f.parts) - len(n.parts) - d : len(f.parts) - len(n.parts)], n) if d else n
+                   for f, n, d in zip(files, names, depth, strict=True)]
+        groups: dict[str, list[int]] = {}
+        for i, name in enumerate(current):
+            groups.setdefault(name.as_posix().casefold(), []).append(i)
+        clashing = [i for group in groups.values() if len(group) > 1 for i in group]
+        if not clashing:
+            return current
+        deeper = [i for i in clashing if depth[i] < len(files[i].parts) - len(names[i].parts) - 1]
+        if not deeper:  # paths that differ in letter case only
+            for i in clashing:
+                digest = hashlib.sha256(str(files[i]).encode()).hexdigest()[:8]
+                current[i] = current[i].with_name(f"{current[i].name}.{digest}")
+            return current
+        for i in deeper:
+            depth[i] += 1
 
 
 def run_search(engine: SearchEngine, inputs: Sequence[str | os.PathLike[str]], options: SearchOptions, *,
                output: Path | None = None, fmt: str = "table", combined: bool = False, overwrite: bool = False,
                files_per_batch: int = 8, progress: bool | None = None) -> RunReport:
     """Search every recording; write per-file (or combined) outputs when ``output`` is given."""
-    jobs = audio_jobs(inputs)
-    report = RunReport()
+    jobs, unreadable = audio_jobs(inputs)
+    report = RunReport(failures=unreadable)
     band = _band(engine)
     partial_dir = None
     if output is not None and fmt != "table":
         base = output.parent if combined and output.suffix else output
         partial_dir = base / PARTIAL if combined else None
     todo = []
-    for file, rel in jobs:
-        target = _target(output, rel, fmt, combined, partial_dir)
+    for job in jobs:
+        target = _target(output, job.name, fmt, combined, partial_dir)
         if target is not None and target.exists() and not overwrite:
-            report.skipped.append(file)
+            report.skipped.append(job.file)
         else:
-            todo.append((file, rel, target))
+            todo.append((job.file, target))
     with progress_bar("Searching", len(todo), progress) as bar:
         for chunk in batched(todo, files_per_batch):
             results, failures = engine.search_audio(
-                [f for f, _, _ in chunk], window_s=options.window_s, hop_s=options.hop_s, top_k=options.top_k,
+                [f for f, _ in chunk], window_s=options.window_s, hop_s=options.hop_s, top_k=options.top_k,
                 n_images=options.n_images, min_score=options.min_score, species=options.species, progress=False,
             )
             report.failures += failures
             by_name = {r.file: r for r in results}
-            for file, _, target in chunk:
+            for file, target in chunk:
                 result = by_name.get(str(file))
                 if result is None:
                     continue
@@ -105,8 +172,8 @@ def run_search(engine: SearchEngine, inputs: Sequence[str | os.PathLike[str]], o
             bar.advance(len(chunk))
     if combined and partial_dir is not None:
         done = []
-        for _file, rel in jobs:
-            part = _target(output, rel, fmt, True, partial_dir)
+        for job in jobs:
+            part = _target(output, job.name, fmt, True, partial_dir)
             if part is not None and part.exists():
                 done.append(FileResult.from_dict(json.loads(part.read_text())))
         target = output if output.suffix else output / SUFFIX[fmt].lstrip(".")
@@ -118,13 +185,13 @@ def run_search(engine: SearchEngine, inputs: Sequence[str | os.PathLike[str]], o
     return report
 
 
-def _target(output: Path | None, rel: Path, fmt: str, combined: bool, partial_dir: Path | None) -> Path | None:
+def _target(output: Path | None, name: Path, fmt: str, combined: bool, partial_dir: Path | None) -> Path | None:
     if output is None or fmt == "table":
         return None
     if combined:
-        digest = hashlib.sha256(str(rel).encode()).hexdigest()[:20]
+        digest = hashlib.sha256(name.as_posix().encode()).hexdigest()[:20]
         return partial_dir / f"{digest}.json"
-    return output / rel.parent / (rel.stem + SUFFIX[fmt])
+    return output / name.parent / (name.name + SUFFIX[fmt])
 
 
 def _band(engine: SearchEngine) -> tuple[float, float]:
