@@ -16,7 +16,7 @@ import numpy as np
 
 from birdbridge.demo.traits import AcousticTraits
 
-__all__ = ["CallRecording", "coloured_noise", "render_call", "synth_call"]
+__all__ = ["CallRecording", "coloured_noise", "render_call", "render_call_box", "synth_call"]
 
 _MIN_HZ = 150.0
 _MAX_FRACTION = 0.45  # highest synthesised frequency, as a fraction of the sample rate
@@ -101,7 +101,20 @@ def _render(notes: list[_Note], t: AcousticTraits, rng: np.random.Generator, sr:
     return out
 
 
-def render_call(
+def _band(notes: list[_Note], t: AcousticTraits, sr: int) -> tuple[float, float]:
+    """The frequency box of a call: its notes' sweeps, visible harmonics (>= -20 dB), buzz and flutter."""
+    top = _MAX_FRACTION * sr
+    half = abs(t.sweep_oct) / 2
+    low = min(min(max(n.hz * 2.0**-half, _MIN_HZ), top) for n in notes)
+    high = max(min(max(n.hz * 2.0**half, _MIN_HZ), top) for n in notes)
+    for k, a in ((2, t.harmonic2), (3, t.harmonic3)):
+        if a >= 0.1 and k * high < top:
+            high = max(high, k * high)
+    margin = max(t.bandwidth_hz if t.noisiness > 0.05 else 0.0, t.am_rate_hz if t.am_depth > 0.05 else 0.0)
+    return max(0.0, low - margin), min(sr / 2, high + margin)
+
+
+def render_call_box(
     traits: AcousticTraits,
     rng: np.random.Generator,
     sample_rate: int = 16000,
@@ -109,12 +122,19 @@ def render_call(
     pitch_factor: float = 1.0,
     tempo_factor: float = 1.0,
     max_s: float | None = None,
-) -> np.ndarray:
-    """One clean call (float64, peak about 1) of an individual with the given pitch and tempo factors."""
+) -> tuple[np.ndarray, float, float]:
+    """One clean call (float64, peak about 1) of an individual with the given pitch and tempo factors, and
+    its frequency box: ``(audio, low_hz, high_hz)``. ``max_s`` drops trailing notes (or shortens a lone one)."""
     notes = _plan_call(traits, rng, traits.pitch_hz * pitch_factor, tempo_factor)
     if max_s is not None:
         notes = _fit(notes, max_s)
-    return _render(notes, traits, rng, sample_rate)
+    return _render(notes, traits, rng, sample_rate), *_band(notes, traits, sample_rate)
+
+
+def render_call(traits: AcousticTraits, rng: np.random.Generator, sample_rate: int = 16000,
+                **options: float | None) -> np.ndarray:
+    """One clean call (float64, peak about 1): :func:`render_call_box` (same options) without the box."""
+    return render_call_box(traits, rng, sample_rate, **options)[0]
 
 
 def coloured_noise(n: int, rng: np.random.Generator, sample_rate: int, exponent: float) -> np.ndarray:

@@ -11,6 +11,13 @@ Layout of ``out_dir`` (paths in the manifests are relative to it)::
     videos.csv                        id, path, species, split, fps, frame_count, duration_s, visible_start,
                                       visible_end, call_onsets, call_offsets, target_second, reliable_audio
     dataset.yaml                      {type: manifest, name: demo-world, audio, images, [videos,] taxonomy}
+    soundscapes/soundscape000.wav     only with soundscapes > 0: minutes of backgrounds and calls (demo.soundscapes)
+    soundscapes/soundscape000.Table.1.selections.txt   Raven table: one selection per call, Species column
+    soundscapes/soundscape000.truth.json               backgrounds (start, end, class), calls with SNRs, community
+    soundscapes/soundscapes.csv       id, path (relative to soundscapes/), split ("valid" or "test"), duration_s
+    soundscapes/dataset.yaml          {type: soundscape, name: demo-soundscapes, recordings: soundscapes.csv, ...}
+    background/<class>/<class>-bg000.wav   only with background_per_class > 0: non-bird sound (demo.backgrounds)
+    background.csv                    id, path, label, split, duration_s
     world.json                        config and every species' trait values
 
 Every item has its own random generator keyed by (seed, kind, species, item), so the output does not
@@ -37,15 +44,25 @@ import numpy as np
 import soundfile as sf
 import yaml
 
+from birdbridge.demo.backgrounds import BACKGROUND_CLASSES, background_clip
 from birdbridge.demo.calls import synth_call
 from birdbridge.demo.names import generate_taxonomy
 from birdbridge.demo.pictures import draw_bird
+from birdbridge.demo.soundscapes import (
+    WINDOW_S,
+    BackgroundSegment,
+    SoundscapeCall,
+    SoundscapeItem,
+    raven_table,
+    render_soundscape,
+)
 from birdbridge.demo.traits import LEVEL_SCALES, AcousticTraits, VisualTraits, sample_acoustic, sample_visual
 from birdbridge.demo.videos import VideoItem, render_clip, write_clip
 from birdbridge.errors import BirdbridgeError, InputError
 from birdbridge.species.taxonomy import Species, Taxonomy, load_taxonomy_csv
 
-__all__ = ["AudioItem", "ImageItem", "VideoItem", "World", "WorldConfig", "generate_world"]
+__all__ = ["AudioItem", "BackgroundItem", "ImageItem", "SoundscapeItem", "VideoItem", "World", "WorldConfig",
+           "generate_world"]
 
 FORMAT = "birdbridge-demo-world"
 VERSION = 1
@@ -53,8 +70,13 @@ AUDIO_COLUMNS = ("id", "path", "species", "split", "duration_s", "call_onsets", 
 IMAGE_COLUMNS = ("id", "path", "species", "split", "source", "licence", "photographer")
 VIDEO_COLUMNS = ("id", "path", "species", "split", "fps", "frame_count", "duration_s", "visible_start", "visible_end",
                  "call_onsets", "call_offsets", "target_second", "reliable_audio")
-_AUDIO, _IMAGES, _SPLIT, _VIDEOS = 1, 2, 3, 4  # random stream tags
-_VIDEO_FIELDS = ("videos_per_species", "video_s", "video_fps", "video_visible")  # left out of world.json if 0
+SOUNDSCAPE_COLUMNS = ("id", "path", "split", "duration_s")
+BACKGROUND_COLUMNS = ("id", "path", "label", "split", "duration_s")
+_AUDIO, _IMAGES, _SPLIT, _VIDEOS, _SOUNDSCAPES, _BACKGROUND = 1, 2, 3, 4, 5, 6  # random stream tags
+# left out of world.json when their count is 0, so older worlds keep their bytes
+_VIDEO_FIELDS = ("videos_per_species", "video_s", "video_fps", "video_visible")
+_SOUNDSCAPE_FIELDS = ("soundscapes", "soundscape_s", "soundscape_bird_free")
+_BACKGROUND_FIELDS = ("background_per_class",)
 
 Progress = Callable[[int, int], None]
 
@@ -80,12 +102,17 @@ class WorldConfig:
     video_s: tuple[float, float] = (4.0, 6.0)
     video_fps: float = 8.0
     video_visible: tuple[float, float] = (0.2, 0.35)  # fraction of a clip's frames that show the bird
+    soundscapes: int = 0  # long recordings with changing backgrounds and calls now and then (demo.soundscapes)
+    soundscape_s: float = 120.0  # a whole number of 5 s windows
+    soundscape_bird_free: tuple[float, float] = (0.5, 0.7)  # share of a soundscape's 5 s windows without birds
+    background_per_class: int = 0  # background-only clips (clip_s long) per class (demo.backgrounds)
 
     def __post_init__(self) -> None:
         for name in ("n_orders", "families_per_order", "genera_per_family", "species_per_genus"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
-        for name in ("recordings_per_species", "images_per_species", "videos_per_species"):
+        for name in ("recordings_per_species", "images_per_species", "videos_per_species", "soundscapes",
+                     "background_per_class"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 or more")
         if not 0.0 <= self.test_fraction < 1.0:
@@ -111,6 +138,14 @@ class WorldConfig:
         ):
             raise ValueError(f"video_s must be (min, max) with min * video_visible[0] >= 0.25 s (room for a call), "
                              f"got {self.video_s}")
+        object.__setattr__(self, "soundscape_s", float(self.soundscape_s))
+        object.__setattr__(self, "soundscape_bird_free", tuple(float(v) for v in self.soundscape_bird_free))
+        windows = self.soundscape_s / WINDOW_S
+        if windows < 1 or abs(windows - round(windows)) > 1e-9:
+            raise ValueError(f"soundscape_s must be a whole number of {WINDOW_S:g} s windows, got {self.soundscape_s}")
+        free = self.soundscape_bird_free
+        if len(free) != 2 or not 0.0 <= free[0] <= free[1] <= 1.0:
+            raise ValueError(f"soundscape_bird_free must be (min, max) with 0 <= min <= max <= 1, got {free}")
 
     @property
     def n_species(self) -> int:
@@ -152,6 +187,17 @@ class ImageItem:
     photographer: str = "birdbridge demo"
 
 
+@dataclass(frozen=True)
+class BackgroundItem:
+    """One background-only recording (no bird); ``label`` is its class (demo.backgrounds)."""
+
+    id: str
+    path: str
+    label: str
+    split: str
+    duration_s: float
+
+
 @dataclass(frozen=True, eq=False)
 class World:
     """A generated world: its folder, config, taxonomy, items and per-species traits."""
@@ -164,6 +210,8 @@ class World:
     acoustic: np.ndarray  # [S, len(AcousticTraits.NAMES)], rows in taxonomy order
     visual: np.ndarray  # [S, len(VisualTraits.NAMES)]
     videos: tuple[VideoItem, ...] = ()
+    soundscapes: tuple[SoundscapeItem, ...] = ()
+    background: tuple[BackgroundItem, ...] = ()
 
     acoustic_names = AcousticTraits.NAMES
     visual_names = VisualTraits.NAMES
@@ -187,7 +235,16 @@ class World:
     def video_items(self, split: str | None = None) -> list[VideoItem]:
         return [v for v in self.videos if split is None or v.split == split]
 
-    def path(self, item: AudioItem | ImageItem | VideoItem) -> Path:
+    def soundscape_items(self, split: str | None = None) -> list[SoundscapeItem]:
+        """Soundscapes of a split ("valid" to calibrate on, "test"), or all."""
+        return [s for s in self.soundscapes if split is None or s.split == split]
+
+    def background_items(self, split: str | None = None, label: str | None = None) -> list[BackgroundItem]:
+        """Background-only recordings of a split and class, or all."""
+        return [b for b in self.background
+                if (split is None or b.split == split) and (label is None or b.label == label)]
+
+    def path(self, item: AudioItem | ImageItem | VideoItem | SoundscapeItem | BackgroundItem) -> Path:
         return self.root / item.path
 
     @classmethod
@@ -223,12 +280,40 @@ class World:
                       _floats(r["call_onsets"]), _floats(r["call_offsets"]))
             for r in (_read_rows(root / "videos.csv", VIDEO_COLUMNS) if config.videos_per_species > 0 else [])
         )
-        for item in (*audio, *images, *videos):
-            if item.species not in taxonomy:
-                raise InputError(str(root), f"item {item.id!r} has species {item.species!r}, not in taxonomy.csv")
-            if not (root / item.path).is_file():
-                raise InputError(str(root / item.path), "file not found", "the world is incomplete; generate it again")
-        return cls(root, config, taxonomy, audio, images, acoustic, visual, videos)
+        soundscapes = tuple(_load_soundscape(root, r) for r in (
+            _read_rows(root / "soundscapes" / "soundscapes.csv", SOUNDSCAPE_COLUMNS) if config.soundscapes > 0 else []))
+        background = tuple(
+            BackgroundItem(r["id"], r["path"], r["label"], r["split"], float(r["duration_s"]))
+            for r in (_read_rows(root / "background.csv", BACKGROUND_COLUMNS) if config.background_per_class > 0
+                      else [])
+        )
+        heard = [(s.id, k) for s in soundscapes for k in (*s.community, *(c.species for c in s.calls))]
+        for item_id, species in [*((i.id, i.species) for i in (*audio, *images, *videos)), *heard]:
+            if species not in taxonomy:
+                raise InputError(str(root), f"item {item_id!r} has species {species!r}, not in taxonomy.csv")
+        for path in [i.path for i in (*audio, *images, *videos, *soundscapes, *background)] + [
+                s.selections_path for s in soundscapes]:
+            if not (root / path).is_file():
+                raise InputError(str(root / path), "file not found", "the world is incomplete; generate it again")
+        return cls(root, config, taxonomy, audio, images, acoustic, visual, videos, soundscapes, background)
+
+
+def _load_soundscape(root: Path, row: dict[str, str]) -> SoundscapeItem:
+    path = f"soundscapes/{row['path']}"
+    truth_path = root / (path.removesuffix(".wav") + ".truth.json")
+    try:
+        truth = json.loads(truth_path.read_text(encoding="utf-8"))
+        calls = tuple(SoundscapeCall(c["begin_s"], c["end_s"], c["low_hz"], c["high_hz"], c["species"], c["snr_db"])
+                      for c in truth["calls"])
+        segments = tuple(BackgroundSegment(b["start_s"], b["end_s"], b["label"], b["level_db"])
+                         for b in truth["backgrounds"])
+        community, floor_db = tuple(truth["community"]), float(truth["floor_db"])
+    except FileNotFoundError:
+        raise InputError(str(truth_path), "file not found", "the world is incomplete; generate it again") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(str(truth_path), f"cannot be read: {exc!r}", "generate the world again") from None
+    return SoundscapeItem(row["id"], path, row["split"], float(row["duration_s"]), calls, segments, community,
+                          floor_db)
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -254,23 +339,23 @@ def _csv_text(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return buffer.getvalue()
 
 
-def _splits(n: int, fraction: float, rng: np.random.Generator) -> list[str]:
-    """``n`` labels with round(n * fraction) "test" (at least one and not all, when n >= 2)."""
+def _splits(n: int, fraction: float, rng: np.random.Generator, names: tuple[str, str] = ("train", "test")) -> list[str]:
+    """``n`` labels with round(n * fraction) ``names[1]`` (at least one and not all, when n >= 2), else ``names[0]``."""
     n_test = 0 if fraction <= 0 or n < 2 else min(n - 1, max(1, round(n * fraction)))
     test = set(rng.permutation(n)[:n_test].tolist())
-    return ["test" if i in test else "train" for i in range(n)]
+    return [names[1] if i in test else names[0] for i in range(n)]
 
 
 # ------------------------------------------------------------------------------------------- items
 
 @dataclass(frozen=True)
 class _Job:
-    kind: int  # _AUDIO, _IMAGES or _VIDEOS
-    species: int
+    kind: int  # _AUDIO, _IMAGES, _VIDEOS, _SOUNDSCAPES or _BACKGROUND
+    species: int  # the species' position; a background's class position; 0 for a soundscape
     index: int
     item_id: str
     path: str
-    scientific_name: str
+    label: str  # the species' scientific name; a background's class
     split: str
 
 
@@ -283,7 +368,7 @@ def _make_audio(job: _Job, root: Path, cfg: WorldConfig, acoustic: np.ndarray) -
     target = root / job.path
     target.parent.mkdir(parents=True, exist_ok=True)
     sf.write(target, rec.audio, cfg.sample_rate, subtype="PCM_16", format="WAV")
-    return AudioItem(job.item_id, job.path, job.scientific_name, job.split, len(rec.audio) / cfg.sample_rate,
+    return AudioItem(job.item_id, job.path, job.label, job.split, len(rec.audio) / cfg.sample_rate,
                      rec.onsets, rec.offsets)
 
 
@@ -293,7 +378,7 @@ def _make_image(job: _Job, root: Path, cfg: WorldConfig, visual: np.ndarray) -> 
     target = root / job.path
     target.parent.mkdir(parents=True, exist_ok=True)
     image.save(target, format="PNG")
-    return ImageItem(job.item_id, job.path, job.scientific_name, job.split)
+    return ImageItem(job.item_id, job.path, job.label, job.split)
 
 
 def _make_video(job: _Job, root: Path, cfg: WorldConfig, acoustic: np.ndarray, visual: np.ndarray) -> VideoItem:
@@ -306,17 +391,57 @@ def _make_video(job: _Job, root: Path, cfg: WorldConfig, acoustic: np.ndarray, v
         sample_rate=cfg.sample_rate, snr_db=cfg.snr_db,
     )
     write_clip(root / job.path, clip)
-    return VideoItem(job.item_id, job.path, job.scientific_name, job.split, clip.fps, len(clip.frames),
+    return VideoItem(job.item_id, job.path, job.label, job.split, clip.fps, len(clip.frames),
                      round(clip.duration_s, 4), round(clip.visible_start, 4), round(clip.visible_end, 4),
                      clip.call_onsets, clip.call_offsets)
 
 
-def _run_chunk(jobs: list[_Job], root: Path, cfg: WorldConfig, acoustic: np.ndarray,
-               visual: np.ndarray) -> list[AudioItem | ImageItem | VideoItem]:
+def _make_soundscape(job: _Job, root: Path, cfg: WorldConfig, acoustic: np.ndarray,
+                     names: Sequence[str]) -> SoundscapeItem:
+    """A soundscape over all species (each recording picks its own community), its Raven table and truth."""
+    scape = render_soundscape(names, [AcousticTraits.from_vector(row) for row in acoustic],
+                              np.random.default_rng([cfg.seed, _SOUNDSCAPES, 0, job.index]), cfg.sample_rate,
+                              cfg.soundscape_s, bird_free=cfg.soundscape_bird_free, snr_db=cfg.snr_db)
+    item = SoundscapeItem(job.item_id, job.path, job.split, scape.duration_s, scape.calls, scape.backgrounds,
+                          scape.community, scape.floor_db)
+    target = root / job.path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(target, scape.audio, cfg.sample_rate, subtype="PCM_16", format="WAV")
+    (root / item.selections_path).write_text(raven_table(scape.calls), encoding="utf-8")
+    truth = {
+        "id": item.id,
+        "duration_s": item.duration_s,
+        "sample_rate": cfg.sample_rate,
+        "community": list(item.community),
+        "floor_db": item.floor_db,
+        "backgrounds": [asdict(b) for b in item.backgrounds],
+        "calls": [{"selection": i, **asdict(c)} for i, c in enumerate(item.calls, start=1)],
+    }
+    (root / item.truth_path).write_text(json.dumps(truth, indent=1) + "\n", encoding="utf-8")
+    return item
+
+
+def _make_background(job: _Job, root: Path, cfg: WorldConfig) -> BackgroundItem:
+    rng = np.random.default_rng([cfg.seed, _BACKGROUND, job.species, job.index])
+    n = round(rng.uniform(*cfg.clip_s) * cfg.sample_rate)
+    target = root / job.path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(target, background_clip(job.label, n, cfg.sample_rate, rng), cfg.sample_rate, subtype="PCM_16",
+             format="WAV")
+    return BackgroundItem(job.item_id, job.path, job.label, job.split, n / cfg.sample_rate)
+
+
+_Item = AudioItem | ImageItem | VideoItem | SoundscapeItem | BackgroundItem
+
+
+def _run_chunk(jobs: list[_Job], root: Path, cfg: WorldConfig, acoustic: np.ndarray, visual: np.ndarray,
+               names: Sequence[str]) -> list[_Item]:
     return [
         _make_audio(j, root, cfg, acoustic) if j.kind == _AUDIO
         else _make_image(j, root, cfg, visual) if j.kind == _IMAGES
-        else _make_video(j, root, cfg, acoustic, visual)
+        else _make_video(j, root, cfg, acoustic, visual) if j.kind == _VIDEOS
+        else _make_soundscape(j, root, cfg, acoustic, names) if j.kind == _SOUNDSCAPES
+        else _make_background(j, root, cfg)
         for j in jobs
     ]
 
@@ -333,17 +458,32 @@ def _plan(taxonomy: Taxonomy, cfg: WorldConfig) -> list[_Job]:
             for j, split in enumerate(splits):
                 item_id = f"{sp.code}-{tag}{j:03d}"
                 jobs.append(_Job(kind, s, j, item_id, f"{folder}/{sp.code}/{item_id}.{ext}", sp.key, split))
+    for c, label in enumerate(BACKGROUND_CLASSES):
+        splits = _splits(cfg.background_per_class, cfg.test_fraction,
+                         np.random.default_rng([cfg.seed, _SPLIT, _BACKGROUND, c]))
+        for j, split in enumerate(splits):
+            item_id = f"{label}-bg{j:03d}"
+            jobs.append(_Job(_BACKGROUND, c, j, item_id, f"background/{label}/{item_id}.wav", label, split))
+    # a test_fraction share of the soundscapes is for calibration ("valid"), the rest for evaluation
+    splits = _splits(cfg.soundscapes, cfg.test_fraction, np.random.default_rng([cfg.seed, _SPLIT, _SOUNDSCAPES]),
+                     names=("test", "valid"))
+    for j, split in enumerate(splits):
+        item_id = f"soundscape{j:03d}"
+        jobs.append(_Job(_SOUNDSCAPES, 0, j, item_id, f"soundscapes/{item_id}.wav", "", split))
     return jobs
 
 
 # ------------------------------------------------------------------------------------------- world
 
 def _config_dict(cfg: WorldConfig) -> dict[str, Any]:
-    """The config for world.json; without videos the video fields are left out (older worlds' bytes)."""
+    """The config for world.json; without videos, soundscapes or background clips their fields are left out
+    (older worlds' bytes)."""
     config = asdict(cfg)
-    if cfg.videos_per_species == 0:
-        for name in _VIDEO_FIELDS:
-            del config[name]
+    for count, names in ((cfg.videos_per_species, _VIDEO_FIELDS), (cfg.soundscapes, _SOUNDSCAPE_FIELDS),
+                         (cfg.background_per_class, _BACKGROUND_FIELDS)):
+        if count == 0:
+            for name in names:
+                del config[name]
     return config
 
 
@@ -422,9 +562,10 @@ def generate_world(
 ) -> World:
     """Generate a world into ``out_dir`` (replacing an earlier world there) and return it.
 
-    ``progress(done, total)`` is called as recordings, pictures and videos are made (``total`` is their
-    number). ``workers`` > 1 makes items in that many (spawned) processes; the files are identical
-    either way. Each worker costs a second or two to start, so this pays off for large worlds only.
+    ``progress(done, total)`` is called as recordings, pictures, videos, soundscapes and background clips
+    are made (``total`` is their number). ``workers`` > 1 makes items in that many (spawned) processes; the
+    files are identical either way. Each worker costs a second or two to start, so this pays off for large
+    worlds only (or for several soundscapes: each is a job of its own).
     """
     cfg = WorldConfig() if cfg is None else cfg
     out_dir = Path(out_dir)
@@ -438,10 +579,12 @@ def generate_world(
     tmp = _sibling(out_dir, "tmp")
     tmp.mkdir()
     try:
-        items = _make_items(jobs, tmp, cfg, acoustic, visual, progress, workers)
+        items = _make_items(jobs, tmp, cfg, acoustic, visual, taxonomy.keys, progress, workers)
         audio = tuple(i for i in items if isinstance(i, AudioItem))
         images = tuple(i for i in items if isinstance(i, ImageItem))
         videos = tuple(i for i in items if isinstance(i, VideoItem))
+        soundscapes = tuple(i for i in items if isinstance(i, SoundscapeItem))
+        background = tuple(i for i in items if isinstance(i, BackgroundItem))
         # The folder is published as a whole, so files are written directly (with the usual permissions).
         (tmp / "audio.csv").write_text(_csv_text(AUDIO_COLUMNS, (
             (a.id, a.path, a.species, a.split, repr(a.duration_s), " ".join(f"{t:.4f}" for t in a.call_onsets),
@@ -455,6 +598,11 @@ def generate_world(
                  repr(v.visible_start), repr(v.visible_end), " ".join(f"{t:.4f}" for t in v.call_onsets),
                  " ".join(f"{t:.4f}" for t in v.call_offsets), repr(v.target_second), "true") for v in videos)),
                 encoding="utf-8")
+        if cfg.soundscapes > 0:
+            _write_soundscape_dataset(tmp / "soundscapes", soundscapes)
+        if cfg.background_per_class > 0:
+            (tmp / "background.csv").write_text(_csv_text(BACKGROUND_COLUMNS, (
+                (b.id, b.path, b.label, b.split, repr(b.duration_s)) for b in background)), encoding="utf-8")
         taxonomy.to_csv(tmp / "taxonomy.csv")
         shutil.copymode(tmp / "audio.csv", tmp / "taxonomy.csv")  # to_csv's temporary file was private
         dataset = {"type": "manifest", "name": "demo-world", "audio": "audio.csv", "images": "images.csv",
@@ -466,7 +614,27 @@ def generate_world(
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return World(out_dir, cfg, taxonomy, audio, images, acoustic, visual, videos)
+    return World(out_dir, cfg, taxonomy, audio, images, acoustic, visual, videos, soundscapes, background)
+
+
+def _write_soundscape_dataset(folder: Path, soundscapes: Sequence[SoundscapeItem]) -> None:
+    """``soundscapes.csv`` (paths relative to ``folder``) and the ``dataset.yaml`` a soundscape loader reads."""
+    (folder / "soundscapes.csv").write_text(_csv_text(SOUNDSCAPE_COLUMNS, (
+        (s.id, Path(s.path).relative_to(folder.name).as_posix(), s.split, repr(s.duration_s)) for s in soundscapes)),
+        encoding="utf-8")
+    descriptor = {
+        "type": "soundscape",
+        "name": "demo-soundscapes",
+        "recordings": "soundscapes.csv",  # path, split (and id, duration_s), relative to this folder
+        "annotations": ".",  # Raven tables beside the recordings
+        "annotation_format": "raven",
+        "species_column": "Species",
+        "taxonomy": "../taxonomy.csv",
+        "window_s": int(WINDOW_S),
+        "hop_s": int(WINDOW_S),
+        "min_overlap_s": 0.5,
+    }
+    (folder / "dataset.yaml").write_text(yaml.safe_dump(descriptor, sort_keys=False), encoding="utf-8")
 
 
 def _make_items(
@@ -475,22 +643,24 @@ def _make_items(
     cfg: WorldConfig,
     acoustic: np.ndarray,
     visual: np.ndarray,
+    names: Sequence[str],
     progress: Progress | None,
     workers: int,
-) -> list[AudioItem | ImageItem | VideoItem]:
+) -> list[_Item]:
     total = len(jobs)
-    chunks = [jobs[i : i + 16] for i in range(0, total, 16)]
+    light = [j for j in jobs if j.kind != _SOUNDSCAPES]
+    chunks = [[j] for j in jobs if j.kind == _SOUNDSCAPES] + [light[i : i + 16] for i in range(0, len(light), 16)]
     done = 0
-    results: list[AudioItem | ImageItem | VideoItem] = []
+    results: list[_Item] = []
     if workers <= 1 or len(chunks) <= 1:
         for job in jobs:
-            results += _run_chunk([job], root, cfg, acoustic, visual)
+            results += _run_chunk([job], root, cfg, acoustic, visual, names)
             if progress is not None:
                 progress(len(results), total)
         return results
     # "spawn": safe even when the caller has threads (e.g. torch) running
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(_run_chunk, chunk, root, cfg, acoustic, visual) for chunk in chunks]
+        futures = [pool.submit(_run_chunk, chunk, root, cfg, acoustic, visual, names) for chunk in chunks]
         for future in futures:
             part = future.result()
             results += part
