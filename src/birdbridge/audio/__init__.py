@@ -2,6 +2,7 @@
 
 from birdbridge.audio.io import (
     AUDIO_EXTENSIONS,
+    MIN_SAMPLE_RATE,
     RESAMPLE_QUALITY,
     AudioInfo,
     audio_info,
@@ -24,6 +25,7 @@ from birdbridge.errors import AudioError  # re-exported: what every reader here 
 
 __all__ = [
     "AUDIO_EXTENSIONS",
+    "MIN_SAMPLE_RATE",
     "RESAMPLE_QUALITY",
     "AudioError",
     "AudioInfo",

@@ -31,10 +31,12 @@ import soundfile as sf
 import soxr
 
 from birdbridge.errors import AudioError
+from birdbridge.utils.readable import permission_denied
 from birdbridge.utils.walk import FolderFiles, collect_files
 
 __all__ = [
     "AUDIO_EXTENSIONS",
+    "MIN_SAMPLE_RATE",
     "RESAMPLE_QUALITY",
     "AudioInfo",
     "audio_info",
@@ -53,6 +55,10 @@ AUDIO_EXTENSIONS: frozenset[str] = frozenset(
 
 RESAMPLE_QUALITY = "HQ"
 """soxr quality preset used for every resampling."""
+
+MIN_SAMPLE_RATE = 8_000
+"""The lowest sample rate (Hz) a recording may have: bird song lies mostly at 1–8 kHz, and below 8 kHz
+(a 4 kHz band) it is lost. A header claiming less (1 Hz, 100 Hz) is damaged or not a field recording."""
 
 _READ_BLOCK_S = 30.0  # block length used internally by read_audio
 _SF_COUNT_MAX = 2**63 - 1  # libsndfile's "length unknown" frame count
@@ -127,6 +133,8 @@ def _check_file(path: PathLike) -> Path:
         size = p.stat().st_size
         with open(p, "rb") as fh:
             head = fh.read(16)
+    except PermissionError as e:
+        raise permission_denied(p, AudioError) from e
     except OSError as e:
         raise AudioError(p, f"cannot be opened ({e.strerror or e})", "check the file's permissions") from e
     if size == 0:
@@ -288,6 +296,13 @@ class _Decoder:
     def _inspect(self) -> None:
         f = self.file
         self.sample_rate: int = f.samplerate
+        if self.sample_rate < MIN_SAMPLE_RATE:
+            raise AudioError(
+                self.path,
+                f"its header gives a sample rate of {self.sample_rate} Hz, below birdbridge's floor of "
+                f"{MIN_SAMPLE_RATE} Hz (bird song, mostly 1-8 kHz, does not survive a lower rate)",
+                "the header is probably damaged; re-export the recording at 8 kHz or more (e.g. 48 kHz)",
+            )
         self.channels: int = f.channels
         self.format: str = f.format
         self.subtype: str = f.subtype
@@ -436,8 +451,8 @@ def audio_info(path: PathLike) -> AudioInfo:
     once to count its frames.
 
     Raises:
-        AudioError: missing, empty, unreadable or non-audio file; no audio frames; an MP3 that
-            libsndfile would decode only in part.
+        AudioError: missing, empty, unreadable or non-audio file; a sample rate below
+            :data:`MIN_SAMPLE_RATE`; no audio frames; an MP3 that libsndfile would decode only in part.
     """
     with _Decoder(path) as d:
         frames = d.estimated_frames()

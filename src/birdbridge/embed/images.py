@@ -11,10 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from birdbridge.embed.table import EmbeddingTable, Failure, skipped
 from birdbridge.errors import BirdbridgeError, ImageError
+from birdbridge.models.image_preprocess import open_image
 from birdbridge.models.loader import load_teacher
 from birdbridge.utils.prefetch import batched
 from birdbridge.utils.progress import progress_bar
@@ -22,19 +23,6 @@ from birdbridge.utils.walk import FolderFiles, collect_files
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 ImageInput = str | os.PathLike[str] | Image.Image
-
-
-def open_image(path: str | os.PathLike[str]) -> Image.Image:
-    """Decode an image fully; a missing, truncated or non-image file raises ``ImageError`` naming it."""
-    path = Path(path)
-    if not path.exists():
-        raise ImageError(str(path), "no such file")
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return img.copy() if img.mode != "P" else img.convert("RGBA")
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise ImageError(str(path), f"cannot decode the image ({exc})", "re-export it as JPEG or PNG") from exc
 
 
 def scan_image_files(inputs: Sequence[str | os.PathLike[str]]) -> FolderFiles:
@@ -130,7 +118,8 @@ def cached_image_table(
     for p in files:
         stat = p.stat() if p.exists() else None
         listing.update(f"{p.resolve()}|{stat.st_size if stat else -1}|{stat.st_mtime_ns if stat else -1}\n".encode())
-    identity = {"kind": "images", "version": 1, "model_fingerprint": teacher.fingerprint,
+    identity = {"kind": "images", "version": 2,  # 2: every Pillow mode converted correctly
+                "model_fingerprint": teacher.fingerprint,
                 "files": listing.hexdigest(), "n_files": len(files)}
 
     def compute():

@@ -22,8 +22,9 @@ from birdbridge.errors import ModelFormatError
 from birdbridge.models.fingerprint import folder_fingerprint
 from birdbridge.models.hf_quiet import quiet_transformers
 from birdbridge.models.student import AudioStudent, load_clap_audio
-from birdbridge.utils.atomic import atomic_path, write_json
+from birdbridge.utils.atomic import atomic_files, atomic_path, write_json
 from birdbridge.utils.device import best_device
+from birdbridge.utils.readable import raise_if_unreadable
 
 FORMAT = "birdbridge-student"
 VERSION = 1
@@ -34,7 +35,8 @@ HEAD_FILE = "head.safetensors"
 def save_distilled_student(
     student: AudioStudent, folder: str | Path, *, teacher: dict[str, Any], extra: dict[str, Any] | None = None
 ) -> Path:
-    """Write ``student`` (which must have a head) as a birdbridge student folder, atomically per file."""
+    """Write ``student`` (which must have a head) as a birdbridge student folder, atomically per file,
+    every file with the usual permissions (``0o666`` minus the umask)."""
     from transformers import ClapAudioConfig, ClapAudioModelWithProjection
 
     if student.head is None or not hasattr(student.head, "describe"):
@@ -46,12 +48,8 @@ def save_distilled_student(
         tower = ClapAudioModelWithProjection(config)
     tower.audio_model = student.audio_model
     tower.audio_projection = student.audio_projection
-    tmp = folder / ".tower.tmp"
-    with quiet_transformers():
-        tower.save_pretrained(tmp, safe_serialization=True)
-    for item in tmp.iterdir():
-        item.replace(folder / item.name)
-    tmp.rmdir()
+    with atomic_files(folder) as staging, quiet_transformers():
+        tower.save_pretrained(staging, safe_serialization=True)
     write_json(folder / "preprocessor_config.json", student.frontend_config.preprocessor_dict())
     head_state = {k: v.detach().cpu().contiguous() for k, v in student.head.state_dict().items()}
     with atomic_path(folder / HEAD_FILE) as path:
@@ -74,6 +72,7 @@ def read_meta(folder: Path) -> dict[str, Any]:
     try:
         meta = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
+        raise_if_unreadable(exc, [path])
         raise ModelFormatError(f"{path}: cannot read the student description ({exc})") from exc
     if meta.get("format") != FORMAT:
         raise ModelFormatError(f"{path}: not a birdbridge student (format {meta.get('format')!r})")
@@ -96,6 +95,7 @@ def load_distilled_student(
     try:
         head.load_state_dict(load_file(str(folder / HEAD_FILE)))
     except Exception as exc:
+        raise_if_unreadable(exc, [folder / HEAD_FILE])
         raise ModelFormatError(f"{folder / HEAD_FILE}: cannot load the head ({exc})") from exc
     student = AudioStudent(
         audio_model,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from birdbridge.errors import ModelNotFoundError
 from birdbridge.models.registry import ModelSpec, get_preset
+from birdbridge.utils.readable import check_readable, permission_denied
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _CONFIG_PATTERNS = ["*.json", "*.txt"]
@@ -55,6 +57,23 @@ def resolve(ref: str | os.PathLike[str]) -> ModelRef:
         )
     folder = _download(hub_id, preset)
     return ModelRef(folder=folder, source=text, hub_id=hub_id, preset=preset)
+
+
+def model_files(folder: Path) -> list[Path]:
+    """The files in a model folder that loaders read: configs, tokenizer files and weights."""
+    try:
+        entries = list(folder.iterdir())
+    except PermissionError as exc:
+        raise permission_denied(folder) from exc
+    return sorted(
+        p for p in entries
+        if p.suffix in (".safetensors", ".bin") or any(fnmatch.fnmatch(p.name, pat) for pat in _CONFIG_PATTERNS)
+    )
+
+
+def check_model_folder(folder: Path) -> None:
+    """Raise a "permission denied" InputError naming the first model file this user may not read."""
+    check_readable(model_files(folder))
 
 
 def stable_ref(ref: str | os.PathLike[str]) -> str:

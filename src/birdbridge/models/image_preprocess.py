@@ -2,6 +2,9 @@
 
 The steps and their rounding are those of open_clip's ``image_transform(..., is_train=False)``:
 
+* first, modes open_clip gets wrong (16-bit and float grey, CMYK, LAB, premultiplied alpha, ...) are
+  brought into one it handles (:mod:`birdbridge.models.image_modes`); RGB, RGBA, L, LA, P, 1, CMYK,
+  YCbCr and RGBX images are left as they are, so their embeddings equal open_clip's;
 * ``resize_mode="shortest"`` (the default): torchvision ``Resize(size)`` on a PIL image — the short
   side becomes ``size``, the long side ``int(size * long / short)``, nothing happens if the image
   already has that size — then ``CenterCrop(size)`` (offsets ``int(round((h - size) / 2.0))``,
@@ -30,6 +33,8 @@ import torch
 from PIL import Image, ImageOps
 
 from birdbridge.errors import ImageError
+from birdbridge.models.image_modes import standard_mode
+from birdbridge.utils.readable import permission_denied
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -73,6 +78,7 @@ class ImagePreprocessor:
 
     def transform_pil(self, image: Image.Image) -> Image.Image:
         """The resized, cropped RGB PIL image (before scaling and normalisation)."""
+        image = standard_mode(image)
         resample = _RESAMPLE.get(self.interpolation, Image.Resampling.BICUBIC)
         h, w = self.hw
         if self.resize_mode == "squash":
@@ -120,15 +126,20 @@ def preprocess_batch(images: Sequence[Image.Image], size: int = 224, **kwargs) -
 
 
 def open_image(path: str | os.PathLike[str]) -> Image.Image:
-    """Open and decode an image file (no EXIF rotation, like open_clip); ``ImageError`` if unreadable."""
+    """Open and decode an image file fully, in the mode it is stored in (no EXIF rotation, like open_clip).
+
+    Raises ``ImageError`` naming the file if it is missing, may not be read, or is not a decodable image.
+    """
     try:
         with Image.open(path) as im:
             im.load()
             return im.copy()
     except FileNotFoundError:
         raise ImageError(str(path), "no such file") from None
+    except PermissionError as exc:
+        raise permission_denied(path, ImageError) from exc
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ImageError(str(path), f"cannot decode the image ({exc})") from exc
+        raise ImageError(str(path), f"cannot decode the image ({exc})", "re-export it as JPEG or PNG") from exc
 
 
 def shortest_side_size(image: Image.Image, size: int) -> tuple[int, int]:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from birdbridge.errors import BirdbridgeError, ModelFormatError
-from birdbridge.models.hub import ModelRef, resolve
+from birdbridge.models.hub import ModelRef, check_model_folder, resolve
 from birdbridge.models.registry import Layout
 from birdbridge.models.student import AudioStudent, clap_model_type
 from birdbridge.utils.device import best_device
@@ -24,7 +24,8 @@ IMAGE_TEXT_LAYOUTS = ("open_clip", "hf_clip")
 
 
 def detect_layout(folder: Path) -> Layout:
-    """Which kind of checkpoint a folder holds, from its files."""
+    """Which kind of checkpoint a folder holds, from its files (which must be readable)."""
+    check_model_folder(folder)
     if (folder / "birdbridge.json").exists():
         return "birdbridge"
     if (folder / "open_clip_config.json").exists():

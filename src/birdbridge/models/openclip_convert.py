@@ -36,6 +36,7 @@ import torch
 
 from birdbridge.errors import ModelFormatError
 from birdbridge.models.hf_quiet import quiet_transformers
+from birdbridge.utils.readable import raise_if_unreadable
 
 OPENCLIP_CONFIG_NAME = "open_clip_config.json"
 OPENCLIP_SAFETENSORS_NAME = "open_clip_model.safetensors"
@@ -106,6 +107,7 @@ def read_openclip_config(folder: str | os.PathLike[str]) -> tuple[dict, str]:
     except FileNotFoundError:
         raise ModelFormatError(f"{folder}: no {OPENCLIP_CONFIG_NAME}; not an open_clip model folder.") from None
     except (OSError, UnicodeDecodeError) as exc:
+        raise_if_unreadable(exc, [path])
         raise ModelFormatError(f"{path}: cannot be read ({exc}).") from exc
     try:
         raw = json.loads(text)
@@ -341,9 +343,10 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
             obj: Any = load_file(str(path), device="cpu")
         else:
             obj = _torch_load(path)
-    except FileNotFoundError:
-        raise ModelFormatError(f"{path}: weights file not found.") from None
     except Exception as exc:  # safetensors, pickle and zip errors have no common base class
+        raise_if_unreadable(exc, [path])  # safetensors reports an unreadable file as "not found"
+        if isinstance(exc, FileNotFoundError):
+            raise ModelFormatError(f"{path}: weights file not found.") from None
         raise ModelFormatError(f"{path}: cannot read the weights (truncated or corrupt file?): {exc}") from exc
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]

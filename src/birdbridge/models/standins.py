@@ -14,6 +14,7 @@ import torch
 
 from birdbridge.models.clap_frontend import FrontendConfig
 from birdbridge.models.hf_quiet import quiet_transformers
+from birdbridge.utils.atomic import atomic_files, write_json
 
 #: A front end small enough for fast tests: 1 s windows at 16 kHz, 101 frames of 32 mel bins.
 SMALL_FRONTEND = FrontendConfig(
@@ -71,8 +72,6 @@ def train_roberta_tokenizer(corpus: Iterable[str], folder: str | Path, vocab_siz
     from tokenizers import ByteLevelBPETokenizer
     from transformers import RobertaTokenizerFast
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(
         list(corpus),
@@ -81,28 +80,26 @@ def train_roberta_tokenizer(corpus: Iterable[str], folder: str | Path, vocab_siz
         special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
         show_progress=False,
     )
-    bpe.save_model(str(folder))
-    vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
-    merges = [tuple(line.split()) for line in (folder / "merges.txt").read_text(encoding="utf-8").splitlines()
-              if line and not line.startswith("#version")]
-    tokenizer = RobertaTokenizerFast(vocab=vocab, merges=merges, model_max_length=64)
-    if len(tokenizer) <= 5:
-        raise RuntimeError(f"{folder}: the trained tokenizer did not load (vocabulary of {len(tokenizer)})")
-    tokenizer.save_pretrained(folder)
+    with atomic_files(folder) as staging:
+        bpe.save_model(str(staging))
+        vocab = json.loads((staging / "vocab.json").read_text(encoding="utf-8"))
+        merges = [tuple(line.split()) for line in (staging / "merges.txt").read_text(encoding="utf-8").splitlines()
+                  if line and not line.startswith("#version")]
+        tokenizer = RobertaTokenizerFast(vocab=vocab, merges=merges, model_max_length=64)
+        if len(tokenizer) <= 5:
+            raise RuntimeError(f"{folder}: the trained tokenizer did not load (vocabulary of {len(tokenizer)})")
+        tokenizer.save_pretrained(staging)
     return tokenizer
 
 
 def save_clap_folder(model, folder: str | Path, frontend: FrontendConfig, tokenizer=None) -> Path:
     """Save a ``ClapModel`` as the hub does: config, safetensors, preprocessor config, tokenizer."""
-    import json
-
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    with quiet_transformers():
-        model.save_pretrained(folder, safe_serialization=True)
-    (folder / "preprocessor_config.json").write_text(json.dumps(frontend.preprocessor_dict(), indent=2))
-    if tokenizer is not None:
-        tokenizer.save_pretrained(folder)
+    with atomic_files(folder) as staging, quiet_transformers():
+        model.save_pretrained(staging, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(staging)
+    write_json(folder / "preprocessor_config.json", frontend.preprocessor_dict())
     return folder
 
 

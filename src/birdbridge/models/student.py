@@ -20,7 +20,9 @@ from birdbridge.errors import ModelFormatError
 from birdbridge.models.clap_frontend import FrontendConfig, LogMelFrontend
 from birdbridge.models.fingerprint import folder_fingerprint
 from birdbridge.models.hf_quiet import quiet_transformers
+from birdbridge.models.hub import check_model_folder
 from birdbridge.utils.device import best_device
+from birdbridge.utils.readable import raise_if_unreadable
 
 CLAP_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
 
@@ -133,9 +135,12 @@ def load_clap_audio(folder: Path) -> tuple[nn.Module, nn.Module]:
         raise ModelFormatError(
             f"{folder}: no weights file ({' or '.join(CLAP_WEIGHTS[:2])}); the download may be incomplete."
         )
+    check_model_folder(folder)
+    files = [config_path, *(folder / name for name in CLAP_WEIGHTS), *sorted(folder.glob("model-*.safetensors"))]
     try:
         audio_config = ClapAudioConfig.from_pretrained(folder)
     except (OSError, ValueError, KeyError) as exc:
+        raise_if_unreadable(exc, files)
         raise ModelFormatError(f"{config_path}: not a CLAP config ({exc})") from exc
     if audio_config.enable_fusion:
         raise ModelFormatError(
@@ -146,6 +151,7 @@ def load_clap_audio(folder: Path) -> tuple[nn.Module, nn.Module]:
         with quiet_transformers():
             model = ClapAudioModelWithProjection.from_pretrained(folder, config=audio_config)
     except Exception as exc:  # transformers raises many types for damaged files
+        raise_if_unreadable(exc, files)
         raise ModelFormatError(
             f"{folder}: could not load the CLAP audio weights; the files may be corrupt or incomplete, "
             f"download them again ({type(exc).__name__}: {exc})"

@@ -24,6 +24,7 @@ from birdbridge.errors import InputError, ModelFormatError, ModelNotFoundError
 from birdbridge.models.clip_tokenizer import ClipTokenizer, load_clip_tokenizer
 from birdbridge.models.fingerprint import folder_fingerprint
 from birdbridge.models.hf_quiet import quiet_transformers
+from birdbridge.models.hub import check_model_folder
 from birdbridge.models.image_preprocess import ImagePreprocessor
 from birdbridge.models.openclip_convert import (
     OPENCLIP_CONFIG_NAME,
@@ -32,6 +33,7 @@ from birdbridge.models.openclip_convert import (
     load_openclip_folder,
 )
 from birdbridge.utils.device import best_device
+from birdbridge.utils.readable import raise_if_unreadable
 
 _HF_WEIGHT_NAMES = ("model.safetensors", "pytorch_model.bin")
 _HF_INDEX_NAMES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
@@ -86,6 +88,7 @@ class Teacher:
         folder = Path(folder).expanduser()
         if not folder.is_dir():
             raise ModelNotFoundError(f"{folder}: no such model folder.")
+        check_model_folder(folder)
         dev = best_device(str(device) if device is not None else None)
         if is_openclip_folder(folder):
             model, pp_cfg, _ = load_openclip_folder(folder)
@@ -236,6 +239,7 @@ def _load_hf_clip(folder: Path) -> tuple[Any, Path, list[Path]]:
         with quiet_transformers():
             model = CLIPModel.from_pretrained(str(folder), dtype=torch.float32, local_files_only=True)
     except Exception as exc:
+        raise_if_unreadable(exc, [config_path, *weights])
         raise ModelFormatError(f"{folder}: cannot load the CLIPModel ({exc}).") from exc
     return model.eval(), config_path, weights
 
@@ -250,6 +254,7 @@ def _hf_weight_files(folder: Path) -> list[Path]:
             try:
                 shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
             except (OSError, ValueError, KeyError, AttributeError) as exc:
+                raise_if_unreadable(exc, [index])
                 raise ModelFormatError(f"{index}: unreadable shard index ({exc}).") from exc
             return [index, *(folder / s for s in shards)]
     raise ModelFormatError(f"{folder}: no weights file ({', '.join(_HF_WEIGHT_NAMES)}).")
@@ -263,6 +268,7 @@ def _hf_preprocess_cfg(folder: Path) -> Mapping[str, Any]:
     try:
         cfg = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
+        raise_if_unreadable(exc, [path])
         raise ModelFormatError(f"{path}: not valid JSON ({exc}).") from exc
     out: dict[str, Any] = {}
     if cfg.get("image_mean"):

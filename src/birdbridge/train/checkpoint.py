@@ -12,6 +12,7 @@ import torch
 
 from birdbridge.errors import BirdbridgeError
 from birdbridge.utils.atomic import atomic_path
+from birdbridge.utils.readable import raise_if_unreadable
 
 _NAME = re.compile(r"^step-(\d+)\.pt$")
 
@@ -53,6 +54,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # a partial file cannot exist (atomic writes), but a disk can fail
+        raise_if_unreadable(exc, [path])
         raise BirdbridgeError(
             f"{path}: cannot read the checkpoint ({exc}); delete it to resume from an earlier one"
         ) from exc

@@ -1,42 +1,87 @@
-"""Atomic writes: write to a temporary file in the same folder, then rename over the target."""
+"""Atomic writes with the usual permissions: birdbridge's writers of models, caches and results use these.
+
+A file is written to a temporary name in the target's folder and renamed over the target, so readers
+never see half a file. Whatever the writer did to the temporary file (``mkstemp`` makes it owner-only;
+safetensors and ``save_pretrained`` write their own owner-only files), the result gets the mode a
+plain ``open(path, "w")`` would give: ``0o666`` minus the process umask (0o644 under umask 0o022).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+_UMASK_LOCK = threading.Lock()
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the system allows (Linux ``/proc``)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:  # elsewhere the only way to read it is to set it and put it back
+        mask = os.umask(0o022)
+        os.umask(mask)
     return mask
 
 
-_UMASK = _current_umask()
+def file_mode() -> int:
+    """The permission bits of a new file: ``0o666`` minus the umask."""
+    return 0o666 & ~current_umask()
 
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; rename it onto ``target`` if the block succeeds."""
+    """Yield a temporary path beside ``target``; if the block succeeds, give it the usual mode and rename
+    it onto ``target``. The block may write the path in any way, even by replacing it."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes owner-only files; give the usual permissions
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, file_mode())
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_files(folder: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield an empty temporary folder inside ``folder`` for a writer that fills a folder itself
+    (``save_pretrained``, tokenizers); if the block succeeds, move each file it wrote into ``folder``
+    (subfolders kept) by an atomic rename, with the usual mode. On failure nothing in ``folder`` changes."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging.", dir=folder))
+    try:
+        yield staging
+        mode = file_mode()
+        for path in sorted(staging.rglob("*")):
+            if path.is_dir() and not path.is_symlink():
+                continue
+            target = folder / path.relative_to(staging)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not path.is_symlink():
+                os.chmod(path, mode)
+            os.replace(path, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def write_bytes(target: str | os.PathLike[str], data: bytes) -> None:
