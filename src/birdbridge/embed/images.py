@@ -13,13 +13,13 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from birdbridge.embed.table import EmbeddingTable, Failure
-from birdbridge.errors import BirdbridgeError, ImageError, InputError
+from birdbridge.embed.table import EmbeddingTable
+from birdbridge.errors import BirdbridgeError, Failure, ImageError, InputError
 from birdbridge.models.loader import load_teacher
+from birdbridge.utils.input_files import IMAGE_EXTENSIONS
 from birdbridge.utils.prefetch import batched
 from birdbridge.utils.progress import progress_bar
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 ImageInput = str | os.PathLike[str] | Image.Image
 
 
