@@ -76,6 +76,24 @@ def test_embed_species_from_list(tiny_clip, tmp_path) -> None:
     assert read_table(tmp_path / "s.parquet").names == ["Turdus migratorius", "Pica hudsonia"]
 
 
+def test_embed_species_takes_every_label_form(tiny_clip, tmp_path) -> None:
+    slist = tmp_path / "forms.txt"
+    slist.write_text("Turdus_migratorius\nPica_hudsonia_Black-billed Magpie\n  Corvus   corax  ssp. principalis \n"
+                     "Cyanocitta cristata cristata_Blue Jay\n")
+    common = ("-m", tiny_clip, "--forms", "scientific", "--templates", "single")
+    out = cli("embed", "species", slist, *common, "-o", tmp_path / "s.csv")
+    assert out.returncode == 0, out.stderr
+    assert read_table(tmp_path / "s.csv").names == [
+        "Turdus migratorius", "Pica hudsonia", "Corvus corax", "Cyanocitta cristata"]
+    out = cli("embed", "species", "Pica_hudsonia", *common, "-o", tmp_path / "one.csv")
+    assert out.returncode == 0, out.stderr
+    assert read_table(tmp_path / "one.csv").names == ["Pica hudsonia"]
+    slist.write_text("Pica hudsonia\namerob\n")  # a code needs a taxonomy that lists it
+    out = cli("embed", "species", slist, *common, "-o", tmp_path / "c.csv")
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "forms.txt: line 2: 'amerob' is not a species name" in out.stderr and "eBird code" in out.stderr
+
+
 def test_bad_output_suffix_is_a_clear_error(tiny_clip, tmp_path) -> None:
     out = cli("embed", "text", "x", "-m", tiny_clip, "-o", tmp_path / "out.txt")
     assert out.returncode == 1 and "unknown output format" in out.stderr and "Traceback" not in out.stderr

@@ -144,7 +144,7 @@ def test_append_refuses_duplicate_ids_naming_them(tmp_path):
     added = gallery.append(vec, [{"id": "new", "species": "Pica hudsonia"}, {"id": "img3", "species": "X y"}],
                            skip_existing=True)
     assert added == 1 and len(gallery) == 11 and gallery.record(10).id == "new"
-    with pytest.raises(BirdbridgeError, match=r"zero or not finite.*'z'"):
+    with pytest.raises(BirdbridgeError, match=r"zero or non-finite.*'z'"):
         gallery.append(np.zeros((1, 16)), [{"id": "z", "species": "Pica hudsonia"}])
 
 

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from birdbridge.errors import BirdbridgeError, InputError
+from birdbridge.species import Species, Taxonomy, taxonomy_from_names
 from birdbridge.species.prompts import (
     OPENAI_TEMPLATES,
     TEMPLATE_SETS,
@@ -29,7 +30,6 @@ from birdbridge.species.prompts import (
     species_prompts,
     text_for,
 )
-from birdbridge.species.taxonomy import Species, Taxonomy, taxonomy_from_names
 
 MAGPIE = Species(
     "Animalia",

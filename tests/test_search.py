@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 
@@ -141,6 +142,41 @@ def test_species_list_restricts(world, tmp_path, caplog) -> None:
                  world["gallery"], "--species-list", slist, "--format", "csv", "--output", tmp_path / "p")
     assert result.returncode == 0, result.stderr
     assert "are left out: Nonexistus avis" in result.stderr
+
+
+def test_species_list_takes_every_label_form(world, tmp_path) -> None:
+    """Codes and common names are looked up in the gallery's species index (here rebuilt from a taxonomy
+    with codes); names in any case, folder-style, BirdNET-style and with a subspecies all find their species."""
+    from birdbridge.gallery import Gallery, build_species_index
+    from birdbridge.models.loader import load_teacher
+    from birdbridge.species import load_taxonomy_csv
+
+    gallery = tmp_path / "gallery"
+    shutil.copytree(world["gallery"], gallery)
+    taxa = tmp_path / "taxa.csv"
+    codes = ["bkbmag1", "amerob", "comrav", "whbnut"]
+    rows = [f"{sci},{common},{code}\n" for (sci, common, _), code in zip(SPECIES, codes, strict=True)]
+    taxa.write_text("scientific_name,common_name,species_code\n" + "".join(rows))
+    g = Gallery.open(gallery)
+    build_species_index(g, load_teacher(world["teacher"]), taxonomy=load_taxonomy_csv(taxa), progress=False)
+    g.close()
+    slist = tmp_path / "forms.txt"
+    slist.write_text("# my site\nBKBMAG1\nTurdus_migratorius\n  corvus   corax ssp. principalis_Common Raven \n")
+    engine = SearchEngine.open(gallery, world["model"])
+    wanted = [SPECIES[0][0], SPECIES[1][0], SPECIES[2][0]]
+    assert [engine._species[i].key for i in engine.species_subset(slist)] == wanted
+    assert [engine._species[i].key for i in engine.species_subset(["american robin", "comrav"])] == wanted[1:]
+    result = cli("search", world["recordings"] / "site1", "--model", world["model"], "--gallery", gallery,
+                 "--species-list", slist, "--format", "json", "--min-score", "0", "--top-k", "4", "--images", "0")
+    assert result.returncode == 0, result.stderr
+    files = json.loads(result.stdout)
+    keys = {hit["key"] for f in files for w in f["windows"] for hit in w["species"]}
+    assert keys == set(wanted), keys
+    slist.write_text("Pica hudsonia\nnocode1\n")
+    result = cli("search", world["recordings"] / "site1" / "rec0.wav", "--model", world["model"], "--gallery", gallery,
+                 "--species-list", slist)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "forms.txt: line 2: 'nocode1' is not a species name" in result.stderr
 
 
 def test_text_image_and_like_queries(world, tmp_path) -> None:

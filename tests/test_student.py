@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -78,3 +79,20 @@ def test_corrupt_weights_named(tiny_clap, tmp_path) -> None:
     (folder / "model.safetensors").write_bytes(data[: len(data) // 3])
     with pytest.raises(ModelFormatError, match="corrupt"):
         AudioStudent.from_folder(folder)
+
+
+def test_a_student_folder_saved_before_the_head_moved_to_models_loads(tmp_path) -> None:
+    """tests/data/student-v1-mlp was written by ``save_distilled_student`` when the projection head lived in
+    ``birdbridge.train.heads`` (a small CLAP from ``build_small_clap``, an MLP head, seed 0); its
+    expected.json holds the embedding that code gave a 1 kHz tone (tests/test_layers.py keeps models/ from
+    importing the trainer)."""
+    from birdbridge.models.distilled import load_distilled_student
+    from birdbridge.models.heads import ProjectionHead
+
+    folder = Path(__file__).parent / "data" / "student-v1-mlp"
+    expected = json.loads((folder / "expected.json").read_text())
+    loaded = load_distilled_student(folder, device="cpu")
+    assert isinstance(loaded.head, ProjectionHead) and loaded.head.describe()["type"] == "mlp"
+    t = np.arange(loaded.window_samples, dtype=np.float32) / loaded.frontend_config.sample_rate
+    wave = (expected["amplitude"] * np.sin(2 * np.pi * expected["tone_hz"] * t)).astype(np.float32)
+    np.testing.assert_allclose(loaded.embed(wave[None])[0], expected["embedding"], atol=1e-5)

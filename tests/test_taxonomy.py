@@ -7,17 +7,15 @@ from pathlib import Path
 import pytest
 
 from birdbridge.errors import BirdbridgeError, InputError
+from birdbridge.species import as_taxonomy, parse_species_list, taxonomy_from_names
 from birdbridge.species.taxonomy import (
     CSV_COLUMNS,
     Species,
     Taxonomy,
     UnknownSpeciesError,
-    load_species,
     load_taxonomy_csv,
     normalize_rank_name,
-    parse_species_list,
     split_scientific_name,
-    taxonomy_from_names,
 )
 
 HEADER = "kingdom,phylum,class,order,family,genus,specific_epithet,common_name,code"
@@ -339,7 +337,7 @@ def test_species_list_errors(tmp_path, text, needles):
     assert "list.txt" in str(info.value)
 
 
-def test_taxonomy_from_names_and_load_species(tmp_path):
+def test_taxonomy_from_names_and_as_taxonomy(tmp_path):
     tax = taxonomy_from_names([("Pica hudsonia", "Black-billed Magpie"), "Turdus migratorius"])
     assert tax.keys == ("Pica hudsonia", "Turdus migratorius") and tax[1].common_name is None
     assert tax[0].taxonomy_path == ("", "", "", "", "", "Pica", "hudsonia")
@@ -347,9 +345,9 @@ def test_taxonomy_from_names_and_load_species(tmp_path):
         taxonomy_from_names(["Pica hudsonia", "Pica"])
     with pytest.raises(InputError, match="entries 1 and 2"):
         taxonomy_from_names(["Pica hudsonia", "Pica hudsonia"])
-    listed = load_species(write(tmp_path, "Pica hudsonia_Black-billed Magpie\n", "list.txt"))
+    listed = as_taxonomy(write(tmp_path, "Pica hudsonia_Black-billed Magpie\n", "list.txt"))
     assert listed[0].common_name == "Black-billed Magpie"
-    from_csv = load_species(write(tmp_path, "scientific_name\nPica hudsonia\n", "t.csv"))
+    from_csv = as_taxonomy(write(tmp_path, "scientific_name\nPica hudsonia\n", "t.csv"))
     assert from_csv.keys == ("Pica hudsonia",)
 
 

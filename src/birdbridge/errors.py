@@ -1,6 +1,8 @@
-"""User-facing errors: the CLI prints their message alone, without a traceback."""
+"""User-facing errors (the CLI prints their message alone, without a traceback) and skipped inputs."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 
 class BirdbridgeError(Exception):
@@ -34,3 +36,18 @@ class AudioError(InputError):
 
 class ImageError(InputError):
     """An image file that cannot be decoded."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An input that a batch job skipped, and why (``message`` names the input).
+
+    Every layer reports skipped inputs with this one type; :meth:`as_json` is the ``{"input", "error"}``
+    object that results files (such as ``birdbridge evaluate``'s ``results.json``) hold.
+    """
+
+    source: str
+    message: str
+
+    def as_json(self) -> dict[str, str]:
+        return {"input": self.source, "error": self.message}

@@ -31,7 +31,7 @@ import soundfile as sf
 import soxr
 
 from birdbridge.errors import AudioError
-from birdbridge.utils.readable import permission_denied
+from birdbridge.utils.input_files import check_input_file, looks_like_text, read_head
 from birdbridge.utils.walk import FolderFiles, collect_files
 
 __all__ = [
@@ -121,38 +121,14 @@ def _as_path(path: PathLike) -> Path:
 
 
 def _check_file(path: PathLike) -> Path:
-    """Return ``path`` as a Path after checking it is an existing, non-empty regular file."""
-    p = _as_path(path)
-    if not p.exists():
-        raise AudioError(p, "file not found", "check the path and the spelling")
-    if p.is_dir():
-        raise AudioError(p, "is a folder, not an audio file", "give the files, or use find_audio_files")
-    if not p.is_file():
-        raise AudioError(p, "is not a regular file", "give a path to a recording on disk")
-    try:
-        size = p.stat().st_size
-        with open(p, "rb") as fh:
-            head = fh.read(16)
-    except PermissionError as e:
-        raise permission_denied(p, AudioError) from e
-    except OSError as e:
-        raise AudioError(p, f"cannot be opened ({e.strerror or e})", "check the file's permissions") from e
-    if size == 0:
-        raise AudioError(p, "is empty (0 bytes)", "the recording was probably not saved or copied fully")
+    """``path`` as a Path after checking it is an existing, non-empty regular file and no known non-audio format."""
+    p = check_input_file(path, AudioError, kind="an audio file", noun="recording",
+                         folder_hint="give the files, or use find_audio_files")
+    head = read_head(p, 16)
     for offset, magic, what in _SIGNATURES:
         if head[offset : offset + len(magic)] == magic:
             raise AudioError(p, f"is {what}, not a readable audio file", _CONVERT_HINT)
     return p
-
-
-def _looks_like_text(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(512)
-        text = head.decode("utf-8")
-    except (OSError, UnicodeDecodeError):
-        return False
-    return all(c.isprintable() or c in "\r\n\t" for c in text)
 
 
 def _libsndfile_message(error: sf.SoundFileError) -> str:
@@ -168,7 +144,7 @@ def _open_soundfile(path: Path) -> _SequentialSoundFile:
     try:
         return _SequentialSoundFile(path)
     except sf.SoundFileError as e:  # LibsndfileError: unrecognised, unsupported or malformed data
-        if _looks_like_text(path):
+        if looks_like_text(read_head(path)):
             problem = "is a text file, not audio"
         elif "does not exist or is not a regular file" in str(e):
             # libsndfile's MPEG probe reports every undecodable .mp3 this way; the file does exist.

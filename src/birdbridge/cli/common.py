@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 
 if TYPE_CHECKING:
-    from birdbridge.embed.table import Failure
+    from birdbridge.errors import Failure
 
 # Piped output is not squeezed to 80 columns: tables stay readable in files and logs.
 console = Console(width=None if sys.stdout.isatty() else 200)

@@ -101,7 +101,8 @@ def embed_text_cmd(
 
 @app.command("species")
 def embed_species_cmd(
-    species: Path = typer.Argument(..., help="Taxonomy CSV, or a species list (`Genus species_Common Name` lines)."),
+    species: Path = typer.Argument(..., help="Taxonomy CSV, a species list (`Genus species_Common Name` lines), "
+                                   "or one species name."),
     output: Path = typer.Option(..., "--output", "-o", help=OUTPUT_HELP),
     model: str = typer.Option("bioclip-2", "--model", "-m", help=MODEL_HELP),
     forms: str = typer.Option(
@@ -117,7 +118,8 @@ def embed_species_cmd(
     import numpy as np
 
     from birdbridge.embed.table import EmbeddingTable
-    from birdbridge.embed.text import as_taxonomy, embed_species
+    from birdbridge.embed.text import embed_species
+    from birdbridge.species import as_taxonomy
 
     taxonomy = as_taxonomy(species)
     vectors = embed_species(

@@ -28,10 +28,14 @@ def _forms(text: str) -> list[str]:
 
 
 def _species_source(species_list: Path | None, taxonomy: Path | None):
-    """The parsed species list or taxonomy, or None."""
-    from birdbridge.gallery.species_index import load_species_source
+    """The species list or taxonomy as a Taxonomy (:func:`birdbridge.species.as_taxonomy`), or None."""
+    from birdbridge.errors import BirdbridgeError
+    from birdbridge.species import as_taxonomy
 
-    return load_species_source(species_list=species_list, taxonomy=taxonomy)
+    if species_list is not None and taxonomy is not None:
+        raise BirdbridgeError("give either a species list or a taxonomy, not both")
+    source = species_list if species_list is not None else taxonomy
+    return None if source is None else as_taxonomy(source)
 
 
 def index_cmd(

@@ -25,8 +25,9 @@ def register(app: typer.Typer) -> None:
         top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="Species per window."),
         images: int = typer.Option(5, "--images", min=0, help="Pictures per window."),
         min_score: float = typer.Option(0.05, "--min-score", min=0.0, max=1.0, help="Lowest species score shown."),
-        species_list: Path | None = typer.Option(None, "--species-list", "--slist",
-                                                 help="Only these species (BirdNET-style list or taxonomy CSV)."),
+        species_list: Path | None = typer.Option(
+            None, "--species-list", "--slist", help="Only these species: a BirdNET-style list (scientific or common "
+            "names, codes, `Genus species_Common Name` labels; one per line) or a taxonomy CSV."),
         merge: bool = typer.Option(False, "--merge", help="Merge consecutive windows with the same top species."),
         fmt: str = typer.Option("table", "--format", "-f", help="table, csv, raven, json or parquet."),
         output: Path | None = typer.Option(None, "--output", "-o", help="Folder for per-file results, or a file "
@@ -46,7 +47,6 @@ def register(app: typer.Typer) -> None:
             raise BirdbridgeError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
         if fmt == "parquet" and output is None and not (text or image or like):
             raise BirdbridgeError("--format parquet writes files: give --output (a folder, or a file with --combined)")
-        species = _species_names(species_list) if species_list else None
         engine = SearchEngine.open(gallery, model, teacher=teacher, device=device)
         if text or image:
             hits = (engine.search_texts([text], n_images=images, top_k=top_k) if text
@@ -58,7 +58,7 @@ def register(app: typer.Typer) -> None:
         if like is not None:
             _like(engine, inputs, like, top_k, window, hop, fmt)
             return
-        options = SearchOptions(window, hop, top_k, images, min_score, species, merge)
+        options = SearchOptions(window, hop, top_k, images, min_score, species_list, merge)
         report = run_search(engine, inputs, options, output=output, fmt=fmt, combined=combined, overwrite=overwrite)
         if fmt == "table":
             console.print(results_table(report.results, images))
@@ -74,12 +74,6 @@ def register(app: typer.Typer) -> None:
         report_failures(report.failures, "recordings")
         if report.failures and not (report.results or report.written or report.skipped):
             raise typer.Exit(1)
-
-
-def _species_names(path: Path) -> list[str]:
-    from birdbridge.embed.text import as_taxonomy
-
-    return [sp.scientific_name for sp in as_taxonomy(path)]
 
 
 def _print_query(hits, query: str, fmt: str) -> None:

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from birdbridge.errors import BirdbridgeError, InputError
-from birdbridge.species.taxonomy import Taxonomy, _read_text
+from birdbridge.species.taxonomy import Taxonomy
+from birdbridge.utils.input_files import read_text_file
+from birdbridge.utils.text import optional_text
 
 __all__ = ["MODALITIES", "AudioItem", "Dataset", "ImageItem", "Item", "Row", "Table", "VideoItem", "read_table"]
 
@@ -267,8 +269,7 @@ class Table:
 
     def optional_text(self, row: Row, column: str) -> str | None:
         """The stripped cell text, or None for an empty cell or a missing column."""
-        value = row.values.get(column)
-        return None if _empty(value) else str(value).strip()
+        return optional_text(row.values.get(column))
 
     def number(self, row: Row, column: str) -> float | None:
         """A finite float, or None for an empty cell."""
@@ -370,7 +371,7 @@ def read_table(
 
 def _read_csv(path: Path) -> tuple[list[str], list[tuple[str, list[Any]]], str]:
     source = str(path)
-    text = _read_text(path)
+    text = read_text_file(path)
     first_line = text.lstrip("\r\n").split("\n", 1)[0]
     tab = path.suffix.lower() == ".tsv" or ("\t" in first_line and "," not in first_line)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if tab else ",")

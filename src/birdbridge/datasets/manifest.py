@@ -25,15 +25,16 @@ from birdbridge.datasets.base import (
     read_table,
     resolve_path,
 )
-from birdbridge.embed.images import IMAGE_EXTENSIONS
 from birdbridge.errors import InputError
-from birdbridge.species.taxonomy import (
+from birdbridge.species import (
     Taxonomy,
     UnknownSpeciesError,
-    load_species,
+    as_taxonomy,
     split_scientific_name,
+    split_species_label,
     taxonomy_from_names,
 )
+from birdbridge.utils.input_files import IMAGE_EXTENSIONS
 
 __all__ = ["load_manifest", "read_manifest_table"]
 
@@ -73,7 +74,7 @@ def load_manifest(
     paths = {"audio": audio, "images": images, "videos": videos}
     tables = {m: read_manifest_table(p, m) for m, p in paths.items() if p is not None}
     if taxonomy is not None:
-        tax = load_species(taxonomy)
+        tax = as_taxonomy(taxonomy)
         tax_source = str(taxonomy)
     else:
         tax = _taxonomy_from_tables(list(tables.values()))
@@ -116,24 +117,14 @@ class _SpeciesResolver:
         return key
 
 
-def _split_name(cell: str) -> tuple[str, str | None]:
-    """``"Pica hudsonia_Black-billed Magpie"`` -> scientific and common name; ``"Pica_hudsonia"`` too."""
-    scientific, _, common = cell.partition("_")
-    scientific, common = " ".join(scientific.split()), " ".join(common.split()) or None
-    if common and len(scientific.split()) == 1:  # folder style "Pica_hudsonia"
-        joined = " ".join(cell.replace("_", " ").split())
-        if len(joined.split()) == 2:
-            return joined, None
-    return scientific, common
-
-
 def _taxonomy_from_tables(tables: Sequence[Table]) -> Taxonomy:
     commons: dict[str, str | None] = {}
     where: dict[str, tuple[Table, Row]] = {}
     by_common: dict[str, tuple[str, Table, Row]] = {}
     for table in tables:
         for row in table.rows:
-            scientific, common = _split_name(table.text(row, "species"))
+            label = split_species_label(table.text(row, "species"))
+            scientific, common = label.scientific or label.name, label.common
             if scientific not in commons:
                 try:
                     split_scientific_name(scientific)

@@ -2,9 +2,10 @@
 
 from birdbridge.embed.audio import embed_audio, embed_audio_windows
 from birdbridge.embed.images import embed_image_files, embed_images
-from birdbridge.embed.table import EmbeddingTable, Failure
+from birdbridge.embed.table import EmbeddingTable
 from birdbridge.embed.text import embed_species, embed_texts
 from birdbridge.embed.writers import read_table, write_table
+from birdbridge.errors import Failure
 
 __all__ = [
     "EmbeddingTable",

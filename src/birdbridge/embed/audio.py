@@ -17,8 +17,8 @@ from birdbridge.audio import (
     scan_audio_files,
     windows_from_array,
 )
-from birdbridge.embed.table import EmbeddingTable, Failure, skipped
-from birdbridge.errors import BirdbridgeError, InputError
+from birdbridge.embed.table import EmbeddingTable, skipped
+from birdbridge.errors import BirdbridgeError, Failure, InputError
 from birdbridge.models.loader import load_student
 from birdbridge.models.student import AudioStudent
 from birdbridge.utils.prefetch import batched, prefetch

@@ -13,15 +13,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from birdbridge.embed.table import EmbeddingTable, Failure, skipped
-from birdbridge.errors import BirdbridgeError, ImageError
+from birdbridge.embed.table import EmbeddingTable, skipped
+from birdbridge.errors import BirdbridgeError, Failure, ImageError
 from birdbridge.models.image_preprocess import open_image
 from birdbridge.models.loader import load_teacher
+from birdbridge.utils.input_files import IMAGE_EXTENSIONS
 from birdbridge.utils.prefetch import batched
 from birdbridge.utils.progress import progress_bar
 from birdbridge.utils.walk import FolderFiles, collect_files
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 ImageInput = str | os.PathLike[str] | Image.Image
 
 

@@ -7,15 +7,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from birdbridge.errors import Failure
+from birdbridge.utils.vectors import l2_normalize
 from birdbridge.utils.walk import WalkProblem
 
-
-@dataclass(frozen=True)
-class Failure:
-    """An input that was skipped, and why."""
-
-    source: str
-    message: str
+__all__ = ["EmbeddingTable", "Failure", "l2_normalize", "skipped"]
 
 
 def skipped(problems: Iterable[WalkProblem]) -> list[Failure]:
@@ -57,14 +53,10 @@ class EmbeddingTable:
         vectors = np.stack([self.vectors[idx].mean(axis=0) for idx in order.values()]) if order else (
             np.zeros((0, self.vectors.shape[1] if self.vectors.ndim == 2 else 0), np.float32)
         )
-        vectors = l2_normalize(vectors)
+        vectors = l2_normalize(vectors, names=list(order), what="pooled embeddings")
         starts = ends = None
         if self.start_s is not None and self.end_s is not None:
             starts = np.array([self.start_s[idx].min() for idx in order.values()], dtype=np.float64)
             ends = np.array([self.end_s[idx].max() for idx in order.values()], dtype=np.float64)
         return EmbeddingTable(vectors, list(order), starts, ends, list(self.failures), {**self.meta, "pooled": True})
 
-
-def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=axis, keepdims=True)
-    return (x / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)

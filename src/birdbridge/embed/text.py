@@ -10,13 +10,7 @@ import numpy as np
 
 from birdbridge.errors import BirdbridgeError
 from birdbridge.models.loader import load_text_encoder
-from birdbridge.species import (
-    PromptSpec,
-    Taxonomy,
-    load_species,
-    species_text_embeddings,
-    taxonomy_from_names,
-)
+from birdbridge.species import PromptSpec, SpeciesArg, as_taxonomy, species_text_embeddings
 
 DEFAULT_FORMS = ("taxonomic_common",)
 DEFAULT_TEMPLATES = "openai"
@@ -38,23 +32,8 @@ def embed_texts(
     return encoder.encode_texts(list(texts), batch_size=batch_size).numpy().astype(np.float32, copy=False)
 
 
-def as_taxonomy(species: Taxonomy | str | os.PathLike[str] | Sequence[str]) -> Taxonomy:
-    """A Taxonomy from a Taxonomy, a taxonomy CSV, a BirdNET-style species list file, or names."""
-    if isinstance(species, Taxonomy):
-        return species
-    if isinstance(species, (str, os.PathLike)) and Path(species).is_file():
-        return load_species(Path(species))
-    if isinstance(species, (str, os.PathLike)):
-        species = [str(species)]
-    pairs = []
-    for name in species:
-        sci, _, common = str(name).partition("_")
-        pairs.append((sci.strip(), common.strip() or None))
-    return taxonomy_from_names(pairs)
-
-
 def embed_species(
-    species: Taxonomy | str | os.PathLike[str] | Sequence[str],
+    species: SpeciesArg,
     model: str | os.PathLike[str] = "bioclip-2",
     *,
     forms: Sequence[str] = DEFAULT_FORMS,
@@ -63,7 +42,8 @@ def embed_species(
     device: str | None = None,
 ) -> np.ndarray:
     """One float32 L2-normalised embedding per species [S, D], averaged over forms × templates as
-    pybioclip does, cached on disk by model, species list, forms and templates."""
+    pybioclip does, cached on disk by model, species list, forms and templates. ``species``: a Taxonomy,
+    a taxonomy CSV, a BirdNET-style list file, or labels (:func:`birdbridge.species.as_taxonomy`)."""
     taxonomy = as_taxonomy(species)
     spec = PromptSpec(forms=tuple(forms), templates=templates if isinstance(templates, str) else tuple(templates))
     encoder = load_text_encoder(model, device) if isinstance(model, (str, os.PathLike)) else model

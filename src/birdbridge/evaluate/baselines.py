@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from birdbridge.embed.table import l2_normalize
+from birdbridge.utils.vectors import l2_normalize
 
 BASELINES = ("random", "mapping", "chain", "undistilled")
 

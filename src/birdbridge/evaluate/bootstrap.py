@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from birdbridge.errors import BirdbridgeError
-from birdbridge.evaluate.metrics import _as_labels, _factorize
+from birdbridge.evaluate.metrics import as_labels, factorize
 
 Statistic = Callable[..., Any]
 """A reduction called as ``statistic(values [B, N], axis=1) -> [B]``, e.g. ``np.mean`` or ``np.median``."""
@@ -39,7 +39,7 @@ def _check_confidence(confidence: float) -> None:
 
 
 def _strata_labels(strata: ArrayLike, n: int) -> np.ndarray:
-    labels = _as_labels(strata, "strata")
+    labels = as_labels(strata, "strata")
     if labels.size != n:
         raise BirdbridgeError(f"strata must have one label per value ({n}), got {labels.size}")
     return labels
@@ -47,7 +47,7 @@ def _strata_labels(strata: ArrayLike, n: int) -> np.ndarray:
 
 def _strata_groups(strata: ArrayLike, n: int) -> list[np.ndarray]:
     """Positions (ascending) of the values of each stratum."""
-    codes = _factorize(_strata_labels(strata, n))[1]
+    codes = factorize(_strata_labels(strata, n))[1]
     order = np.argsort(codes, kind="stable")
     bounds = np.flatnonzero(np.diff(codes[order])) + 1
     return np.split(order, bounds)

@@ -25,6 +25,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from birdbridge.errors import BirdbridgeError
+from birdbridge.utils.vectors import l2_normalize
 
 ScoresFn = Callable[[np.ndarray], np.ndarray]
 """``scores_fn(query_indices [q]) -> scores [q, G]``: similarities of those queries to the whole gallery."""
@@ -53,7 +54,7 @@ def _check_ks(ks: Iterable[int]) -> tuple[int, ...]:
     return tuple(sorted({_check_int(k, "each k in ks") for k in values}))
 
 
-def _as_labels(labels: ArrayLike, name: str, n: int | None = None) -> np.ndarray:
+def as_labels(labels: ArrayLike, name: str, n: int | None = None) -> np.ndarray:
     """A non-empty 1-D label array (an object array when the labels are themselves sequences, e.g. tuples)."""
     if isinstance(labels, np.ndarray):
         arr = labels
@@ -76,7 +77,7 @@ def _as_labels(labels: ArrayLike, name: str, n: int | None = None) -> np.ndarray
     return arr
 
 
-def _factorize(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def factorize(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(classes, codes) with ``classes[codes] == labels``; classes sorted when the labels are orderable."""
     try:
         classes, codes = np.unique(labels, return_inverse=True)
@@ -92,7 +93,7 @@ def _factorize(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _lookup(classes: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Index of each label in ``classes``; -1 for labels that are not there."""
     index = {c: i for i, c in enumerate(classes.tolist())}
-    uniq, inverse = _factorize(labels)
+    uniq, inverse = factorize(labels)
     mapped = np.array([index.get(u, -1) for u in uniq.tolist()], dtype=np.int64)
     return mapped[inverse]
 
@@ -103,7 +104,7 @@ def _keys(labels: np.ndarray) -> list[Any]:
 
 
 def _normalized(emb: ArrayLike, name: str, n: int | None = None) -> np.ndarray:
-    """float32 rows scaled to unit L2 norm; all-zero or non-finite rows are an error."""
+    """A non-empty [N, D] embedding array (N = ``n`` if given) with unit rows (:func:`l2_normalize`)."""
     try:
         arr = np.asarray(emb, dtype=np.float32)
     except (TypeError, ValueError) as exc:
@@ -114,15 +115,7 @@ def _normalized(emb: ArrayLike, name: str, n: int | None = None) -> np.ndarray:
         raise BirdbridgeError(f"{name} is empty (shape {arr.shape}): there is nothing to evaluate")
     if n is not None and arr.shape[0] != n:
         raise BirdbridgeError(f"{name} has {arr.shape[0]} rows but {n} labels")
-    if not np.isfinite(arr).all():
-        raise BirdbridgeError(f"{name} holds NaN or infinite values")
-    norms = np.linalg.norm(arr, axis=1, keepdims=True)
-    zero = np.flatnonzero(norms[:, 0] == 0)
-    if zero.size:
-        raise BirdbridgeError(
-            f"{name} has {zero.size} all-zero rows (first: row {zero[0]}); cosine similarity is undefined for them"
-        )
-    return arr / norms
+    return l2_normalize(arr, what=name)
 
 
 def _check_scores(scores: ArrayLike, name: str, shape: tuple[int, int] | None = None) -> np.ndarray:
@@ -309,7 +302,7 @@ class RetrievalResult:
 
     def per_class(self) -> dict[Any, dict[str, float]]:
         """For each query class: ``map`` and ``recall@k`` (×100, NaN if all skipped), ``n``, ``n_skipped``."""
-        classes, codes = _factorize(self.query_labels)
+        classes, codes = factorize(self.query_labels)
         c = classes.size
         valid = self.valid
         n = np.bincount(codes, minlength=c)
@@ -355,10 +348,10 @@ def retrieval_metrics(
     """
     ks = _check_ks(ks)
     chunk = _check_int(chunk, "chunk")
-    q_labels = _as_labels(query_labels, "query_labels")
-    g_labels = _as_labels(gallery_labels, "gallery_labels")
+    q_labels = as_labels(query_labels, "query_labels")
+    g_labels = as_labels(gallery_labels, "gallery_labels")
     nq, ng = q_labels.size, g_labels.size
-    g_classes, g_codes = _factorize(g_labels)
+    g_classes, g_codes = factorize(g_labels)
     q_codes = _lookup(g_classes, q_labels)  # -1: the query's class has no gallery item
 
     if scores_fn is None:
@@ -432,7 +425,7 @@ def _knn_votes(
     chunk = _check_int(chunk, "chunk")
     if not np.isfinite(tau) or tau <= 0:
         raise BirdbridgeError(f"tau must be a positive temperature, got {tau!r}")
-    labels = _as_labels(train_labels, "train_labels")
+    labels = as_labels(train_labels, "train_labels")
     train = _normalized(train_emb, "train_emb", labels.size)
     if exclude_self:
         same = test_emb is train_emb or (
@@ -448,7 +441,7 @@ def _knn_votes(
     available = train.shape[0] - int(exclude_self)
     if k > available:
         raise BirdbridgeError(f"k={k} neighbours requested but only {available} training samples are available")
-    classes, codes = _factorize(labels)
+    classes, codes = factorize(labels)
     n_test, n_classes = test.shape[0], classes.size
     pred = np.empty(n_test, dtype=np.int64)
     scores = np.empty((n_test, n_classes), dtype=np.float32) if keep_scores else None
@@ -508,7 +501,7 @@ def knn_correct(
 ) -> np.ndarray:
     """Per-sample correctness (bool [N]) of ``knn_classify``; a test label unseen in training is wrong."""
     pred, _, classes = _knn_votes(train_emb, train_labels, test_emb, k, tau, chunk, exclude_self, False)
-    truth = _lookup(classes, _as_labels(test_labels, "test_labels", pred.size))
+    truth = _lookup(classes, as_labels(test_labels, "test_labels", pred.size))
     return pred == truth
 
 
@@ -576,13 +569,13 @@ def _check_correct(correct: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, n
         if ok.dtype.kind not in "biu" or not np.isin(ok, (0, 1)).all():
             raise BirdbridgeError("correct must be a boolean (or 0/1) array")
         ok = ok.astype(bool)
-    return ok, _as_labels(labels, "labels", ok.size)
+    return ok, as_labels(labels, "labels", ok.size)
 
 
 def per_class_accuracy(correct: ArrayLike, labels: ArrayLike) -> dict[Any, tuple[float, int]]:
     """``{label: (accuracy ×100, n samples)}`` for each true class in ``labels`` (sorted when orderable)."""
     ok, lab = _check_correct(correct, labels)
-    classes, codes = _factorize(lab)
+    classes, codes = factorize(lab)
     n = np.bincount(codes, minlength=classes.size)
     right = np.bincount(codes, weights=ok, minlength=classes.size)
     return {label: (float(100.0 * right[i] / n[i]), int(n[i])) for i, label in enumerate(_keys(classes))}
@@ -591,7 +584,7 @@ def per_class_accuracy(correct: ArrayLike, labels: ArrayLike) -> dict[Any, tuple
 def macro_accuracy(correct: ArrayLike, labels: ArrayLike) -> float:
     """Class-averaged accuracy ×100 (mean of per-class accuracies, as iNatSounds reports; = balanced accuracy)."""
     ok, lab = _check_correct(correct, labels)
-    classes, codes = _factorize(lab)
+    classes, codes = factorize(lab)
     n = np.bincount(codes, minlength=classes.size)
     right = np.bincount(codes, weights=ok, minlength=classes.size)
     return float(100.0 * np.mean(right / n))

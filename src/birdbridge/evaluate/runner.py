@@ -19,7 +19,7 @@ import numpy as np
 from birdbridge.datasets import Dataset, load_dataset
 from birdbridge.embed.audio import embed_audio_windows
 from birdbridge.embed.images import cached_image_table
-from birdbridge.errors import BirdbridgeError
+from birdbridge.errors import BirdbridgeError, Failure
 from birdbridge.evaluate import baselines as B
 from birdbridge.evaluate.bootstrap import bootstrap_cis
 from birdbridge.evaluate.metrics import knn_correct, per_class_accuracy, retrieval_metrics, topk_accuracy
@@ -94,7 +94,7 @@ def evaluate(
         raise BirdbridgeError(f"{ds.name}: no audio in split {s.split!r} (splits: {ds.splits()['audio']})")
     train = ds.audio_split(s.knn_split) if s.knn_split else []
     images = ds.images_split(s.image_split) if s.image_split else ds.images
-    failures: list[dict[str, str]] = []
+    failures: list[Failure] = []
 
     class_spec = PromptSpec(forms=s.class_forms, templates=s.class_templates)
     teacher_classes = species_text_embeddings(t, taxonomy, class_spec, progress=progress)
@@ -102,7 +102,7 @@ def evaluate(
     text_vectors, text_labels = _text_gallery(t, taxonomy, text_spec)
     image_table = cached_image_table([it.path for it in images], t, progress=progress) if images else None
     if image_table is not None:
-        failures += [{"input": f.source, "error": f.message} for f in image_table.failures]
+        failures += image_table.failures
         species_of = {str(it.path): taxonomy.index(it.species) for it in images}
         image_labels = np.array([species_of[n] for n in image_table.names])
 
@@ -112,7 +112,7 @@ def evaluate(
             return np.zeros((0, 1), np.float32), []
         table = embed_audio_windows([it.path for it in items], student, batch_size=s.batch_size,
                                     progress=progress).pooled()
-        failures.extend({"input": f.source, "error": f.message} for f in table.failures)
+        failures.extend(table.failures)
         row = {n: i for i, n in enumerate(table.names)}
         keep = [i for i, it in enumerate(items) if str(it.path) in row]
         return table.vectors[[row[str(items[i].path)] for i in keep]], keep
@@ -202,7 +202,7 @@ def evaluate(
         "base_student": base_ref,
         "models": {name: str(ref) for name, ref in models.items()},
         "settings": asdict(s),
-        "failures": failures,
+        "failures": [f.as_json() for f in failures],
     }
 
 

@@ -47,7 +47,7 @@ _EXPORTS = {
     "build_gallery": "birdbridge.gallery.build",
     "SpeciesIndexSummary": "birdbridge.gallery.species_index",
     "build_species_index": "birdbridge.gallery.species_index",
-    "parse_species_label": "birdbridge.gallery.species_index",
+    "parse_species_label": "birdbridge.species",
     "Gallery": "birdbridge.gallery.store",
     "ImageRecord": "birdbridge.gallery.store",
     "SpeciesRecord": "birdbridge.gallery.store",

@@ -42,21 +42,18 @@ import numpy as np
 
 from birdbridge.datasets.base import read_table, resolve_path
 from birdbridge.embed.images import embed_image_files, scan_image_files
-from birdbridge.embed.table import Failure, skipped
+from birdbridge.embed.table import skipped
 from birdbridge.embed.text import DEFAULT_FORMS, DEFAULT_TEMPLATES
-from birdbridge.errors import BirdbridgeError, InputError
+from birdbridge.errors import BirdbridgeError, Failure, InputError
 from birdbridge.gallery.ann import ANN_THRESHOLD, build_ann
-from birdbridge.gallery.species_index import (
-    SpeciesIndexSummary,
-    as_species_taxonomy,
-    build_species_index,
-    merge_species,
-    parse_species_label,
-)
+from birdbridge.gallery.species_index import SpeciesIndexSummary, build_species_index, merge_species
 from birdbridge.gallery.store import Gallery, is_gallery, now_iso, teacher_meta
-from birdbridge.species import Species, Taxonomy, normalize_rank_name
+from birdbridge.models.hub import stable_ref
+from birdbridge.species import Species, Taxonomy, as_taxonomy, normalize_rank_name, parse_species_label
 from birdbridge.utils.prefetch import batched
 from birdbridge.utils.progress import progress_bar
+from birdbridge.utils.text import optional_text
+from birdbridge.utils.vectors import MIN_NORM
 
 COMMIT_EVERY = 256
 PRECOMPUTED_CHUNK_ROWS = 16_384
@@ -166,9 +163,9 @@ def build_gallery(
     if commit_every < 1 or batch_size < 1:
         raise BirdbridgeError("commit_every and batch_size must be at least 1")
     output = Path(output).expanduser()
-    taxonomy = as_species_taxonomy(species)
+    taxonomy = None if species is None else as_taxonomy(species)
     teacher = teacher_ref if isinstance(teacher_ref, Teacher) else load_teacher(teacher_ref, device)
-    ref = None if isinstance(teacher_ref, Teacher) else _portable_ref(teacher_ref)
+    ref = None if isinstance(teacher_ref, Teacher) else stable_ref(teacher_ref)
     tmeta = teacher_meta(teacher, ref)
 
     known: dict[str, Species] = {}
@@ -225,13 +222,6 @@ def _open_output(output: Path, tmeta: dict[str, Any], source_key: list[str], add
         f"{output} already holds a gallery of {len(gallery):,} images; pass --add to add these images to it, "
         "or choose another --output"
     )
-
-
-def _portable_ref(ref: Any) -> str:
-    """A teacher reference that still works from another folder: local paths become absolute."""
-    text = str(ref)
-    path = Path(text).expanduser()
-    return str(path.resolve()) if path.exists() else text
 
 
 def _stored_path(path: Path, gallery_folder: Path) -> str:
@@ -460,20 +450,13 @@ def _embedding_matrix(column: Any, dim: int) -> tuple[np.ndarray, list[str | Non
             problems[i] = f"embedding has {lengths[i]} values, expected {dim}"
         elif not np.isfinite(norms[i]):
             problems[i] = "embedding holds NaN or Inf"
-        elif norms[i] < 1e-12:
+        elif norms[i] < MIN_NORM:  # what l2_normalize calls zero
             problems[i] = "embedding is all zeros"
     return out, problems
 
 
 def _cell(values: dict[str, list[Any]], i: int, column: str) -> str | None:
-    return _text(values[column][i]) if column in values else None
-
-
-def _text(value: Any) -> str | None:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return None
-    text = str(value).strip()
-    return text or None
+    return optional_text(values[column][i]) if column in values else None
 
 
 def _ingest_precomputed(
@@ -498,7 +481,7 @@ def _ingest_precomputed(
             batch_ids: set[str] = set()
             for i in range(n):
                 where = f"{table.path}, row {row_base + i + 1}"
-                image_id = _text(values["id"][i])
+                image_id = optional_text(values["id"][i])
                 if image_id is None:
                     report.fail(where, f"{where}: no id")
                     continue
@@ -515,12 +498,12 @@ def _ingest_precomputed(
                     continue
                 batch_ids.add(image_id)
                 _remember(known, species)
-                path = _text(values["path"][i]) if "path" in values else None
+                path = optional_text(values["path"][i]) if "path" in values else None
                 records.append({
                     "id": image_id,
                     "path": str(resolve_path(table.path.parent, path)) if path else None,
                     "species": species.key,
-                    **{c: _text(values[c][i]) for c in _RECORD_COLUMNS[1:] if c in values},
+                    **{c: optional_text(values[c][i]) for c in _RECORD_COLUMNS[1:] if c in values},
                     "meta": {name: extras[name][i] for name in extra if extras[name][i] is not None},
                 })
                 keep.append(i)

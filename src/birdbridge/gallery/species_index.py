@@ -1,8 +1,9 @@
 """The gallery's species index: one teacher text embedding per species, for open-vocabulary species ranking.
 
 The species come from the gallery's own images, a taxonomy CSV, or a BirdNET-style species list
-(``Turdus migratorius_American Robin``); species of a list that have no pictures in the gallery are
-kept, flagged ``has_images=False``, so a recording can still be named as one of them. Embeddings are
+(``Turdus migratorius_American Robin``, read by :func:`birdbridge.species.as_taxonomy`); species of a
+list that have no pictures in the gallery are kept, flagged ``has_images=False``, so a recording can
+still be named as one of them. Embeddings are
 :func:`~birdbridge.species.species_text_embeddings` (cached on disk) with the chosen forms and templates.
 """
 
@@ -11,31 +12,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from birdbridge.embed.text import DEFAULT_FORMS, DEFAULT_TEMPLATES
 from birdbridge.errors import BirdbridgeError
-from birdbridge.species import (
-    PromptSpec,
-    Species,
-    Taxonomy,
-    load_species,
-    load_taxonomy_csv,
-    parse_species_list,
-    species_text_embeddings,
-    taxonomy_from_names,
-)
-from birdbridge.species.taxonomy import split_scientific_name
+from birdbridge.species import PromptSpec, Species, Taxonomy, species_text_embeddings
 
 if TYPE_CHECKING:
     from birdbridge.gallery.store import Gallery, SpeciesRecord
     from birdbridge.models.teacher import Teacher
-
-_LABEL_HINT = (
-    "name it 'Genus epithet', 'Genus_epithet' or BirdNET-style 'Genus epithet_Common Name' (e.g. 'Pica hudsonia'), "
-    "or pass --taxonomy/--species-list to look names and codes up"
-)
 
 
 @dataclass(frozen=True)
@@ -46,54 +31,6 @@ class SpeciesIndexSummary:
     with_images: int
     without_images: int
     source: str
-
-
-def load_species_source(
-    *, species_list: str | os.PathLike[str] | None = None, taxonomy: str | os.PathLike[str] | None = None
-) -> Taxonomy | None:
-    """A taxonomy from a BirdNET-style species list or a taxonomy CSV (at most one of them)."""
-    if species_list is not None and taxonomy is not None:
-        raise BirdbridgeError("give either a species list or a taxonomy, not both")
-    if species_list is not None:
-        return taxonomy_from_names(parse_species_list(species_list), source=str(species_list))
-    if taxonomy is not None:
-        return load_taxonomy_csv(taxonomy)
-    return None
-
-
-def as_species_taxonomy(species: Taxonomy | str | os.PathLike[str] | None) -> Taxonomy | None:
-    """None, a Taxonomy, or a file: ``.csv``/``.tsv`` taxonomy, anything else a BirdNET-style list."""
-    if species is None or isinstance(species, Taxonomy):
-        return species
-    return load_species(Path(species))
-
-
-def parse_species_label(label: str, taxonomy: Taxonomy | None = None) -> Species:
-    """A folder name or manifest cell -> Species; raises ValueError saying what is wrong.
-
-    ``Pica hudsonia``, ``Pica_hudsonia`` and ``Pica hudsonia_Black-billed Magpie`` are understood;
-    with a taxonomy, its common names and codes too (and its entry wins).
-    """
-    text = " ".join(str(label).split())
-    if taxonomy is not None:
-        found = taxonomy.get(text)
-        if found is not None:
-            return found
-    scientific, _, common = text.partition("_")
-    scientific, common = scientific.strip(), common.strip() or None
-    if common and len(scientific.split()) == 1:  # "Pica_hudsonia" (folder style)
-        joined = text.replace("_", " ").split()
-        if len(joined) == 2:
-            scientific, common = " ".join(joined), None
-    try:
-        split_scientific_name(scientific)
-    except ValueError as exc:
-        where = f" and it is not in the taxonomy of {len(taxonomy)} species" if taxonomy is not None else ""
-        raise ValueError(f"{label!r} is not a species name ({exc}){where}; {_LABEL_HINT}") from None
-    species = Species.from_names(scientific, common)
-    if taxonomy is not None:
-        return taxonomy.get(species.key) or species
-    return species
 
 
 def merge_species(first: Species, second: Species) -> Species:
@@ -171,6 +108,11 @@ def build_species_index(
     gallery.set_species(records, vectors, spec.forms, spec.templates, source=source)
     with_images = sum(r["has_images"] for r in records)
     return SpeciesIndexSummary(len(records), with_images, len(records) - with_images, source or "gallery")
+
+
+def index_taxonomy(records: Sequence[SpeciesRecord]) -> Taxonomy:
+    """The species of an index as a Taxonomy, in index order, to look labels up in (names, codes)."""
+    return Taxonomy(sp for sp in map(_record_species, records) if sp is not None)
 
 
 def _record_species(record: SpeciesRecord) -> Species | None:

@@ -26,6 +26,8 @@ import numpy as np
 
 from birdbridge.errors import BirdbridgeError, InputError
 from birdbridge.utils.atomic import atomic_path
+from birdbridge.utils.text import optional_text
+from birdbridge.utils.vectors import l2_normalize
 
 try:  # POSIX only; elsewhere writers are not serialised across processes
     import fcntl
@@ -660,7 +662,7 @@ class Gallery:
         repeated = sorted(i for i, n in Counter(ids).items() if n > 1)
         if repeated:
             raise BirdbridgeError(f"image ids repeated in one append: {_show(repeated)}")
-        unit = _normalise(arr.astype(np.float32, copy=False), ids)
+        unit = l2_normalize(arr, names=ids, what="image embeddings")
         with self.write_lock():
             meta = self._reload_meta()
             count = int(meta["count"])
@@ -926,13 +928,6 @@ def _record(values: tuple) -> ImageRecord:
                        json.loads(meta) if meta else {})
 
 
-def _optional_text(value: Any) -> str | None:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    text = str(value).strip()
-    return text or None
-
-
 def _record_values(record: Mapping[str, Any], position: int) -> tuple:
     """The SQL values (without the row) of one record dict; raises naming the record."""
     if not isinstance(record, Mapping):
@@ -941,7 +936,7 @@ def _record_values(record: Mapping[str, Any], position: int) -> tuple:
     if unknown:
         known = ", ".join(_RECORD_FIELDS)
         raise BirdbridgeError(f"record {position} has unknown fields {sorted(unknown)}; known: {known}")
-    image_id, species = _optional_text(record.get("id")), _optional_text(record.get("species"))
+    image_id, species = optional_text(record.get("id")), optional_text(record.get("species"))
     if image_id is None or species is None:
         raise BirdbridgeError(f"record {position} needs an 'id' and a 'species', got {dict(record)}")
     path = record.get("path")
@@ -953,7 +948,7 @@ def _record_values(record: Mapping[str, Any], position: int) -> tuple:
     except (TypeError, ValueError) as exc:
         raise BirdbridgeError(f"record {image_id!r}: 'meta' is not JSON-serialisable ({exc})") from None
     return (image_id, None if path is None else str(path), species,
-            *(_optional_text(record.get(k)) for k in ("split", "source", "licence", "photographer")), meta_text)
+            *(optional_text(record.get(k)) for k in ("split", "source", "licence", "photographer")), meta_text)
 
 
 def _json_default(obj: Any) -> Any:
@@ -964,15 +959,6 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, (bytes, bytearray)):
         return obj.hex()
     return str(obj)
-
-
-def _normalise(vectors: np.ndarray, ids: Sequence[str]) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=1)
-    bad = ~np.isfinite(norms) | (norms < 1e-12)
-    if bad.any():
-        which = [ids[i] for i in np.nonzero(bad)[0]]
-        raise BirdbridgeError(f"embeddings of {len(which)} image(s) are zero or not finite: {_show(which)}")
-    return vectors / norms[:, None]
 
 
 def _species_entry(record: Any) -> dict[str, Any]:

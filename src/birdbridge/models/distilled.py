@@ -86,7 +86,7 @@ def load_distilled_student(
 ) -> AudioStudent:
     """Load a student folder written by ``save_distilled_student``."""
     from birdbridge.models.clap_frontend import FrontendConfig
-    from birdbridge.train.heads import ProjectionHead
+    from birdbridge.models.heads import ProjectionHead
 
     folder = Path(folder)
     meta = read_meta(folder)

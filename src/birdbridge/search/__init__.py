@@ -9,6 +9,7 @@ from pathlib import Path
 from birdbridge.search.engine import SearchEngine
 from birdbridge.search.results import FileResult, ImageHit, SpeciesHit, WindowResult
 from birdbridge.search.runner import RunReport, SearchOptions, run_search
+from birdbridge.species import SpeciesArg
 
 
 def search(
@@ -21,7 +22,7 @@ def search(
     top_k: int = 5,
     n_images: int = 5,
     min_score: float = 0.05,
-    species: Sequence[str] | None = None,
+    species: SpeciesArg | None = None,
     merge: bool = False,
     device: str | None = None,
 ) -> list[FileResult]:
@@ -29,7 +30,7 @@ def search(
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     engine = SearchEngine.open(gallery, model, device=device)
-    options = SearchOptions(window_s, hop_s, top_k, n_images, min_score, list(species) if species else None, merge)
+    options = SearchOptions(window_s, hop_s, top_k, n_images, min_score, species, merge)
     report = run_search(engine, [Path(p) for p in inputs], options, progress=None)
     if report.failures and not report.results:
         from birdbridge.errors import BirdbridgeError

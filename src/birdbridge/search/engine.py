@@ -15,12 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from birdbridge.embed.table import EmbeddingTable, Failure, l2_normalize
-from birdbridge.errors import BirdbridgeError
+from birdbridge.embed.table import EmbeddingTable
+from birdbridge.errors import BirdbridgeError, Failure
 from birdbridge.gallery import Gallery
+from birdbridge.gallery.species_index import index_taxonomy
 from birdbridge.models.loader import load_student, load_teacher
 from birdbridge.models.student import AudioStudent
 from birdbridge.search.results import FileResult, ImageHit, SpeciesHit, WindowResult
+from birdbridge.species import SpeciesArg, Taxonomy, as_taxonomy
+from birdbridge.utils.vectors import l2_normalize
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +45,7 @@ class SearchEngine:
         self.device = device
         self._teacher_ref = teacher_ref
         self._teacher = None
+        self._taxonomy: Taxonomy | None = None
         self._species = gallery.species()
         self._species_vectors = np.asarray(gallery.species_vectors, dtype=np.float32)
         if student is not None:
@@ -75,20 +79,24 @@ class SearchEngine:
         return self._teacher
 
     # ------------------------------------------------------------------ species
-    def species_subset(self, names: Sequence[str] | None) -> np.ndarray | None:
-        """Indices into the species index for ``names`` (scientific, common, code or BirdNET labels)."""
-        if not names:
+    @property
+    def taxonomy(self) -> Taxonomy:
+        """The species index as a Taxonomy: what species labels (names, common names, codes) are looked up in."""
+        if self._taxonomy is None:
+            self._taxonomy = index_taxonomy(self._species)
+        return self._taxonomy
+
+    def species_subset(self, species: SpeciesArg | None) -> np.ndarray | None:
+        """Indices into the species index for ``species``: a Taxonomy, a taxonomy CSV, a BirdNET-style list
+        file or labels (scientific or common names, codes, BirdNET labels), read by
+        :func:`~birdbridge.species.as_taxonomy` through the index. Species the index lacks are left out
+        with a warning (as BirdNET-Analyzer does); none at all is an error."""
+        if species is None or (isinstance(species, list | tuple) and not species):
             return None
-        lookup: dict[str, int] = {}
-        for sp in self._species:
-            for label in (sp.key, sp.scientific_name, sp.common_name, sp.code):
-                if label:
-                    lookup.setdefault(label.casefold(), sp.index)
+        position = {sp.key: sp.index for sp in self._species}
         chosen, unknown = [], []
-        for name in names:
-            sci, _, common = name.partition("_")
-            hit = lookup.get(name.casefold(), lookup.get(sci.strip().casefold(), lookup.get(common.strip().casefold())))
-            (chosen.append(hit) if hit is not None else unknown.append(name))
+        for sp in as_taxonomy(species, known=self.taxonomy):
+            (chosen.append(position[sp.key]) if sp.key in position else unknown.append(sp.key))
         if unknown:
             listed = f"{', '.join(unknown[:8])}{' …' if len(unknown) > 8 else ''}"
             if not chosen:
@@ -150,7 +158,7 @@ class SearchEngine:
         return DEFAULT_SCALE
 
     def search_table(self, table: EmbeddingTable, *, top_k: int = 5, n_images: int = 5, min_score: float = 0.0,
-                     species: Sequence[str] | None = None, durations: dict[str, float] | None = None,
+                     species: SpeciesArg | None = None, durations: dict[str, float] | None = None,
                      ) -> list[FileResult]:
         """Per-window results for an embedded recording table (rows grouped by file, in order)."""
         subset = self.species_subset(species)
@@ -169,7 +177,7 @@ class SearchEngine:
 
     def search_audio(self, inputs: Sequence[str | os.PathLike[str]], *, window_s: float | None = None,
                      hop_s: float | None = None, top_k: int = 5, n_images: int = 5, min_score: float = 0.0,
-                     species: Sequence[str] | None = None, batch_size: int = 16, progress: bool | None = None,
+                     species: SpeciesArg | None = None, batch_size: int = 16, progress: bool | None = None,
                      ) -> tuple[list[FileResult], list[Failure]]:
         if self.student is None:
             raise BirdbridgeError("audio queries need a model: pass --model (a student distilled for this gallery)")

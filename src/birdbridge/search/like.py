@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from birdbridge.embed.table import EmbeddingTable, l2_normalize
+from birdbridge.embed.table import EmbeddingTable
 from birdbridge.embed.writers import read_table
 from birdbridge.errors import BirdbridgeError
 from birdbridge.models.student import AudioStudent
+from birdbridge.utils.vectors import l2_normalize
 
 
 @dataclass(frozen=True)

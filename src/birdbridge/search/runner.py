@@ -14,16 +14,17 @@ import json
 import os
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from birdbridge.audio import AUDIO_EXTENSIONS
-from birdbridge.embed.table import Failure, skipped
-from birdbridge.errors import BirdbridgeError
+from birdbridge.embed.table import skipped
+from birdbridge.errors import BirdbridgeError, Failure
 from birdbridge.search.engine import SearchEngine
 from birdbridge.search.formats import SUFFIX, write_results
 from birdbridge.search.merge import merge_windows
 from birdbridge.search.results import FileResult
+from birdbridge.species import SpeciesArg, as_taxonomy
 from birdbridge.utils.atomic import write_text
 from birdbridge.utils.prefetch import batched
 from birdbridge.utils.progress import progress_bar
@@ -39,7 +40,7 @@ class SearchOptions:
     top_k: int = 5
     n_images: int = 5
     min_score: float = 0.05
-    species: list[str] | None = None
+    species: SpeciesArg | None = None  # see birdbridge.species.as_taxonomy
     merge: bool = False
 
 
@@ -135,6 +136,8 @@ def run_search(engine: SearchEngine, inputs: Sequence[str | os.PathLike[str]], o
                files_per_batch: int = 8, progress: bool | None = None) -> RunReport:
     """Search every recording; write per-file (or combined) outputs when ``output`` is given."""
     jobs, unreadable = audio_jobs(inputs)
+    if options.species is not None:  # read the species list once, and before any audio is embedded
+        options = replace(options, species=as_taxonomy(options.species, known=engine.taxonomy))
     report = RunReport(failures=unreadable)
     band = _band(engine)
     partial_dir = None

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 from birdbridge.errors import BirdbridgeError, InputError
 from birdbridge.species.taxonomy import Species, Taxonomy
 from birdbridge.utils.progress import progress_bar
+from birdbridge.utils.vectors import l2_normalize
 
 
 class TextForm(str, Enum):
@@ -326,13 +327,7 @@ def _encode_normalised(encode: Encode, texts: list[str], dim: int | None) -> np.
         raise BirdbridgeError(
             f"the text encoder returned shape {list(arr.shape)} for {len(unique)} texts; expected {expected}"
         )
-    norms = np.linalg.norm(arr, axis=1, keepdims=True)
-    bad = ~np.isfinite(norms[:, 0]) | (norms[:, 0] < 1e-12)
-    if bad.any():
-        raise BirdbridgeError(
-            f"the text encoder returned a zero or non-finite embedding for {unique[int(np.argmax(bad))]!r}"
-        )
-    arr /= norms
+    arr = l2_normalize(arr, names=unique, what="the text encoder's embeddings", dtype=np.float64)
     if len(unique) == len(texts):
         return arr
     row = {text: i for i, text in enumerate(unique)}
@@ -406,12 +401,8 @@ def class_embeddings(
 
     _encode_taxonomy(taxonomy, spec, encode, batch_size, progress, consume)
     mean = sums[0] / k
-    norms = np.linalg.norm(mean, axis=1, keepdims=True)
-    if (norms[:, 0] < 1e-12).any():
-        raise BirdbridgeError(
-            "a species' prompt embeddings average to zero; its class embedding is undefined"
-        )
-    return (mean / norms).astype(np.float32)
+    return l2_normalize(mean, names=taxonomy.keys, what="class embeddings (mean prompt embeddings)", dtype=np.float64
+                        ).astype(np.float32)
 
 
 def prompt_embeddings(

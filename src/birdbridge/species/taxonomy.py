@@ -1,4 +1,4 @@
-"""Species and ordered species lists (taxonomies), loaded from CSV files or BirdNET-style lists.
+"""Species and ordered species lists (taxonomies), and taxonomy CSV files.
 
 Errors in input files name the file and the physical line number ("line 5"; the header is line 1)
 and the column, as :class:`~birdbridge.errors.InputError`.
@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from birdbridge.errors import BirdbridgeError, InputError
+from birdbridge.species.names import check_name_word, fold, split_scientific_name, split_species_label
 from birdbridge.utils.atomic import write_text
+from birdbridge.utils.input_files import read_text_file
 
 RANKS = ("kingdom", "phylum", "class", "order", "family", "genus", "specific_epithet")
 CSV_COLUMNS = (*RANKS, "common_name", "code")
 
 _HIGHER_RANKS = RANKS[:5]
-_NAME_WORD = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)*")
 _FINGERPRINT_VERSION = "birdbridge-taxonomy-v1"
 
 
@@ -53,8 +54,8 @@ class Species:
         """Raises ValueError unless genus and specific epithet are single, correctly cased words."""
         if not self.genus or not self.specific_epithet:
             raise ValueError(f"a species needs a genus and a specific epithet, got {self!r}")
-        _check_name_word(self.genus, "genus", capital=True)
-        _check_name_word(self.specific_epithet, "specific epithet", capital=False)
+        check_name_word(self.genus, "genus", capital=True)
+        check_name_word(self.specific_epithet, "specific epithet", capital=False)
         for name in ("common_name", "code"):
             if getattr(self, name) == "":
                 object.__setattr__(self, name, None)
@@ -107,33 +108,6 @@ def normalize_rank_name(value: str) -> str:
     return head if head else value
 
 
-def split_scientific_name(name: str) -> tuple[str, str]:
-    """``"Pica hudsonia"`` -> ``("Pica", "hudsonia")``; raises ValueError saying what is wrong."""
-    words = name.split()
-    if len(words) != 2:
-        raise ValueError(
-            f"scientific name {name.strip()!r} is not two words 'Genus epithet' (e.g. 'Pica hudsonia'); "
-            "subspecies, hybrids and 'sp.' entries are not species"
-        )
-    genus, epithet = words
-    _check_name_word(genus, "genus", capital=True)
-    _check_name_word(epithet, "specific epithet", capital=False)
-    return genus, epithet
-
-
-def _check_name_word(word: str, what: str, *, capital: bool) -> None:
-    if not _NAME_WORD.fullmatch(word):
-        raise ValueError(f"{what} {word!r} must be letters (and hyphens) only")
-    expected = word[0].upper() + word[1:].lower() if capital else word.lower()
-    if word != expected:
-        rule = "start with a capital letter, the rest lower case" if capital else "be lower case"
-        raise ValueError(f"{what} {word!r} must {rule} (expected {expected!r})")
-
-
-def _fold(text: str) -> str:
-    return " ".join(text.split()).casefold()
-
-
 class Taxonomy:
     """An ordered list of unique species, looked up by scientific name, common name or code."""
 
@@ -147,11 +121,11 @@ class Taxonomy:
             if not isinstance(sp, Species):
                 raise TypeError(f"Taxonomy takes Species objects, got {type(sp).__name__} at position {i}")
             _add_unique(self._by_key, sp.key, i, "scientific name", self._species)
-            self._by_folded.setdefault(_fold(sp.key), i)
+            self._by_folded.setdefault(fold(sp.key), i)
             if sp.code is not None:
-                _add_unique(self._by_code, sp.code, i, "code", self._species)
+                _add_unique(self._by_code, fold(sp.code), i, "code", self._species)
             if sp.common_name is not None:
-                _add_unique(self._by_common, _fold(sp.common_name), i, "common name", self._species)
+                _add_unique(self._by_common, fold(sp.common_name), i, "common name", self._species)
         self._fingerprint: str | None = None
 
     def __len__(self) -> int:
@@ -188,16 +162,12 @@ class Taxonomy:
     def _find(self, name: str | Species) -> int | None:
         if isinstance(name, Species):
             return self._by_key.get(name.key)
-        text = " ".join(str(name).split())
-        candidates = [text]
-        if "_" in text:  # BirdNET labels "Pica hudsonia_Black-billed Magpie", folder names "Pica_hudsonia"
-            candidates += [text.split("_", 1)[0].strip(), text.replace("_", " ")]
-        for cand in candidates:
+        for cand in split_species_label(str(name)).lookups():
             for table, query in (
                 (self._by_key, cand),
-                (self._by_folded, _fold(cand)),
-                (self._by_code, cand),
-                (self._by_common, _fold(cand)),
+                (self._by_folded, fold(cand)),
+                (self._by_code, fold(cand)),
+                (self._by_common, fold(cand)),
             ):
                 if query in table:
                     return table[query]
@@ -304,20 +274,11 @@ def _canonical_column(header: str) -> str | None:
     return _ALIASES.get(re.sub(r"[^0-9a-z]+", "_", header.strip().lower()).strip("_"))
 
 
-def _read_text(path: Path) -> str:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(str(path), "file not found", "check the path") from None
-    except OSError as exc:
-        raise InputError(str(path), f"cannot be read: {exc.strerror or exc}") from None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise InputError(
-            str(path), f"line {line}: not valid UTF-8 text", "save the file as UTF-8 (with or without BOM)"
-        ) from None
+def is_taxonomy_header(line: str) -> bool:
+    """Whether ``line`` is the header of a taxonomy CSV: it names a species column (see :func:`load_taxonomy_csv`)."""
+    delimiter = "\t" if "\t" in line and "," not in line else ","
+    columns = {_canonical_column(cell) for cell in next(csv.reader([line], delimiter=delimiter), [])}
+    return "scientific_name" in columns or {"genus", "specific_epithet"} <= columns
 
 
 def load_taxonomy_csv(path: str | os.PathLike[str]) -> Taxonomy:
@@ -331,7 +292,7 @@ def load_taxonomy_csv(path: str | os.PathLike[str]) -> Taxonomy:
     """
     path = Path(path)
     source = str(path)
-    text = _read_text(path)
+    text = read_text_file(path)
     if not text.strip():
         raise InputError(source, "file is empty", "expected a header row such as " + ",".join(CSV_COLUMNS))
     first_line = text.lstrip("\r\n").split("\n", 1)[0]
@@ -377,7 +338,7 @@ def load_taxonomy_csv(path: str | os.PathLike[str]) -> Taxonomy:
         lines.append(line)
     if not species:
         raise InputError(source, "no species rows after the header", "add one row per species")
-    _check_duplicates(source, species, lines, "lines")
+    check_duplicates(source, species, lines, "lines")
     return Taxonomy(species)
 
 
@@ -435,7 +396,7 @@ def _species_from_row(source: str, line: int, values: dict[str, str], names: dic
                 raise fail(f"column {column!r} is empty: every row needs a species name")
         for canon, value, capital in (("genus", genus, True), ("specific_epithet", epithet, False)):
             try:
-                _check_name_word(value, canon.replace("_", " "), capital=capital)
+                check_name_word(value, canon.replace("_", " "), capital=capital)
             except ValueError as exc:
                 raise fail(f"column {names[canon]!r}: {exc}") from None
     ranks = [normalize_rank_name(values.get(rank, "")) for rank in _HIGHER_RANKS]
@@ -444,12 +405,12 @@ def _species_from_row(source: str, line: int, values: dict[str, str], names: dic
     return Species(*ranks, genus, epithet, common, code)
 
 
-def _check_duplicates(source: str, species: Sequence[Species], positions: Sequence[int], units: str) -> None:
+def check_duplicates(source: str, species: Sequence[Species], positions: Sequence[int], units: str) -> None:
     """Raise InputError naming both lines (or entries) of a repeated scientific name, common name or code."""
     checks = (
         ("species", lambda sp: sp.key),
-        ("common name", lambda sp: _fold(sp.common_name) if sp.common_name else None),
-        ("code", lambda sp: sp.code),
+        ("common name", lambda sp: fold(sp.common_name) if sp.common_name else None),
+        ("code", lambda sp: fold(sp.code) if sp.code else None),
     )
     for what, get in checks:
         seen: dict[str, int] = {}
@@ -467,69 +428,3 @@ def _check_duplicates(source: str, species: Sequence[Species], positions: Sequen
                     "each species must appear once",
                 )
             seen[value] = pos
-
-
-# ----------------------------------------------------------------------------------- species lists
-
-
-def parse_species_list(path: str | os.PathLike[str]) -> list[tuple[str, str | None]]:
-    """Read a BirdNET-style list: ``Scientific name_Common Name`` or a bare scientific name per line.
-
-    Blank lines and lines starting with ``#`` are ignored. Returns ``(scientific_name, common_name)``
-    pairs in file order; errors name the line.
-    """
-    source = str(path)
-    text = _read_text(Path(path))
-    pairs: list[tuple[str, str | None]] = []
-    lines: list[int] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        scientific, _, common = line.partition("_")
-        scientific = " ".join(scientific.split())
-        common = " ".join(common.split()) or None
-        if common is not None and _fold(common) == _fold(scientific):
-            raise InputError(
-                source,
-                f"line {number}: {line!r} is not a species (scientific and common name are the same)",
-                "remove non-species labels such as 'Dog_Dog' or 'Human vocal_Human vocal'",
-            )
-        try:
-            split_scientific_name(scientific)
-        except ValueError as exc:
-            raise InputError(
-                source, f"line {number}: {exc}", "write 'Genus epithet_Common Name', e.g. 'Pica hudsonia'"
-            ) from None
-        pairs.append((scientific, common))
-        lines.append(number)
-    if not pairs:
-        raise InputError(source, "no species in the list", "write one 'Scientific name_Common Name' per line")
-    _check_duplicates(source, [Species.from_names(s, c) for s, c in pairs], lines, "lines")
-    return pairs
-
-
-def taxonomy_from_names(
-    pairs: Iterable[tuple[str, str | None] | str], *, source: str = "species names"
-) -> Taxonomy:
-    """A taxonomy from ``(scientific_name, common_name)`` pairs (or bare names); higher ranks empty."""
-    species: list[Species] = []
-    for number, item in enumerate(pairs, start=1):
-        scientific, common = (item, None) if isinstance(item, str) else item
-        try:
-            species.append(
-                Species.from_names(" ".join(scientific.split()), common and " ".join(common.split()))
-            )
-        except ValueError as exc:
-            raise InputError(source, f"entry {number}: {exc}") from None
-    if not species:
-        raise InputError(source, "no species given")
-    _check_duplicates(source, species, range(1, len(species) + 1), "entries")
-    return Taxonomy(species)
-
-
-def load_species(path: str | os.PathLike[str]) -> Taxonomy:
-    """A ``.csv``/``.tsv`` taxonomy, or otherwise a BirdNET-style species list."""
-    if Path(path).suffix.lower() in (".csv", ".tsv"):
-        return load_taxonomy_csv(path)
-    return taxonomy_from_names(parse_species_list(path), source=str(path))

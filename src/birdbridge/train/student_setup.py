@@ -6,11 +6,11 @@ import torch
 from torch import nn
 
 from birdbridge.errors import BirdbridgeError
+from birdbridge.models.heads import ProjectionHead
 from birdbridge.models.hub import resolve
 from birdbridge.models.loader import detect_layout
 from birdbridge.models.student import AudioStudent
 from birdbridge.train.config import HeadConfig
-from birdbridge.train.heads import ProjectionHead
 from birdbridge.train.loss import Temperature
 
 

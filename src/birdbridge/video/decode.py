@@ -26,6 +26,7 @@ from PIL import Image
 
 from birdbridge.audio.io import RESAMPLE_QUALITY
 from birdbridge.errors import InputError
+from birdbridge.utils.input_files import check_input_file, looks_like_text, read_head
 
 __all__ = [
     "VFR_TOLERANCE",
@@ -103,22 +104,7 @@ class VideoInfo:
 
 def check_video_file(path: PathLike) -> Path:
     """``path`` as a Path after checking it is an existing, non-empty, readable file (else VideoError)."""
-    p = Path(os.fspath(path))
-    if not p.exists():
-        raise VideoError(p, "file not found", "check the path and the spelling")
-    if p.is_dir():
-        raise VideoError(p, "is a folder, not a video file", "give the video files")
-    if not p.is_file():
-        raise VideoError(p, "is not a regular file", "give a path to a video on disk")
-    try:
-        size = p.stat().st_size
-        with open(p, "rb"):
-            pass
-    except OSError as e:
-        raise VideoError(p, f"cannot be opened ({e.strerror or e})", "check the file's permissions") from e
-    if size == 0:
-        raise VideoError(p, "is empty (0 bytes)", "the video was probably not saved or copied fully")
-    return p
+    return check_input_file(path, VideoError, kind="a video file", noun="video", folder_hint="give the video files")
 
 
 def _ffmpeg_message(error: BaseException) -> str:
@@ -126,24 +112,8 @@ def _ffmpeg_message(error: BaseException) -> str:
     return str(message).strip().rstrip(".")
 
 
-def _head(path: Path, n: int = 512) -> bytes:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(n)
-    except OSError:
-        return b""
-
-
-def _looks_like_text(head: bytes) -> bool:
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return bool(text) and all(c.isprintable() or c in "\r\n\t" for c in text)
-
-
 def _open_error(path: Path, error: BaseException) -> VideoError:
-    head = _head(path)
+    head = read_head(path)
     ffmpeg = _ffmpeg_message(error)
     if head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free"):
         return VideoError(
@@ -151,7 +121,7 @@ def _open_error(path: Path, error: BaseException) -> VideoError:
             f"is an MP4/QuickTime file that cannot be read (ffmpeg: {ffmpeg}); it is probably truncated or damaged",
             "the download or copy was probably incomplete; get the file again",
         )
-    if _looks_like_text(head):
+    if looks_like_text(head):
         return VideoError(path, "is a text file, not a video", "give a video file such as MP4")
     return VideoError(path, f"is not a readable video file (ffmpeg: {ffmpeg})", _HINT_REENCODE)
 
@@ -163,7 +133,7 @@ def _open(path: Path) -> Iterator[Any]:
         container = av.open(str(path), mode="r", metadata_errors="ignore")
     except av.FFmpegError as e:
         raise _open_error(path, e) from e
-    except (OSError, UnicodeDecodeError) as e:  # pragma: no cover - checked by _check_file first
+    except (OSError, UnicodeDecodeError) as e:  # pragma: no cover - checked by check_video_file first
         raise VideoError(path, f"cannot be opened ({e})", _HINT_REENCODE) from e
     try:
         yield container

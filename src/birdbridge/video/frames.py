@@ -14,14 +14,12 @@ import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import soundfile as sf
 
-from birdbridge.datasets.base import VideoItem
-from birdbridge.embed.table import Failure
-from birdbridge.errors import InputError
+from birdbridge.errors import Failure, InputError
 from birdbridge.utils.array_cache import cache_root, cached_entry, identity_key
 from birdbridge.utils.atomic import atomic_path, write_json
 from birdbridge.utils.progress import progress_bar
@@ -39,7 +37,16 @@ FORMAT_VERSION = 2
 """Part of every cache key; raised when sampling or storage changes, so old entries are never reused."""
 
 PathLike = str | os.PathLike[str]
-VideoInput = VideoItem | str | os.PathLike[str]
+
+
+class VideoSource(Protocol):
+    """A video with an id, such as a :class:`~birdbridge.datasets.VideoItem`."""
+
+    id: str
+    path: Path
+
+
+VideoInput = VideoSource | str | os.PathLike[str]
 Progress = Callable[[int, int], None]
 log = logging.getLogger(__name__)
 
@@ -148,9 +155,9 @@ def frame_embeddings(
 
 
 def _key(item: VideoInput) -> tuple[str, Path]:
-    if isinstance(item, VideoItem):
-        return item.id, Path(item.path)
-    return str(item), Path(item)
+    if isinstance(item, str | os.PathLike):
+        return str(item), Path(item)
+    return item.id, Path(item.path)
 
 
 def video_batch_embeddings(

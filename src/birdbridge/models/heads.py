@@ -1,4 +1,4 @@
-"""Projection heads from the student's embedding into the teacher's space."""
+"""Projection heads from the student's embedding into the teacher's space (saved in a trained student's folder)."""
 
 from __future__ import annotations
 
