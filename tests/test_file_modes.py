@@ -290,7 +290,7 @@ def test_unreadable_picture_and_recording(tmp_path, monkeypatch) -> None:
     import soundfile as sf
     from PIL import Image
 
-    import birdbridge.audio.io as audio_io
+    import birdbridge.utils.input_files as input_files
     from birdbridge.audio import audio_info
     from birdbridge.embed.images import open_image
 
@@ -302,7 +302,7 @@ def test_unreadable_picture_and_recording(tmp_path, monkeypatch) -> None:
         raise _denied(path)
 
     monkeypatch.setattr(Image, "open", denied)
-    monkeypatch.setattr(audio_io, "open", denied, raising=False)
+    monkeypatch.setattr(input_files, "open", denied, raising=False)  # the shared input-file check opens it
     with pytest.raises(ImageError) as image_info:
         open_image(picture)
     assert_permission_message(image_info.value, picture)
