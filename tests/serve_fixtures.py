@@ -11,14 +11,17 @@ import math
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile as sf
 from PIL import Image, ImageDraw
 
 from birdbridge.audio.io import audio_info, read_audio
-from birdbridge.audio.windows import WindowLimits, WindowSpec, count_windows
 from birdbridge.errors import BirdbridgeError
+
+if TYPE_CHECKING:
+    from birdbridge.audio.windows import WindowLimits
 
 SPECIES = [
     ("pica_hudsonia", "Pica hudsonia", "Black-billed Magpie", "BBMA", (20, 20, 20)),
@@ -113,6 +116,8 @@ class FakeSearchService:
                 raise BirdbridgeError(f"--window {window:g} s is longer than the model's 5 s input")
             hop = hop_s or window
             if limits is not None:  # the server's bounds, checked as the real service checks them
+                from birdbridge.audio.windows import WindowSpec, count_windows
+
                 spec = WindowSpec(window, hop)
                 limits.check_hop(hop)
                 limits.check_audio(str(path), duration)

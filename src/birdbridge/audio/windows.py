@@ -387,7 +387,8 @@ def _windows(
     for block in blocks:
         if len(block) == 0:
             continue
-        buf = np.concatenate((buf, np.asarray(block, dtype=np.float32)))
+        block = np.asarray(block, dtype=np.float32)
+        buf = np.concatenate((buf, block)) if len(buf) else block  # windows copy their samples out of it
         total = buf_start + len(buf)
         if limits is not None:
             limits.check_audio(source, total / sample_rate, decoding=True)

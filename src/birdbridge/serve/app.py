@@ -30,6 +30,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from birdbridge.audio.windows import LimitExceeded, WindowLimits
 from birdbridge.errors import BirdbridgeError, ModelFormatError, ModelNotFoundError
@@ -195,11 +197,12 @@ async def _upload(request: Request, limit: int, folder: UploadFolder, body_timeo
 def _request_error(exc: BirdbridgeError, upload: Upload) -> HTTPException:
     """The error as 413 (a limit) or 422, naming the uploaded file instead of the server's temporary path."""
     message = str(exc).replace(str(upload.path), upload.filename)
-    return HTTPException(_limit_status(exc) if isinstance(exc, LimitExceeded) else 422, message)
+    return _limit_error(exc, message) if isinstance(exc, LimitExceeded) else HTTPException(422, message)
 
 
-def _limit_status(exc: LimitExceeded) -> int:
-    return 422 if exc.bound == "min_hop_s" else 413
+def _limit_error(exc: LimitExceeded, message: str) -> HTTPException:
+    """422 for a hop under ``min_hop_s`` (a bad parameter), 413 for too much audio or too many windows."""
+    return HTTPException(422 if exc.bound == "min_hop_s" else 413, f"{message} (see /api/info)")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -228,6 +231,28 @@ def _safe_image_id(image_id: str) -> bool:
     if not image_id or len(image_id) > 1000 or any(ord(c) < 32 for c in image_id) or "\\" in image_id:
         return False
     return not image_id.startswith(("/", "~")) and ".." not in image_id.split("/")
+
+
+class _SafetyHeaders:
+    """Pure ASGI middleware adding two headers to every response (Starlette's ``BaseHTTPMiddleware`` would
+    hide a client's disconnect from ``request.is_disconnected()``)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.setdefault("X-Content-Type-Options", "nosniff")
+                headers.setdefault("Referrer-Policy", "no-referrer")
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -323,7 +348,8 @@ def create_app(
 
     @app.exception_handler(LimitExceeded)
     async def _limit(request: Request, exc: LimitExceeded) -> JSONResponse:
-        return JSONResponse({"detail": f"{exc} (see /api/info)"}, status_code=_limit_status(exc))
+        error = _limit_error(exc, str(exc))
+        return JSONResponse({"detail": error.detail}, status_code=error.status_code)
 
     @app.exception_handler(ClientGone)
     async def _gone(request: Request, exc: ClientGone) -> Response:
@@ -331,12 +357,7 @@ def create_app(
             return JSONResponse({"detail": "the server is shutting down; try again shortly"}, status_code=503)
         return Response(status_code=CLIENT_GONE)
 
-    @app.middleware("http")
-    async def _headers(request: Request, call_next):
-        response = await call_next(request)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        return response
+    app.add_middleware(_SafetyHeaders)
 
     async def on_upload(request: Request, fn: Callable[[Upload, threading.Event], T]) -> tuple[T, Upload]:
         """Receive the upload, run ``fn(upload, cancel)`` in turn, delete the file; 413/422 for bad requests."""
