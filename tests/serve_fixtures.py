@@ -11,6 +11,7 @@ import math
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile as sf
@@ -18,6 +19,9 @@ from PIL import Image, ImageDraw
 
 from birdbridge.audio.io import audio_info, read_audio
 from birdbridge.errors import BirdbridgeError
+
+if TYPE_CHECKING:
+    from birdbridge.audio.windows import WindowLimits
 
 SPECIES = [
     ("pica_hudsonia", "Pica hudsonia", "Black-billed Magpie", "BBMA", (20, 20, 20)),
@@ -102,15 +106,23 @@ class FakeSearchService:
         return [{**im, "score": round(0.9 - 0.05 * i, 3)} for i, im in enumerate(ranked[:n_images])]
 
     def search_audio(self, path: Path, *, top_k: int = 5, n_images: int = 8, window_s: float | None = None,
-                     hop_s: float | None = None, min_score: float = 0.0) -> dict:
+                     hop_s: float | None = None, min_score: float = 0.0, limits: WindowLimits | None = None,
+                     cancel=None) -> dict:
         self._enter()
         try:
             duration = audio_info(path).duration_s
-            read_audio(path, self.sample_rate)  # decode it all: corrupt data fails as in the real service
             window = window_s or self.window_s
             if window > 5:  # the real service refuses windows longer than its model's input the same way
                 raise BirdbridgeError(f"--window {window:g} s is longer than the model's 5 s input")
             hop = hop_s or window
+            if limits is not None:  # the server's bounds, checked as the real service checks them
+                from birdbridge.audio.windows import WindowSpec, count_windows
+
+                spec = WindowSpec(window, hop)
+                limits.check_hop(hop)
+                limits.check_audio(str(path), duration)
+                limits.check_windows(count_windows(duration, spec), spec)
+            read_audio(path, self.sample_rate)  # decode it all: corrupt data fails as in the real service
             count = max(1, math.ceil(max(duration - window, 0) / hop - 1e-9) + 1)
             windows, best = [], {}
             n = len(SPECIES)

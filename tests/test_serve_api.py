@@ -93,7 +93,8 @@ def test_info_and_page(world) -> None:
         info = client.get("/api/info").json()
         assert info["model"] == "fake-student" and info["gallery"] == {"images": 8, "species": 4}
         assert info["window_s"] == 1.0 and info["sample_rate"] == 16_000
-        assert info["limits"] == {"max_upload_mb": 7, "max_concurrency": 2, "max_queue": 64}
+        assert info["limits"] == {"max_upload_mb": 7, "max_concurrency": 2, "max_queue": 64, "max_audio_s": 600,
+                                  "max_windows": 240, "min_hop_s": 0.5, "body_timeout_s": 30}
         page = client.get("/")
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         assert "default-src 'self'" in page.headers["content-security-policy"]

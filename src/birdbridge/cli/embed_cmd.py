@@ -45,6 +45,9 @@ def embed_audio_cmd(
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:1, mps (default: best available)."),
 ) -> None:
     """Embed recordings in fixed windows; bad files are skipped and reported."""
+    from birdbridge.audio.windows import check_window_args
+
+    check_window_args(window, hop)  # before the model is loaded
     _check_output(output)
     from birdbridge.embed.audio import embed_audio_windows
 

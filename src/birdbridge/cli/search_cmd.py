@@ -38,11 +38,13 @@ def register(app: typer.Typer) -> None:
         device: str | None = typer.Option(None, help="cpu, cuda, cuda:1, mps (default: best available)."),
     ) -> None:
         """Species with scores and the closest pictures for each window of each recording."""
+        from birdbridge.audio.windows import check_window_args
         from birdbridge.errors import BirdbridgeError
         from birdbridge.search.engine import SearchEngine
         from birdbridge.search.formats import FORMATS, results_table, to_csv, to_json, to_raven
         from birdbridge.search.runner import SearchOptions, run_search
 
+        check_window_args(window, hop)  # before the model and gallery are loaded
         if fmt not in FORMATS:
             raise BirdbridgeError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
         if fmt == "parquet" and output is None and not (text or image or like):

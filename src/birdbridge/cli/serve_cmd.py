@@ -46,31 +46,43 @@ def register(app: typer.Typer) -> None:
         gallery: Path = typer.Option(..., "--gallery", "-g", help="A gallery built with `birdbridge index`."),
         host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every interface)."),
         port: int = typer.Option(8000, min=0, max=65535, help="Port to listen on (0: any free port)."),
-        max_upload_mb: float = typer.Option(50.0, "--max-upload-mb", min=0.001, help="Largest upload accepted."),
+        max_upload_mb: float = typer.Option(50.0, "--max-upload-mb", min=0.001, help="Largest upload accepted "
+                                            "(413 past it)."),
+        max_audio_s: float = typer.Option(600.0, "--max-audio-s", min=1.0, help="Most seconds of audio in one "
+                                          "recording, from its header and while decoding (413 past it)."),
+        max_windows: int = typer.Option(240, "--max-windows", min=1, help="Most analysis windows in one search "
+                                        "(413 past it; the full-size student embeds about 8 windows/s on 2 cores)."),
+        min_hop: float = typer.Option(0.5, "--min-hop", help="Shortest hop between windows in seconds (422 below "
+                                      "it; never under birdbridge's floor of 0.01 s)."),
+        body_timeout: float = typer.Option(30.0, "--body-timeout", min=0.1, help="Seconds an upload may stall "
+                                           "before it is dropped (408)."),
         max_concurrency: int = typer.Option(1, "--max-concurrency", min=1, help="Model calls run at once."),
+        max_queue: int = typer.Option(64, "--max-queue", min=0, help="Model calls that may wait; more get 503."),
         teacher: str | None = typer.Option(None, help="The gallery's teacher, if its recorded reference moved "
                                            "(used for text searches)."),
         device: str | None = typer.Option(None, help="cpu, cuda, cuda:1, mps (default: best available)."),
     ) -> None:
         """Serve the web page (record or upload a bird call, see species and pictures) and its JSON API."""
+        from birdbridge.audio.windows import check_window_args
         from birdbridge.errors import BirdbridgeError
 
+        check_window_args(None, min_hop)  # the library's floor and ceiling for a hop
         if not gallery.exists():
             raise BirdbridgeError(f"{gallery}: gallery not found (build one with `birdbridge index`)")
-        import uvicorn
-
         from birdbridge.search.service import SearchService
         from birdbridge.serve.app import create_app
+        from birdbridge.serve.server import serve
 
         sock = _bind(host, port)
         try:
             console_err.print(f"loading {model} and the gallery {gallery} ...", highlight=False)
             service = SearchService.open(model, gallery, device=device, **({"teacher": teacher} if teacher else {}))
-            web = create_app(service, max_upload_mb=max_upload_mb, max_concurrency=max_concurrency)
+            web = create_app(service, max_upload_mb=max_upload_mb, max_audio_s=max_audio_s, max_windows=max_windows,
+                             min_hop_s=min_hop, body_timeout_s=body_timeout, max_concurrency=max_concurrency,
+                             max_queue=max_queue)
             url = _url(sock, host)
             console_err.print(f"birdbridge is serving on [bold]{url}[/]  (API docs: {url}docs; Ctrl+C to stop)",
                               highlight=False)
-            config = uvicorn.Config(web, log_level="warning", timeout_graceful_shutdown=5)
-            uvicorn.Server(config).run(sockets=[sock])
+            serve(web, sock)
         finally:
             sock.close()

@@ -1,22 +1,20 @@
-"""Recordings -> embeddings: windows streamed from files, batched through the student."""
+"""Recordings -> embeddings: windows streamed from files, batched through the student.
+
+Work can be bounded (:class:`~birdbridge.audio.windows.WindowLimits`: checked from each header before
+decoding, and again while decoding) and cancelled (a ``threading.Event`` checked between batches).
+"""
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from birdbridge.audio import (
-    AudioError,
-    WindowSpec,
-    audio_info,
-    iter_windows,
-    repeat_pad,
-    scan_audio_files,
-    windows_from_array,
-)
+from birdbridge.audio import AudioError, WindowSpec, iter_windows, repeat_pad, scan_audio_files
+from birdbridge.audio.windows import WindowLimits, count_windows, declared_length, iter_array_windows
 from birdbridge.embed.table import EmbeddingTable, skipped
 from birdbridge.errors import BirdbridgeError, Failure, InputError
 from birdbridge.models.loader import load_student
@@ -25,6 +23,10 @@ from birdbridge.utils.prefetch import batched, prefetch
 from birdbridge.utils.progress import progress_bar
 
 AudioInput = str | os.PathLike[str] | np.ndarray
+
+
+class Cancelled(BirdbridgeError):
+    """The caller's ``cancel`` event was set: the work stopped between two batches."""
 
 
 def window_spec_for(
@@ -52,25 +54,40 @@ def embed_audio_windows(
     device: str | None = None,
     progress: bool | None = None,
     skip_errors: bool = True,
+    limits: WindowLimits | None = None,
+    cancel: threading.Event | None = None,
 ) -> EmbeddingTable:
     """Embed every window of every input. Files in folders are found recursively.
 
     A bad file is skipped and listed in ``failures`` (or raises if ``skip_errors`` is false); rows of
     a file that fails part-way are dropped, every other result is kept.
+
+    Raises:
+        LimitExceeded: past a bound of ``limits`` (the whole call stops: it is the call that is too big).
+        Cancelled: ``cancel`` was set; it is checked before each batch of ``batch_size`` windows.
     """
     student = model if isinstance(model, AudioStudent) else load_student(model, device)
     spec = window_spec_for(student, window_s, hop_s, min_tail_s)
+    if limits is not None:
+        limits.check_hop(spec.step_s)
     sources, unreadable = _expand_inputs(inputs, sample_rate)
     if unreadable and not skip_errors:
         raise BirdbridgeError(unreadable[0].message)
-    total = _count_windows(sources, spec)
+    total = _count_windows(sources, spec, limits)
+    max_s = None if limits is None else limits.max_audio_s
 
     vectors: list[np.ndarray] = []
     rows: list[tuple[int, str, float, float]] = []
     failures: dict[int, Failure] = {}
-    stream = prefetch(_window_stream(sources, student.sample_rate, spec, sample_rate), depth=2 * batch_size)
+    stream = prefetch(_window_stream(sources, student.sample_rate, spec, sample_rate, max_s), depth=2 * batch_size)
+    seen = 0
     with progress_bar("Embedding audio", total, progress) as bar:
         for batch in batched(stream, batch_size):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled(f"cancelled after {len(rows)} windows")
+            seen += sum(error is None for _, _, error in batch)
+            if limits is not None:
+                limits.check_windows(seen, spec, decoding=True)
             good = []
             for index, window, error in batch:
                 if error is not None:
@@ -149,22 +166,30 @@ def _name(source: Path | np.ndarray, index: int) -> str:
     return str(source) if isinstance(source, Path) else f"array[{index}]"
 
 
-def _count_windows(sources: list[Path | np.ndarray], spec: WindowSpec) -> int | None:
-    from birdbridge.audio import window_starts
-
+def _count_windows(sources: list[Path | np.ndarray], spec: WindowSpec, limits: WindowLimits | None) -> int | None:
+    """Windows of all inputs, from their headers (nothing is decoded); checks ``limits`` against them."""
     total = 0
     for source in sources:
         if isinstance(source, np.ndarray):
             continue
         try:
-            total += len(window_starts(audio_info(source).duration_s, spec))
+            _, seconds = declared_length(source)
         except AudioError:
+            seconds = None  # fails (and is reported) when it is decoded
+        if seconds is None:  # no length in the header: counted, and bounded, while decoding
             total += 1
+            continue
+        if limits is not None:
+            limits.check_audio(str(source), seconds)
+        total += count_windows(seconds, spec)
+    if limits is not None:
+        limits.check_windows(total, spec)
     return total or None
 
 
 def _window_stream(
-    sources: list[Path | np.ndarray], model_rate: int, spec: WindowSpec, array_rate: int | None
+    sources: list[Path | np.ndarray], model_rate: int, spec: WindowSpec, array_rate: int | None,
+    max_s: float | None = None,
 ) -> Iterator[tuple[int, object, AudioError | None]]:
     """(input index, window, None) per window; (input index, None, error) when an input fails."""
     import soxr
@@ -175,9 +200,9 @@ def _window_stream(
                 samples = _check_array(source, index)
                 if array_rate != model_rate:
                     samples = soxr.resample(samples, array_rate, model_rate, quality="HQ").astype(np.float32)
-                windows = windows_from_array(samples, model_rate, spec, source=_name(source, index))
+                windows = iter_array_windows(samples, model_rate, spec, _name(source, index), max_s=max_s)
             else:
-                windows = iter_windows(source, model_rate, spec)
+                windows = iter_windows(source, model_rate, spec, max_s=max_s)
             for window in windows:
                 yield index, window, None
         except AudioError as exc:

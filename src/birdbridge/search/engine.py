@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,6 +26,9 @@ from birdbridge.models.student import AudioStudent
 from birdbridge.search.results import FileResult, ImageHit, SpeciesHit, WindowResult
 from birdbridge.species import SpeciesArg, Taxonomy, as_taxonomy
 from birdbridge.utils.vectors import l2_normalize
+
+if TYPE_CHECKING:
+    from birdbridge.audio.windows import WindowLimits
 
 logger = logging.getLogger(__name__)
 
@@ -178,14 +183,17 @@ class SearchEngine:
     def search_audio(self, inputs: Sequence[str | os.PathLike[str]], *, window_s: float | None = None,
                      hop_s: float | None = None, top_k: int = 5, n_images: int = 5, min_score: float = 0.0,
                      species: SpeciesArg | None = None, batch_size: int = 16, progress: bool | None = None,
+                     limits: WindowLimits | None = None, cancel: threading.Event | None = None,
                      ) -> tuple[list[FileResult], list[Failure]]:
+        """Per-window results for recordings; ``limits`` and ``cancel`` as in
+        :func:`~birdbridge.embed.audio.embed_audio_windows`."""
         if self.student is None:
             raise BirdbridgeError("audio queries need a model: pass --model (a student distilled for this gallery)")
         from birdbridge.audio import audio_info
         from birdbridge.embed.audio import embed_audio_windows
 
         table = embed_audio_windows(list(inputs), self.student, window_s=window_s, hop_s=hop_s,
-                                    batch_size=batch_size, progress=progress)
+                                    batch_size=batch_size, progress=progress, limits=limits, cancel=cancel)
         durations = {}
         for name in dict.fromkeys(table.names):
             with contextlib.suppress(Exception):  # arrays or vanished files: the last window's end is used

@@ -1,27 +1,24 @@
 """The web page and JSON API over a search service: ``create_app(service) -> FastAPI``.
 
-* Uploads are streamed to a temporary file while their size is counted; the request is refused with
-  413 as soon as the file passes the limit (or at once, from ``Content-Length``). Temporary files are
-  always deleted.
-* Model work (searches, spectrograms) runs in worker threads, at most ``max_concurrency`` at once;
-  further requests wait without holding a thread, so the event loop stays free for ``/api/info``,
-  images and the page. More than ``max_queue`` waiting requests are refused with 503.
+* Uploads go through Starlette's multipart parser (:mod:`birdbridge.serve.uploads`): refused with 413 as
+  soon as the body passes the limit (or at once, from ``Content-Length``), with 408 when the body stalls.
+  They are saved in one private folder made at startup and removed at shutdown.
+* Every search is bounded before any model work (``min_hop_s``, ``max_windows``, ``max_audio_s``; see
+  :class:`~birdbridge.audio.windows.WindowLimits`), from the header and again while decoding.
+* Model work (searches, spectrograms) runs in worker threads under one limit (:mod:`birdbridge.serve.work`),
+  and is cancelled when its client disconnects or the server shuts down.
 * Images are served only as the files the service returns for a known id, only with an image suffix.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import math
 import os
-import re
-import tempfile
-import weakref
+import threading
 from base64 import b64encode
-from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
@@ -33,12 +30,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
-from python_multipart.exceptions import FormParserError
-from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from birdbridge.errors import BirdbridgeError, InputError, ModelFormatError, ModelNotFoundError
+from birdbridge.audio.windows import LimitExceeded, WindowLimits
+from birdbridge.errors import BirdbridgeError, ModelFormatError, ModelNotFoundError
+from birdbridge.serve.uploads import Upload, UploadFolder, receive_upload
+from birdbridge.serve.work import ClientGone, WorkQueue
 
-__all__ = ["SearchServiceLike", "create_app"]
+__all__ = ["SearchServiceLike", "create_app", "receive_upload"]
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
@@ -46,12 +46,12 @@ IMAGE_TYPES = {
     ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp",
     ".gif": "image/gif", ".bmp": "image/bmp", ".tif": "image/tiff", ".tiff": "image/tiff",
 }
-MULTIPART_SLACK = 64 * 1024  # bytes of multipart framing allowed beyond the file limit in Content-Length
-FIELD_LIMIT = 64 * 1024  # bytes of non-file form fields accepted (they are ignored)
 PAGE_CSP = (  # the page loads nothing from elsewhere; blob: is the recorder's AudioWorklet and the audio player
     "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; script-src 'self' blob:; "
     "style-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'"
 )
+SPECTROGRAM_MAX_S = 600.0  # seconds drawn at most
+CLIENT_GONE = 499  # nginx's "client closed request": logged only, nobody is there to read it
 T = TypeVar("T")
 
 
@@ -61,7 +61,8 @@ class SearchServiceLike(Protocol):
     def info(self) -> dict: ...
 
     def search_audio(self, path: Path, *, top_k: int = 5, n_images: int = 8, window_s: float | None = None,
-                     hop_s: float | None = None, min_score: float = 0.0) -> dict: ...
+                     hop_s: float | None = None, min_score: float = 0.0, limits: WindowLimits | None = None,
+                     cancel: threading.Event | None = None) -> dict: ...
 
     def search_text(self, text: str, *, n_images: int = 12) -> dict: ...
 
@@ -137,9 +138,13 @@ class GalleryInfo(_Open):
 
 
 class Limits(BaseModel):
-    max_upload_mb: float
-    max_concurrency: int
-    max_queue: int
+    max_upload_mb: float = Field(description="Largest upload, in MiB (413 past it).")
+    max_audio_s: float = Field(description="Most seconds of audio in one recording (413 past it).")
+    max_windows: int = Field(description="Most analysis windows in one search (413 past it).")
+    min_hop_s: float = Field(description="Shortest hop (the window, when no hop is given) in s (422 below it).")
+    body_timeout_s: float = Field(description="Seconds an upload may stall before it is dropped with 408.")
+    max_concurrency: int = Field(description="Model calls run at once.")
+    max_queue: int = Field(description="Model calls that may wait; 503 beyond.")
 
 
 class InfoResponse(_Open):
@@ -164,9 +169,12 @@ def _multipart_body(description: str) -> dict[str, Any]:
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     text = {
-        400: "Malformed upload.", 404: "Not found.", 413: "The upload is larger than the server's limit.",
+        400: "Malformed upload.", 404: "Not found.", 408: "The upload stalled for longer than `body_timeout_s`.",
+        413: "The upload, its audio or its windows pass one of the server's limits (see `/api/info`); the message "
+             "names the limit and what the request needed.",
         415: "Not a multipart/form-data upload.",
-        422: "Bad parameters (e.g. a window longer than the model's), or a file that is not readable audio.",
+        422: "Bad parameters (e.g. a window longer than the model's, a hop under `min_hop_s`), or a file that is "
+             "not readable audio.",
         503: "Too many requests are waiting; try again shortly.",
     }
     return {code: {"model": ErrorResponse, "description": text[code]} for code in codes}
@@ -176,189 +184,25 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 # Uploads
 
 
-class _UploadTooLarge(Exception):
-    pass
-
-
-@dataclass(frozen=True)
-class Upload:
-    """An uploaded file saved to a temporary path."""
-
-    path: Path
-    filename: str
-    size: int
-
-
-def _mb(n: float) -> str:
-    return f"{n / 2**20:.3g} MB"
-
-
-def _clean_filename(raw: str) -> str:
-    name = re.split(r"[/\\]", raw)[-1]
-    name = "".join(c for c in name if c.isprintable()).strip()
-    return name[:200] or "upload"
-
-
-class _MultipartFile:
-    """python-multipart callbacks that write the form field ``field`` to ``out``.
-
-    Every file part counts towards ``limit`` (only ``field`` is kept); other fields may hold at most
-    :data:`FIELD_LIMIT` bytes in all.
-    """
-
-    def __init__(self, out, limit: int, field: str = "file") -> None:
-        self.out, self.limit, self.field = out, limit, field
-        self.size = self.file_bytes = self.field_bytes = 0
-        self.filename: str | None = None
-        self.names: list[str] = []
-        self.complete = False
-        self._header_name = self._header_value = b""
-        self._disposition = b""
-        self._writing = self._is_file = False
-
-    def callbacks(self) -> dict[str, Callable]:
-        return {
-            "on_part_begin": self._part_begin, "on_part_data": self._part_data, "on_part_end": self._part_end,
-            "on_header_field": self._header_field, "on_header_value": self._header_val,
-            "on_header_end": self._header_end, "on_headers_finished": self._headers_finished,
-        }
-
-    def _part_begin(self) -> None:
-        self._disposition = b""
-
-    def _header_field(self, data: bytes, start: int, end: int) -> None:
-        self._header_name += data[start:end]
-
-    def _header_val(self, data: bytes, start: int, end: int) -> None:
-        self._header_value += data[start:end]
-
-    def _header_end(self) -> None:
-        if self._header_name.lower() == b"content-disposition":
-            self._disposition = self._header_value
-        self._header_name = self._header_value = b""
-
-    def _headers_finished(self) -> None:
-        _, options = parse_options_header(self._disposition)
-        name = options.get(b"name", b"").decode("utf-8", "replace")
-        if len(self.names) < 10:  # for the error message only
-            self.names.append(name)
-        self._is_file = b"filename" in options
-        self._writing = name == self.field and self.filename is None
-        if self._writing:
-            self.filename = _clean_filename(options.get(b"filename", b"upload").decode("utf-8", "replace"))
-
-    def _part_data(self, data: bytes, start: int, end: int) -> None:
-        n = end - start
-        if self._writing or self._is_file:
-            self.file_bytes += n
-            if self.file_bytes > self.limit:
-                raise _UploadTooLarge
-        else:
-            self.field_bytes += n
-            if self.field_bytes > FIELD_LIMIT:
-                raise _UploadTooLarge
-        if self._writing:
-            self.size += n
-            self.out.write(data[start:end])
-
-    def _part_end(self) -> None:
-        if self._writing:
-            self.complete = True
-        self._writing = False
-
-
-async def receive_upload(
-    headers: Mapping[str, str], stream: AsyncIterator[bytes], limit: int, folder: str | None = None
-) -> Upload:
-    """Stream a multipart upload's ``file`` field to a new temporary file in ``folder``.
-
-    The caller owns (and must delete) the returned file. On any error the file is deleted here.
-
-    Raises:
-        HTTPException: 415 not multipart; 413 over ``limit`` bytes (checked on every chunk); 400
-            malformed or incomplete; 422 no ``file`` field.
-    """
-    kind, options = parse_options_header(headers.get("content-type", ""))
-    if kind != b"multipart/form-data" or b"boundary" not in options:
-        raise HTTPException(415, "send the recording as multipart/form-data with the file in a field named 'file'")
-    too_large = HTTPException(413, f"the upload is larger than this server's limit of {_mb(limit)}")
-    length = headers.get("content-length", "")
-    if length.isdigit() and int(length) > limit + MULTIPART_SLACK:
-        raise too_large
-    fd, name = tempfile.mkstemp(prefix="birdbridge-upload-", dir=folder)
-    path = Path(name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            receiver = _MultipartFile(out, limit)
-            try:
-                parser = MultipartParser(options[b"boundary"], receiver.callbacks())
-                async for chunk in stream:
-                    parser.write(chunk)
-                parser.finalize()
-            except _UploadTooLarge:
-                raise too_large from None
-            except FormParserError as exc:
-                raise HTTPException(400, f"malformed multipart upload ({exc})") from None
-        if receiver.filename is None:
-            got = f" (the form has {', '.join(repr(n) for n in receiver.names)})" if receiver.names else ""
-            raise HTTPException(422, f"no file uploaded: send the recording in a form field named 'file'{got}")
-        if not receiver.complete:
-            raise HTTPException(400, "the upload ended before the file was complete; try again")
-        suffix = Path(receiver.filename).suffix.lower()
-        if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix):  # keep the extension: it names the format
-            path = path.rename(path.with_name(path.name + suffix))
-        return Upload(path, receiver.filename, receiver.size)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-
-
 @contextlib.asynccontextmanager
-async def _upload(request: Request, limit: int, folder: str | None) -> AsyncIterator[Upload]:
-    upload = await receive_upload(request.headers, request.stream(), limit, folder)
+async def _upload(request: Request, limit: int, folder: UploadFolder, body_timeout_s: float) -> AsyncIterator[Upload]:
+    upload = await receive_upload(request.headers, request.stream(), limit, folder.ensure(),
+                                  body_timeout_s=body_timeout_s)
     try:
         yield upload
     finally:
         upload.path.unlink(missing_ok=True)
 
 
-def _input_error(exc: InputError, upload: Upload) -> HTTPException:
-    """422 naming the uploaded file instead of the server's temporary path."""
-    source = upload.filename if exc.source == str(upload.path) else exc.source
-    message = f"{source}: {exc.problem}" + (f" ({exc.hint})" if exc.hint else "")
-    return HTTPException(422, message.replace(str(upload.path), upload.filename))
+def _request_error(exc: BirdbridgeError, upload: Upload) -> HTTPException:
+    """The error as 413 (a limit) or 422, naming the uploaded file instead of the server's temporary path."""
+    message = str(exc).replace(str(upload.path), upload.filename)
+    return _limit_error(exc, message) if isinstance(exc, LimitExceeded) else HTTPException(422, message)
 
 
-# ---------------------------------------------------------------------------------------------------
-# Concurrency
-
-
-class WorkGate:
-    """Run blocking calls in worker threads, at most ``limit`` at once; others wait without a thread."""
-
-    def __init__(self, limit: int, max_queue: int) -> None:
-        if limit < 1:
-            raise ValueError("max_concurrency must be at least 1")
-        self.limit, self.max_queue = limit, max_queue
-        self.pending = 0
-        self._limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = (
-            weakref.WeakKeyDictionary()
-        )
-
-    def _limiter(self) -> anyio.CapacityLimiter:
-        loop = asyncio.get_running_loop()  # one limiter per event loop (tests may run several)
-        if loop not in self._limiters:
-            self._limiters[loop] = anyio.CapacityLimiter(self.limit)
-        return self._limiters[loop]
-
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        if self.pending >= self.limit + self.max_queue:
-            raise HTTPException(503, f"the server is busy ({self.pending} requests in progress); try again shortly")
-        self.pending += 1
-        try:
-            return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter())
-        finally:
-            self.pending -= 1
+def _limit_error(exc: LimitExceeded, message: str) -> HTTPException:
+    """422 for a hop under ``min_hop_s`` (a bad parameter), 413 for too much audio or too many windows."""
+    return HTTPException(422 if exc.bound == "min_hop_s" else 413, f"{message} (see /api/info)")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -374,10 +218,10 @@ def _with_urls(images: list[dict]) -> list[dict]:
     return [{**{k: v for k, v in image.items() if k != "path"}, "url": image_url(image["id"])} for image in images]
 
 
-def _spectrogram_info(path: Path) -> dict:
+def _spectrogram_info(path: Path, max_seconds: float) -> dict:
     from birdbridge.serve.spectrogram import render_spectrogram
 
-    s = render_spectrogram(path)
+    s = render_spectrogram(path, max_seconds=max_seconds)
     png = "data:image/png;base64," + b64encode(s.png).decode("ascii")
     return {"png": png, "width": s.width, "height": s.height, "seconds": s.seconds, "max_hz": s.max_hz}
 
@@ -389,6 +233,28 @@ def _safe_image_id(image_id: str) -> bool:
     return not image_id.startswith(("/", "~")) and ".." not in image_id.split("/")
 
 
+class _SafetyHeaders:
+    """Pure ASGI middleware adding two headers to every response (Starlette's ``BaseHTTPMiddleware`` would
+    hide a client's disconnect from ``request.is_disconnected()``)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.setdefault("X-Content-Type-Options", "nosniff")
+                headers.setdefault("Referrer-Policy", "no-referrer")
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 # ---------------------------------------------------------------------------------------------------
 # The app
 
@@ -397,6 +263,10 @@ def create_app(
     service: SearchServiceLike,
     *,
     max_upload_mb: float = 50.0,
+    max_audio_s: float = 600.0,
+    max_windows: int = 240,
+    min_hop_s: float = 0.5,
+    body_timeout_s: float = 30.0,
     max_concurrency: int = 1,
     max_queue: int = 64,
     upload_dir: str | os.PathLike[str] | None = None,
@@ -406,18 +276,43 @@ def create_app(
     Args:
         service: a :class:`~birdbridge.search.service.SearchService` (or anything with its methods).
         max_upload_mb: largest accepted upload, in MiB.
+        max_audio_s: most seconds of audio in one recording (from its header, and while decoding).
+        max_windows: most analysis windows in one search.
+        min_hop_s: shortest hop between windows (the window, when no hop is given), checked before the upload.
+        body_timeout_s: seconds an upload may send nothing before it is dropped with 408.
         max_concurrency: model calls run at once (each in a worker thread); the rest queue.
         max_queue: model calls allowed to wait; beyond that requests get 503.
-        upload_dir: where uploads are saved while they are searched (default: the system's temp folder).
+        upload_dir: where the private uploads folder is made (default: the system's temp folder).
+
+    ``app.state.shutdown()`` cancels all model work and removes the uploads folder; the lifespan's end calls it
+    (``birdbridge serve`` calls it as soon as a shutdown begins).
     """
     from birdbridge import __version__
 
-    if not (math.isfinite(max_upload_mb) and max_upload_mb > 0):
-        raise ValueError(f"max_upload_mb must be above 0, not {max_upload_mb!r}")
+    for name, value in (("max_upload_mb", max_upload_mb), ("max_audio_s", max_audio_s),
+                        ("body_timeout_s", body_timeout_s)):
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be above 0, not {value!r}")
     limit = int(max_upload_mb * 2**20)
-    folder = None if upload_dir is None else os.fspath(upload_dir)
-    gate = WorkGate(max_concurrency, max_queue)
-    limits = {"max_upload_mb": max_upload_mb, "max_concurrency": max_concurrency, "max_queue": max_queue}
+    bounds = WindowLimits(max_windows=max_windows, max_audio_s=max_audio_s, min_hop_s=min_hop_s)
+    folder = UploadFolder(upload_dir)
+    work = WorkQueue(max_concurrency, max_queue)
+    limits = {"max_upload_mb": max_upload_mb, "max_audio_s": max_audio_s, "max_windows": max_windows,
+              "min_hop_s": min_hop_s, "body_timeout_s": body_timeout_s, "max_concurrency": max_concurrency,
+              "max_queue": max_queue}
+
+    def shutdown() -> None:
+        work.cancel_all()
+        folder.close()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        folder.open()
+        work.start()
+        try:
+            yield
+        finally:
+            shutdown()
 
     app = FastAPI(
         title="birdbridge",
@@ -433,8 +328,9 @@ def create_app(
             {"name": "gallery", "description": "Gallery pictures."},
             {"name": "service", "description": "The model, the gallery and the server's limits."},
         ],
+        lifespan=lifespan,
     )
-    app.state.service, app.state.gate = service, gate
+    app.state.service, app.state.work, app.state.uploads, app.state.shutdown = service, work, folder, shutdown
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -450,20 +346,26 @@ def create_app(
         broken = isinstance(exc, ModelNotFoundError | ModelFormatError)
         return JSONResponse({"detail": str(exc)}, status_code=500 if broken else 422)
 
-    @app.middleware("http")
-    async def _headers(request: Request, call_next):
-        response = await call_next(request)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        return response
+    @app.exception_handler(LimitExceeded)
+    async def _limit(request: Request, exc: LimitExceeded) -> JSONResponse:
+        error = _limit_error(exc, str(exc))
+        return JSONResponse({"detail": error.detail}, status_code=error.status_code)
 
-    async def on_upload(request: Request, work: Callable[[Upload], T]) -> tuple[T, Upload]:
-        """Receive the upload, run ``work(upload)`` through the gate, delete the file; 422 for bad audio."""
-        async with _upload(request, limit, folder) as upload:
+    @app.exception_handler(ClientGone)
+    async def _gone(request: Request, exc: ClientGone) -> Response:
+        if work.closing:
+            return JSONResponse({"detail": "the server is shutting down; try again shortly"}, status_code=503)
+        return Response(status_code=CLIENT_GONE)
+
+    app.add_middleware(_SafetyHeaders)
+
+    async def on_upload(request: Request, fn: Callable[[Upload, threading.Event], T]) -> tuple[T, Upload]:
+        """Receive the upload, run ``fn(upload, cancel)`` in turn, delete the file; 413/422 for bad requests."""
+        async with _upload(request, limit, folder, body_timeout_s) as upload:
             try:
-                return await gate.run(work, upload), upload
-            except InputError as exc:
-                raise _input_error(exc, upload) from None
+                return await work.run(lambda cancel: fn(upload, cancel), request), upload
+            except BirdbridgeError as exc:
+                raise _request_error(exc, upload) from None
 
     @app.get("/api/info", response_model=InfoResponse, tags=["service"], summary="Model, gallery and limits")
     async def info() -> dict:
@@ -476,7 +378,7 @@ def create_app(
         response_model=AudioSearchResponse,
         tags=["search"],
         summary="Species and pictures for a recording",
-        responses=_errors(400, 413, 415, 422, 503),
+        responses=_errors(400, 408, 413, 415, 422, 503),
         openapi_extra=_multipart_body("The recording: WAV, FLAC, OGG/Vorbis/Opus, MP3 or AIFF."),
     )
     async def search_audio(
@@ -484,26 +386,30 @@ def create_app(
         top_k: int = Query(5, ge=1, le=100, description="Species per window."),
         n_images: int = Query(8, ge=0, le=100, description="Pictures per window."),
         window: float | None = Query(None, gt=0, le=600, description="Window length in s (default: the model's)."),
-        hop: float | None = Query(None, gt=0, le=600, description="Hop between windows in s (default: the window)."),
+        hop: float | None = Query(None, gt=0, le=600, description="Hop between windows in s (default: the window; "
+                                  "at least `min_hop_s`)."),
         min_score: float = Query(0.0, ge=0, le=1, description="Leave out species scoring below this."),
         spectrogram: bool = Query(True, description="Include a spectrogram picture (base64 PNG)."),
     ) -> dict:
         """Cut the uploaded recording into windows; for each window give the best species (with scores) and the
         closest gallery pictures, plus a summary over all windows and, by default, a spectrogram.
 
-        Upload with `curl -F file=@call.wav http://HOST/api/search/audio`. Files over the server's limit get 413
-        (see `/api/info`); files that are not readable audio get 422 with a message saying why.
+        Upload with `curl -F file=@call.wav http://HOST/api/search/audio`. Past a limit of `/api/info` (upload
+        size, seconds of audio, number of windows) the answer is 413 naming the limit; a hop under `min_hop_s`,
+        or a file that is not readable audio, gets 422 with a message saying why.
         """
+        step = hop if hop is not None else window
+        if step is not None:
+            bounds.check_hop(step)  # before the upload is read
 
-        def work(upload: Upload) -> dict:
-            result = service.search_audio(
-                upload.path, top_k=top_k, n_images=n_images, window_s=window, hop_s=hop, min_score=min_score
-            )
-            if spectrogram:
-                result["spectrogram"] = _spectrogram_info(upload.path)
+        def search(upload: Upload, cancel: threading.Event) -> dict:
+            result = service.search_audio(upload.path, top_k=top_k, n_images=n_images, window_s=window, hop_s=hop,
+                                          min_score=min_score, limits=bounds, cancel=cancel)
+            if spectrogram and not cancel.is_set():
+                result["spectrogram"] = _spectrogram_info(upload.path, min(SPECTROGRAM_MAX_S, max_audio_s))
             return result
 
-        result, upload = await on_upload(request, work)
+        result, upload = await on_upload(request, search)
         result["file"] = upload.filename
         for window_result in result.get("windows", []):
             window_result["images"] = _with_urls(window_result.get("images", []))
@@ -515,15 +421,16 @@ def create_app(
         summary="Spectrogram picture of a recording",
         response_class=Response,
         responses={200: {"content": {"image/png": {}}, "description": "A PNG picture."},
-                   **_errors(400, 413, 415, 422, 503)},
+                   **_errors(400, 408, 413, 415, 422, 503)},
         openapi_extra=_multipart_body("The recording: WAV, FLAC, OGG/Vorbis/Opus, MP3 or AIFF."),
     )
     async def spectrogram_png(request: Request) -> Response:
         """A log-magnitude spectrogram of the uploaded recording as PNG (low frequencies at the bottom; the width
-        grows with the duration up to a cap)."""
+        grows with the duration up to a cap; at most the first `max_audio_s` seconds are drawn)."""
         from birdbridge.serve.spectrogram import spectrogram_png as render
 
-        png, _ = await on_upload(request, lambda upload: render(upload.path))
+        seconds = min(SPECTROGRAM_MAX_S, max_audio_s)
+        png, _ = await on_upload(request, lambda upload, cancel: render(upload.path, max_seconds=seconds))
         return Response(png, media_type="image/png")
 
     @app.get(
@@ -534,6 +441,7 @@ def create_app(
         responses=_errors(422, 503),
     )
     async def search_text(
+        request: Request,
         q: str = Query(..., min_length=1, max_length=500, description="A species name or description."),
         n_images: int = Query(12, ge=1, le=100, description="Pictures to return."),
     ) -> dict:
@@ -541,7 +449,7 @@ def create_app(
         text = q.strip()
         if not text:
             raise HTTPException(422, "q: the search text is empty")
-        result = await gate.run(lambda: service.search_text(text, n_images=n_images))
+        result = await work.run(lambda cancel: service.search_text(text, n_images=n_images), request)
         result["images"] = _with_urls(result.get("images", []))
         return result
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from birdbridge.audio.io import audio_info, read_audio
+from birdbridge.audio.io import read_audio
+from birdbridge.audio.windows import declared_length
 
 __all__ = ["Spectrogram", "render_spectrogram", "spectrogram_png"]
 
@@ -76,7 +77,8 @@ def render_spectrogram(
     Raises:
         AudioError: the file cannot be read (see :func:`birdbridge.audio.io.read_audio`).
     """
-    sample_rate = min(sample_rate, audio_info(path).sample_rate)  # no empty band above the file's Nyquist
+    # No empty band above the file's Nyquist. The header is enough: only max_seconds are decoded, whatever the file.
+    sample_rate = min(sample_rate, declared_length(path)[0])
     x = read_audio(path, sample_rate, duration_s=max_seconds)
     seconds = len(x) / sample_rate
     width = int(min(max_width, max(min_width, round(seconds * px_per_second))))

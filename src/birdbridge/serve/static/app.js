@@ -90,6 +90,7 @@
         $("opt-window").placeholder = `${info.window_s} (model's)`;
         $("opt-window").max = String(info.window_s);
       }
+      if (info.limits.min_hop_s) $("opt-hop").min = String(info.limits.min_hop_s);
     } catch (error) {
       $("info").textContent = `Could not read the server's info: ${error.message}`;
     }
