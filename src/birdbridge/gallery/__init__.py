@@ -28,10 +28,11 @@ On-disk layout::
       ann.usearch      optional usearch HNSW index (inner product, f16), keys = rows
       .lock            writers hold an exclusive flock on it
 
-Crash safety: an append writes and fsyncs the vectors, then inserts the records in one transaction,
-then replaces ``gallery.json`` (with the new ``count``) atomically. Opening (with write access and no
-writer at work) and every append first truncate vector bytes and delete records past ``count``. A kill
-at any moment loses at most the batch in flight and never duplicates a row.
+Crash safety (the rules of every :mod:`birdbridge.store`): an append writes and fsyncs the vectors,
+then inserts the records in one transaction, then replaces ``gallery.json`` (with the new ``count``)
+atomically. Opening (with write access and no writer at work) and every append first truncate vector
+bytes and delete records past ``count``. A kill at any moment loses at most the batch in flight and
+never duplicates a row.
 
 An ANN index covering fewer rows than ``count`` is stale; searches are then exact until it is brought
 up to date (``birdbridge gallery ann``), so results are never missing new rows.

@@ -40,6 +40,11 @@ class StoreKind:
     files: tuple[str, ...] = ()
 
     @property
+    def a_noun(self) -> str:
+        """The noun with its article: "a gallery", "an archive"."""
+        return f"{'an' if self.noun[:1].lower() in 'aeiou' else 'a'} {self.noun}"
+
+    @property
     def own_files(self) -> frozenset[str]:
         """Every file name the store may hold (temporary ``.*.tmp`` files aside)."""
         db = self.db_file

@@ -56,7 +56,7 @@ def read_meta(folder: Path, kind: StoreKind) -> dict[str, Any]:
     """The meta file of a ``kind`` store in ``folder``, checked; errors say what the folder is and what to do."""
     path = Path(folder) / kind.meta_file
     if not path.is_file():
-        what = "does not exist" if not Path(folder).exists() else f"is not a {kind.noun} (no {kind.meta_file})"
+        what = "does not exist" if not Path(folder).exists() else f"is not {kind.a_noun} (no {kind.meta_file})"
         raise InputError(str(folder), what, kind.create_hint)
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
@@ -123,7 +123,7 @@ class VectorStore(Generic[R]):
         kind = cls.kind
         folder = Path(folder).expanduser()
         if cls.exists_in(folder):
-            raise BirdbridgeError(f"{folder} is already a {kind.noun}; {kind.exists_hint}")
+            raise BirdbridgeError(f"{folder} is already {kind.a_noun}; {kind.exists_hint}")
         if folder.exists() and not folder.is_dir():
             raise InputError(str(folder), "is a file, not a folder", f"choose a folder for the {kind.noun}")
         if folder.is_dir():
@@ -132,7 +132,7 @@ class VectorStore(Generic[R]):
             )
             if foreign:
                 shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
-                raise InputError(str(folder), f"is not empty and not a {kind.noun} (it holds {shown})",
+                raise InputError(str(folder), f"is not empty and not {kind.a_noun} (it holds {shown})",
                                  "choose a new or empty folder")
         dim = int(dim)
         if dim < 1:
