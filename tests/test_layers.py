@@ -1,7 +1,7 @@
 """Data flows one way: a module may import from its own layer or a lower one, never from a higher one.
 
 Layers, bottom to top (DEVELOPERS.md, "Layers"): 1 utils, errors; 2 audio, models, species; 3 embed, video;
-4 datasets, gallery, archive; 5 train, evaluate, search; 6 serve, demo; 7 cli. The root package
+4 datasets, store, gallery, archive; 5 train, evaluate, search; 6 serve, demo; 7 cli. The root package
 (``birdbridge/__init__.py``, lazy exports) and ``__main__`` are exempt. Every import counts: top-level ones,
 those inside functions, those under ``TYPE_CHECKING``, and the modules a package's lazy ``_EXPORTS`` name.
 """
@@ -27,6 +27,7 @@ LAYERS: dict[str, int] = {
     "embed": 3,
     "video": 3,
     "datasets": 4,
+    "store": 4,
     "gallery": 4,
     "archive": 4,
     "train": 5,

@@ -126,50 +126,29 @@ def info_cmd(
     """Images, dimension, teacher, species, ANN status and size on disk."""
     from birdbridge.gallery.store import Gallery
 
-    g = Gallery.open(gallery)
-    species = g.species()
-    with_images = sum(s.has_images for s in species)
-    sizes = {p.name: p.stat().st_size for p in g.folder.iterdir() if p.is_file()}
-    meta = g.meta
-    info = {
-        "gallery": str(g.folder),
-        "count": len(g),
-        "dim": g.dim,
-        "teacher": g.teacher,
-        "species": {"count": len(species), "with_images": with_images, **{
-            k: v for k, v in g.species_info().items() if k in ("forms", "templates", "source", "created")}},
-        "image_species": len(g.species_counts()),
-        "ann": g.ann_status(),
-        "build": meta.get("build"),
-        "created": meta.get("created"),
-        "updated": meta.get("updated"),
-        "size_bytes": sum(sizes.values()),
-        "files": sizes,
-    }
+    info = Gallery.open(gallery).summary()
     if as_json:
-        print(json.dumps(info, indent=2))
+        print(json.dumps(info.to_dict(), indent=2))
         return
-    t = g.teacher
-    build = meta.get("build") or {}
+    t, species = info.teacher, info.species
     lines = [
-        f"gallery   {g.folder}",
-        f"images    {len(g):,} of {info['image_species']:,} species; {g.dim}-d float16",
+        f"gallery   {info.gallery}",
+        f"images    {info.count:,} of {info.image_species:,} species; {info.dim}-d float16",
         f"teacher   {t['name']} ({t['ref']}; fingerprint {t['fingerprint']})",
     ]
-    if species:
-        sp = g.species_info()
-        templates = sp.get("templates")
+    if species["count"]:
+        templates = species.get("templates")
         templates = templates if isinstance(templates, str) else f"{len(templates or [])} custom"
-        lines.append(f"species   {len(species):,} in the species index ({with_images:,} with images, "
-                     f"{len(species) - with_images:,} text only); forms {', '.join(sp.get('forms', []))}; "
-                     f"templates {templates}")
+        lines.append(f"species   {species['count']:,} in the species index ({species['with_images']:,} with images, "
+                     f"{species['count'] - species['with_images']:,} text only); forms "
+                     f"{', '.join(species.get('forms', []))}; templates {templates}")
     else:
-        lines.append(f"species   no species index (`birdbridge gallery species {g.folder} --from-gallery`)")
-    lines.append(f"ANN       {_ann_text(info['ann'], str(g.folder))}")
-    if build.get("complete") is False:
+        lines.append(f"species   no species index (`birdbridge gallery species {info.gallery} --from-gallery`)")
+    lines.append(f"ANN       {_ann_text(info.ann, info.gallery)}")
+    if (info.build or {}).get("complete") is False:
         lines.append("build     unfinished: run the same `birdbridge index` command again to resume")
-    parts = ", ".join(f"{name} {_size(size)}" for name, size in sorted(sizes.items()) if not name.startswith("."))
-    lines.append(f"on disk   {_size(info['size_bytes'])} ({parts})")
+    parts = ", ".join(f"{name} {_size(size)}" for name, size in sorted(info.files.items()) if not name.startswith("."))
+    lines.append(f"on disk   {_size(info.size_bytes)} ({parts})")
     console.print("\n".join(lines), highlight=False, markup=False, soft_wrap=True)
 
 
@@ -181,19 +160,13 @@ def ann_cmd(
     expansion_add: int | None = typer.Option(None, min=1, help="Search depth while building (efConstruction); 128."),
     expansion_search: int | None = typer.Option(None, min=1, help="Search depth of queries (ef); default 128."),
 ) -> None:
-    """Build the ANN index, or bring it up to date with the rows added since."""
-    from birdbridge.gallery.ann import AnnSettings, build_ann
+    """Build the ANN index, or bring it up to date with the rows added since (a new connectivity rebuilds it)."""
     from birdbridge.gallery.store import Gallery
+    from birdbridge.store.ann import AnnSettings, build_ann
 
     g = Gallery.open(gallery)
-    current = g.meta.get("ann") or {}
-    base = AnnSettings()
-    settings = AnnSettings(
-        connectivity=connectivity or current.get("connectivity", base.connectivity),
-        expansion_add=expansion_add or current.get("expansion_add", base.expansion_add),
-        expansion_search=expansion_search or current.get("expansion_search", base.expansion_search),
-    )
-    rebuild = rebuild or (bool(current) and settings.connectivity != current.get("connectivity"))
+    settings = AnnSettings.from_entry(g.meta.get("ann"), connectivity=connectivity, expansion_add=expansion_add,
+                                      expansion_search=expansion_search)
     started = time.perf_counter()
     entry = build_ann(g, rebuild=rebuild, settings=settings, progress=None)
     console.print(

@@ -1,7 +1,10 @@
 """The image gallery index: teacher image embeddings in one folder, searched exactly or approximately.
 
 Embedded and serverless: a gallery is a folder, opened by memory-mapping (instant even at 1M × 768),
-safe to read from many threads and processes while one process appends.
+safe to read from many threads and processes while one process appends. It is a
+:mod:`birdbridge.store` vector store (vectors, SQLite records, writer lock, crash safety, exact and ANN
+search) whose records are images (:mod:`~birdbridge.gallery.store`), with a species index beside it
+(:mod:`~birdbridge.gallery.species_store`, built by :mod:`~birdbridge.gallery.species_index`).
 
 On-disk layout::
 
@@ -25,10 +28,11 @@ On-disk layout::
       ann.usearch      optional usearch HNSW index (inner product, f16), keys = rows
       .lock            writers hold an exclusive flock on it
 
-Crash safety: an append writes and fsyncs the vectors, then inserts the records in one transaction,
-then replaces ``gallery.json`` (with the new ``count``) atomically. Opening (with write access and no
-writer at work) and every append first truncate vector bytes and delete records past ``count``. A kill
-at any moment loses at most the batch in flight and never duplicates a row.
+Crash safety (the rules of every :mod:`birdbridge.store`): an append writes and fsyncs the vectors,
+then inserts the records in one transaction, then replaces ``gallery.json`` (with the new ``count``)
+atomically. Opening (with write access and no writer at work) and every append first truncate vector
+bytes and delete records past ``count``. A kill at any moment loses at most the batch in flight and
+never duplicates a row.
 
 An ANN index covering fewer rows than ``count`` is stale; searches are then exact until it is brought
 up to date (``birdbridge gallery ann``), so results are never missing new rows.
@@ -40,18 +44,19 @@ from birdbridge.utils.lazy import lazy_exports
 
 # Imported lazily: opening and searching a gallery needs neither torch's models nor image decoding.
 _EXPORTS = {
-    "ANN_THRESHOLD": "birdbridge.gallery.ann",
-    "AnnSettings": "birdbridge.gallery.ann",
-    "build_ann": "birdbridge.gallery.ann",
+    "ANN_THRESHOLD": "birdbridge.store.ann",
+    "AnnSettings": "birdbridge.store.ann",
+    "build_ann": "birdbridge.store.ann",
     "BuildReport": "birdbridge.gallery.build",
     "build_gallery": "birdbridge.gallery.build",
     "SpeciesIndexSummary": "birdbridge.gallery.species_index",
     "build_species_index": "birdbridge.gallery.species_index",
     "parse_species_label": "birdbridge.species",
     "Gallery": "birdbridge.gallery.store",
+    "GallerySummary": "birdbridge.gallery.store",
     "ImageRecord": "birdbridge.gallery.store",
-    "SpeciesRecord": "birdbridge.gallery.store",
-    "teacher_meta": "birdbridge.gallery.store",
+    "SpeciesRecord": "birdbridge.gallery.species_store",
+    "teacher_meta": "birdbridge.store.vector_store",
 }
 __all__ = sorted(_EXPORTS)
 

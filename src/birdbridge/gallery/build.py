@@ -45,11 +45,13 @@ from birdbridge.embed.images import embed_image_files, scan_image_files
 from birdbridge.embed.table import skipped
 from birdbridge.embed.text import DEFAULT_FORMS, DEFAULT_TEMPLATES
 from birdbridge.errors import BirdbridgeError, Failure, InputError
-from birdbridge.gallery.ann import ANN_THRESHOLD, build_ann
 from birdbridge.gallery.species_index import SpeciesIndexSummary, build_species_index, merge_species
-from birdbridge.gallery.store import Gallery, is_gallery, now_iso, teacher_meta
+from birdbridge.gallery.store import Gallery, is_gallery
 from birdbridge.models.hub import stable_ref
 from birdbridge.species import Species, Taxonomy, as_taxonomy, normalize_rank_name, parse_species_label
+from birdbridge.store.ann import ANN_THRESHOLD, build_ann
+from birdbridge.store.vector_store import teacher_meta
+from birdbridge.utils.clock import now_iso
 from birdbridge.utils.prefetch import batched
 from birdbridge.utils.progress import progress_bar
 from birdbridge.utils.text import optional_text

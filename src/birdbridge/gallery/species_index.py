@@ -19,7 +19,8 @@ from birdbridge.errors import BirdbridgeError
 from birdbridge.species import PromptSpec, Species, Taxonomy, species_text_embeddings
 
 if TYPE_CHECKING:
-    from birdbridge.gallery.store import Gallery, SpeciesRecord
+    from birdbridge.gallery.species_store import SpeciesRecord
+    from birdbridge.gallery.store import Gallery
     from birdbridge.models.teacher import Teacher
 
 

@@ -12,13 +12,13 @@ import json
 import logging
 import os
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from birdbridge.utils.atomic import write_json, write_npy
+from birdbridge.utils.clock import now_iso
 
 CACHE_ENV = "BIRDBRIDGE_CACHE"
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def cached_entry(
         **extra,
         "shape": list(array.shape),
         "dtype": "float32",
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": now_iso(),
     }
     try:
         write_npy(npy, array)

@@ -4,11 +4,16 @@ A file is written to a temporary name in the target's folder and renamed over th
 never see half a file. Whatever the writer did to the temporary file (``mkstemp`` makes it owner-only;
 safetensors and ``save_pretrained`` write their own owner-only files), the result gets the mode a
 plain ``open(path, "w")`` would give: ``0o666`` minus the process umask (0o644 under umask 0o022).
+
+JSON files are written by :func:`write_json` only: UTF-8, fsynced before the rename (a power cut leaves
+the old file or the new one, never an empty one), with one rule for values JSON has no type for
+(:func:`json_default`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 import shutil
@@ -84,9 +89,13 @@ def atomic_files(folder: str | os.PathLike[str]) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def write_bytes(target: str | os.PathLike[str], data: bytes) -> None:
-    with atomic_path(target) as tmp:
-        tmp.write_bytes(data)
+def write_bytes(target: str | os.PathLike[str], data: bytes, *, durable: bool = False) -> None:
+    """Write ``data`` atomically; ``durable`` also fsyncs it before the rename."""
+    with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
+        if durable:
+            fh.flush()
+            os.fsync(fh.fileno())
 
 
 def write_text(target: str | os.PathLike[str], text: str) -> None:
@@ -94,7 +103,15 @@ def write_text(target: str | os.PathLike[str], text: str) -> None:
 
 
 def write_json(target: str | os.PathLike[str], obj: Any) -> None:
-    write_text(target, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    """Write ``obj`` as indented UTF-8 JSON, atomically and durably; other types by :func:`json_default`."""
+    text = json.dumps(obj, indent=2, ensure_ascii=False, default=json_default) + "\n"
+    write_bytes(target, text.encode("utf-8"), durable=True)
+
+
+def fsync_path(path: str | os.PathLike[str]) -> None:
+    """Flush a file that another library wrote (an ANN index) to the disk, before it is renamed into place."""
+    with open(path, "rb+") as fh:
+        os.fsync(fh.fileno())
 
 
 def write_npy(target: str | os.PathLike[str], array: np.ndarray) -> None:
@@ -102,11 +119,15 @@ def write_npy(target: str | os.PathLike[str], array: np.ndarray) -> None:
         np.save(fh, array)
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
+    """The JSON value of what ``json`` has no type for: numpy scalars and arrays, paths, dates and times
+    (ISO 8601). Anything else raises TypeError naming its type."""
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, np.ndarray):
         return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if isinstance(obj, (datetime.datetime, datetime.date, datetime.time)):
+        return obj.isoformat()
+    raise TypeError(f"cannot write a {type(obj).__module__}.{type(obj).__qualname__} as JSON: {obj!r:.80}")
