@@ -66,7 +66,7 @@ def test_runner_matches_a_direct_recomputation(world) -> None:
     recomputed from the public embedding API must equal the runner's figure."""
     settings = EvalSettings(bootstrap=50)
     results = evaluate({}, world["dataset"], teacher=str(world["teacher"]), base_student=str(world["student"]),
-                       settings=settings)
+                       settings=settings).to_dict()
     methods = results["methods"]
     assert set(methods) == {"random projection", "text-embedding mapping", "zero-shot chain", "undistilled (student)"}
     assert "a2i_map" not in methods["undistilled (student)"] and "knn_acc" in methods["undistilled (student)"]

@@ -64,7 +64,7 @@ def cli(*args) -> subprocess.CompletedProcess:
 
 def test_python_api(world) -> None:
     results = search(world["recordings"] / "site1" / "rec0.wav", model=world["model"], gallery=world["gallery"],
-                     top_k=3, n_images=2, min_score=0.0, hop_s=0.5)
+                     top_k=3, n_images=2, min_score=0.0, hop_s=0.5).results
     assert len(results) == 1 and [w.start_s for w in results[0].windows] == [0.0, 0.5, 1.0, 1.5]
     window = results[0].windows[0]
     assert len(window.species) == 3 and len(window.images) == 2

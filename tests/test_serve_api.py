@@ -1,6 +1,6 @@
 """The web API (`birdbridge serve`): endpoints, schema, limits, bad uploads, path traversal, concurrency.
 
-In-process tests use FastAPI's TestClient over a fake search service (tests/serve_fixtures.py); the
+In-process tests use FastAPI's TestClient over a fake search engine (tests/serve_fixtures.py); the
 limit, traversal and concurrency tests also run against a real uvicorn server on a free loopback port.
 """
 
@@ -28,15 +28,15 @@ from PIL import Image
 
 from birdbridge.serve.app import create_app, image_url, receive_upload
 from birdbridge.serve.spectrogram import render_spectrogram, spectrogram_png
-from serve_fixtures import SPECIES, FakeSearchService, ServerThread, write_png, write_wav
+from serve_fixtures import SPECIES, FakeSearchEngine, ServerThread, write_png, write_wav
 
 SECRET = b"top secret, outside the gallery"
 
 
 @pytest.fixture()
 def world(tmp_path):
-    """A fake service whose gallery lies in tmp/gallery, a secret picture beside it, and an uploads folder."""
-    service = FakeSearchService(tmp_path / "gallery")
+    """A fake engine whose gallery lies in tmp/gallery, a secret picture beside it, and an uploads folder."""
+    service = FakeSearchEngine(tmp_path / "gallery")
     write_png(tmp_path / "secret.png", (255, 0, 0), 0)
     (tmp_path / "secret.txt").write_bytes(SECRET)
     uploads = tmp_path / "uploads"
