@@ -423,3 +423,18 @@ def test_cli_serve_missing_gallery(tmp_path, capsys) -> None:
     assert exit_.value.code == 1
     err = capsys.readouterr().err
     assert "no-gallery" in err and "gallery not found" in err and "Traceback" not in err
+
+
+def test_results_are_the_engines_json_view_with_urls(world) -> None:
+    """The server adds each picture's url (and the upload's name) to the one JSON view of a result, and keeps the
+    teacher's reference (a server path) to itself."""
+    with client_for(world) as client:
+        served = upload(client, world["wav"], spectrogram="false").json()
+        info = client.get("/api/info").json()
+    [result], failures = world["service"].search_audio([world["wav"]], top_k=5, n_images=8)
+    expected = {**result.to_dict(paths=False), "file": "dawn chorus.wav", "spectrogram": None}
+    for window in expected["windows"]:
+        for image in window["images"]:
+            image["url"] = image_url(image["id"])
+    assert failures == [] and served == expected
+    assert info["teacher"] == {"name": "fake-teacher", "embed_dim": 8}
