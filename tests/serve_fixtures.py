@@ -1,8 +1,8 @@
-"""A fake search service for the web API tests: deterministic results over a few real PNG pictures.
+"""A fake search engine for the web API tests: deterministic results over a few real PNG pictures.
 
-It decodes uploads with birdbridge's own audio reader, so unreadable files fail as they do in the real
-service. Its ``image_file`` is deliberately naive (any existing file under its folder), so that the path
-traversal tests prove the server's own checks rather than the fake's.
+It decodes uploads with birdbridge's own audio reader, so unreadable files fail (are reported as failures)
+as they do in the real engine. Its ``image_file`` is deliberately naive (any existing file under its folder),
+so that the path traversal tests prove the server's own checks rather than the fake's.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,8 @@ import soundfile as sf
 from PIL import Image, ImageDraw
 
 from birdbridge.audio.io import audio_info, read_audio
-from birdbridge.errors import BirdbridgeError
+from birdbridge.errors import AudioError, BirdbridgeError, Failure
+from birdbridge.search.results import FileResult, ImageHit, SpeciesHit, WindowResult
 
 if TYPE_CHECKING:
     from birdbridge.audio.windows import WindowLimits
@@ -52,8 +54,8 @@ def write_wav(path: Path, seconds: float, sr: int = 16_000, freq: float = 2000.0
     return path
 
 
-class FakeSearchService:
-    """Implements the ``SearchService`` interface with fixed, window-dependent rankings."""
+class FakeSearchEngine:
+    """Implements what the app uses of ``SearchEngine``, with fixed, window-dependent rankings."""
 
     window_s = 1.0
     sample_rate = 16_000
@@ -61,14 +63,13 @@ class FakeSearchService:
     def __init__(self, root: Path, delay_s: float = 0.0) -> None:
         self.root = Path(root)
         self.delay_s = delay_s
-        self.images: list[dict] = []
+        self.images: list[ImageHit] = []
         for s, (_key, sci, common, _code, colour) in enumerate(SPECIES):
             for i in range(PER_SPECIES):
                 image_id = f"{sci}/{i}.png"
                 write_png(self.root / image_id, colour, seed=s * PER_SPECIES + i)
-                self.images.append({"id": image_id, "species": sci, "common_name": common, "source": "test",
-                                    "licence": "CC0", "photographer": "A. Tester",
-                                    "path": str(self.root / image_id)})  # as the real service's hits carry
+                self.images.append(ImageHit(image_id, sci, common, 0.0, path=str(self.root / image_id),
+                                            source="test", licence="CC0", photographer="A. Tester"))
         self._lock = threading.Lock()
         self.active = self.max_active = self.calls = 0
 
@@ -86,31 +87,34 @@ class FakeSearchService:
             self.active -= 1
 
     def info(self) -> dict:
-        return {"model": "fake-student", "teacher": {"name": "fake-teacher", "embed_dim": 8},
+        return {"model": "fake-student", "teacher": {"name": "fake-teacher", "embed_dim": 8, "ref": "/server/path"},
                 "gallery": {"images": len(self.images), "species": len(SPECIES)},
                 "window_s": self.window_s, "sample_rate": self.sample_rate}
 
-    def _species(self, order: list[int], top_k: int, min_score: float) -> list[dict]:
+    def _species(self, order: list[int], top_k: int, min_score: float) -> list[SpeciesHit]:
         scores = [0.6, 0.25, 0.1, 0.05]
         out = []
         for rank, s in enumerate(order):
             key, sci, common, code, _ = SPECIES[s]
             score = scores[rank]
             if score >= min_score:
-                out.append({"key": key, "scientific_name": sci, "common_name": common, "code": code,
-                            "score": score, "similarity": round(0.5 - 0.1 * rank, 3), "has_images": True})
+                out.append(SpeciesHit(key, sci, common, code, score, round(0.5 - 0.1 * rank, 3), True))
         return out[:top_k]
 
-    def _images(self, order: list[int], n_images: int) -> list[dict]:
-        ranked = sorted(self.images, key=lambda im: [SPECIES[s][1] for s in order].index(im["species"]))
-        return [{**im, "score": round(0.9 - 0.05 * i, 3)} for i, im in enumerate(ranked[:n_images])]
+    def _images(self, order: list[int], n_images: int) -> list[ImageHit]:
+        ranked = sorted(self.images, key=lambda im: [SPECIES[s][1] for s in order].index(im.species))
+        return [replace(im, score=round(0.9 - 0.05 * i, 3)) for i, im in enumerate(ranked[:n_images])]
 
-    def search_audio(self, path: Path, *, top_k: int = 5, n_images: int = 8, window_s: float | None = None,
-                     hop_s: float | None = None, min_score: float = 0.0, limits: WindowLimits | None = None,
-                     cancel=None) -> dict:
+    def search_audio(self, inputs, *, window_s: float | None = None, hop_s: float | None = None, top_k: int = 5,
+                     n_images: int = 5, min_score: float = 0.0, progress=None, limits: WindowLimits | None = None,
+                     cancel=None) -> tuple[list[FileResult], list[Failure]]:
         self._enter()
         try:
-            duration = audio_info(path).duration_s
+            [path] = inputs
+            try:
+                duration = audio_info(path).duration_s
+            except AudioError as exc:  # as the real engine: a bad recording is a failure, not an exception
+                return [], [Failure(str(path), str(exc))]
             window = window_s or self.window_s
             if window > 5:  # the real service refuses windows longer than its model's input the same way
                 raise BirdbridgeError(f"--window {window:g} s is longer than the model's 5 s input")
@@ -122,32 +126,31 @@ class FakeSearchService:
                 limits.check_hop(hop)
                 limits.check_audio(str(path), duration)
                 limits.check_windows(count_windows(duration, spec), spec)
-            read_audio(path, self.sample_rate)  # decode it all: corrupt data fails as in the real service
+            try:  # decode it all: corrupt data fails as in the real engine
+                read_audio(path, self.sample_rate)
+            except AudioError as exc:
+                return [], [Failure(str(path), str(exc))]
             count = max(1, math.ceil(max(duration - window, 0) / hop - 1e-9) + 1)
-            windows, best = [], {}
+            windows = []
             n = len(SPECIES)
             for i in range(count):
                 start = min(i * hop, max(duration - window, 0.0))
                 order = [(i + j) % n for j in range(n)]  # window i's best species is species i % n
-                species = self._species(order, top_k, min_score)
-                for sp in species:
-                    if sp["key"] not in best or sp["score"] > best[sp["key"]]["score"]:
-                        best[sp["key"]] = sp
                 end = round(min(start + window, duration), 3)
-                windows.append({"index": i, "start_s": round(start, 3), "end_s": end, "species": species,
-                                "images": self._images(order, n_images)})
-            summary = sorted(best.values(), key=lambda sp: -sp["score"])
-            return {"file": str(path), "duration_s": duration, "windows": windows, "summary": {"species": summary}}
+                windows.append(WindowResult(i, round(start, 3), end, self._species(order, top_k, min_score),
+                                            self._images(order, n_images)))
+            return [FileResult(str(path), duration, windows)], []
         finally:
             self._leave()
 
-    def search_text(self, text: str, *, n_images: int = 12) -> dict:
+    def search_texts(self, texts, *, n_images: int = 12) -> list[tuple[list[SpeciesHit], list[ImageHit]]]:
         self._enter()
         try:
+            [text] = texts
             words = text.lower()
             hits = [s for s, sp in enumerate(SPECIES) if sp[1].lower() in words or sp[2].lower() in words]
             order = hits + [s for s in range(len(SPECIES)) if s not in hits]
-            return {"query": text, "images": self._images(order, n_images)}
+            return [([], self._images(order, n_images))]
         finally:
             self._leave()
 

@@ -1,7 +1,7 @@
 """Every request's and job's work is bounded: window/hop floors, arithmetic window counts, per-request limits
 checked from the header and while decoding, cancellation when the client goes, stalled bodies, shutdown.
 
-Server tests run the real search service (a tiny distilled student and a generated gallery) in process, on a
+Server tests run the real search engine (a tiny distilled student and a generated gallery) in process, on a
 real uvicorn server, or as a `birdbridge serve` subprocess.
 """
 
@@ -29,7 +29,7 @@ from fastapi.testclient import TestClient
 from birdbridge.audio.windows import WindowSpec, WindowSpecError, window_starts, windows_from_array
 from birdbridge.errors import BirdbridgeError
 from birdbridge.serve.app import create_app
-from serve_fixtures import FakeSearchService, ServerThread, write_png, write_wav
+from serve_fixtures import FakeSearchEngine, ServerThread, write_png, write_wav
 from train_fixtures import SPECIES, corpus, make_tone_dataset
 
 # Names new with the bounds are imported in the tests that use them, so that each test fails on its own
@@ -64,11 +64,11 @@ def world(tmp_path_factory) -> dict:
 
 
 @pytest.fixture()
-def service(world):
-    """The real search service."""
-    from birdbridge.search.service import SearchService
+def engine(world):
+    """The real search engine."""
+    from birdbridge.search import SearchEngine
 
-    return SearchService.open(str(world["model"]), world["gallery"], device="cpu")
+    return SearchEngine.open(world["gallery"], str(world["model"]), device="cpu")
 
 
 def count_embedded(student, delay_s: float = 0.0) -> None:
@@ -330,9 +330,9 @@ def test_embedding_stops_when_cancelled(tmp_path, tiny_clap) -> None:
 # Limits on the server
 
 
-def test_server_limits_are_reported_and_enforced(world, service, tmp_path) -> None:
-    count_embedded(service.engine.student)
-    app = create_app(service, max_windows=150, max_audio_s=120, min_hop_s=0.5)
+def test_server_limits_are_reported_and_enforced(world, engine, tmp_path) -> None:
+    count_embedded(engine.student)
+    app = create_app(engine, max_windows=150, max_audio_s=120, min_hop_s=0.5)
     with TestClient(app) as client:
         limits = client.get("/api/info").json()["limits"]
         assert {k: limits[k] for k in ("max_windows", "max_audio_s", "min_hop_s")} == \
@@ -362,15 +362,15 @@ def test_server_limits_are_reported_and_enforced(world, service, tmp_path) -> No
         assert long.json()["detail"].startswith("two hours.flac: ") and "7200.0 s" in long.json()["detail"]
         assert "max_audio_s" in long.json()["detail"] and "birdbridge-uploads" not in long.json()["detail"]
 
-        service.engine.student.embedded = 0
+        engine.student.embedded = 0
         t0 = time.perf_counter()
         hidden = search(silence_flac(tmp_path / "no length.flac", 7200, declare_length=False))
         assert hidden.status_code == 413 and "max_audio_s" in hidden.json()["detail"], hidden.text
-        assert service.engine.student.embedded <= 180 and time.perf_counter() - t0 < 30
+        assert engine.student.embedded <= 180 and time.perf_counter() - t0 < 30
 
 
-def test_min_hop_is_checked_before_the_upload_is_read(service) -> None:
-    with ServerThread(create_app(service, min_hop_s=0.5)) as srv:
+def test_min_hop_is_checked_before_the_upload_is_read(engine) -> None:
+    with ServerThread(create_app(engine, min_hop_s=0.5)) as srv:
         sock = raw_post(port_of(srv), "/api/search/audio?hop=0.1", b"", "multipart/form-data; boundary=b",
                         declared=10 * 2**20)  # 10 MB promised, none sent
         with sock:
@@ -379,7 +379,7 @@ def test_min_hop_is_checked_before_the_upload_is_read(service) -> None:
 
 
 def test_a_stalled_upload_times_out(tmp_path) -> None:
-    app = create_app(FakeSearchService(tmp_path / "gallery"), body_timeout_s=1.0, upload_dir=tmp_path)
+    app = create_app(FakeSearchEngine(tmp_path / "gallery"), body_timeout_s=1.0, upload_dir=tmp_path)
     body, kind = multipart(write_wav(tmp_path / "call.wav", 1.0))
     with ServerThread(app) as srv:
         t0 = time.monotonic()
@@ -394,13 +394,13 @@ def test_a_stalled_upload_times_out(tmp_path) -> None:
     assert list(tmp_path.glob("birdbridge-uploads-*")) == []
 
 
-def test_work_for_a_client_that_left_is_cancelled(service, tmp_path) -> None:
+def test_work_for_a_client_that_left_is_cancelled(engine, tmp_path) -> None:
     """A long search is dropped by its client: the embedding stops, and the next request is served at once."""
-    count_embedded(service.engine.student, delay_s=0.1)
-    student = service.engine.student
+    count_embedded(engine.student, delay_s=0.1)
+    student = engine.student
     long_body, kind = multipart(silence_flac(tmp_path / "two minutes.flac", 120))  # 239 windows at hop 0.5
     short_body, _ = multipart(write_wav(tmp_path / "short.wav", 2.0))
-    with ServerThread(create_app(service)) as srv:
+    with ServerThread(create_app(engine)) as srv:
         sock = raw_post(port_of(srv), "/api/search/audio?hop=0.5&spectrogram=false", long_body, kind)
         assert wait_for(lambda: student.embedded >= 32, 60), student.embedded
         sock.close()
@@ -414,9 +414,9 @@ def test_work_for_a_client_that_left_is_cancelled(service, tmp_path) -> None:
         assert status == 200 and len(result["windows"]) == 2 and time.monotonic() - t0 < 10
 
 
-def test_one_concurrency_limit(service, tmp_path) -> None:
-    """--max-concurrency is the only limit: two at once really run at once (the service adds no lock)."""
-    count_embedded(service.engine.student, delay_s=0.5)
+def test_one_concurrency_limit(engine, tmp_path) -> None:
+    """--max-concurrency is the only limit: two at once really run at once (the engine adds no lock)."""
+    count_embedded(engine.student, delay_s=0.5)
     body, kind = multipart(write_wav(tmp_path / "call.wav", 2.0))
 
     def one(srv) -> int:
@@ -424,10 +424,10 @@ def test_one_concurrency_limit(service, tmp_path) -> None:
             return read_reply(sock)[0]
 
     for limit in (2, 1):
-        service.engine.student.max_active = 0
-        with ServerThread(create_app(service, max_concurrency=limit)) as srv, ThreadPoolExecutor(3) as pool:
+        engine.student.max_active = 0
+        with ServerThread(create_app(engine, max_concurrency=limit)) as srv, ThreadPoolExecutor(3) as pool:
             assert list(pool.map(lambda _: one(srv), range(3))) == [200] * 3
-        assert service.engine.student.max_active == limit
+        assert engine.student.max_active == limit
 
 
 # ---------------------------------------------------------------------------------------------------

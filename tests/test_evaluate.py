@@ -66,7 +66,7 @@ def test_runner_matches_a_direct_recomputation(world) -> None:
     recomputed from the public embedding API must equal the runner's figure."""
     settings = EvalSettings(bootstrap=50)
     results = evaluate({}, world["dataset"], teacher=str(world["teacher"]), base_student=str(world["student"]),
-                       settings=settings)
+                       settings=settings).to_dict()
     methods = results["methods"]
     assert set(methods) == {"random projection", "text-embedding mapping", "zero-shot chain", "undistilled (student)"}
     assert "a2i_map" not in methods["undistilled (student)"] and "knn_acc" in methods["undistilled (student)"]
@@ -120,3 +120,56 @@ def test_clear_errors(world) -> None:
     with pytest.raises(BirdbridgeError, match="split"):
         evaluate({}, world["dataset"], teacher=str(world["teacher"]), base_student=str(world["student"]),
                  settings=EvalSettings(split="nope"))
+
+
+def test_methods_have_stable_ids_and_display_names(world, tmp_path) -> None:
+    from birdbridge.evaluate.results import EvalResult
+
+    student = str(world["student"])
+    result = evaluate({"mine": student}, world["dataset"], teacher=str(world["teacher"]), base_student=student,
+                      baselines=("random", "undistilled"), settings=EvalSettings(bootstrap=20))
+    assert list(result.methods) == ["distilled", "random_projection", "undistilled"]  # a lone model is `distilled`
+    assert [m.name for m in result.methods.values()] == ["mine", "random projection", "undistilled (student)"]
+    assert result.method("random_projection").ci["a2i_map"][0] <= result.method("random_projection").metrics["a2i_map"]
+    data = result.to_dict()
+    assert set(data["methods"]) == set(data["per_species"]) == {"mine", "random projection", "undistilled (student)"}
+    assert data["method_ids"] == {"distilled": "mine", "random_projection": "random projection",
+                                  "undistilled": "undistilled (student)"}
+    assert data["models"] == {"mine": student}
+    back = EvalResult.from_dict(json.loads(result.write(tmp_path / "results.json").read_text()))
+    assert back == result
+    written_before_ids = {k: v for k, v in data.items() if k != "method_ids"}
+    assert EvalResult.from_dict(written_before_ids).methods == result.methods
+
+    several = evaluate({"a": student, "b": student}, world["dataset"], teacher=str(world["teacher"]), baselines=(),
+                       settings=EvalSettings(bootstrap=0))
+    assert list(several.methods) == ["a", "b"] and several.method("a").metrics == several.method("b").metrics
+    with pytest.raises(BirdbridgeError, match="taken by baselines"):
+        evaluate({"random projection": student, "b": student}, world["dataset"], teacher=str(world["teacher"]),
+                 base_student=student)
+
+
+def test_the_demo_report_reads_results_written_before_ids(tmp_path) -> None:
+    """A demo's results.json from before method ids: the report still reads it, by id."""
+    from birdbridge.demo.report import write_report
+    from birdbridge.evaluate.results import EvalResult
+
+    names = ["text distillation (birdbridge)", "random projection", "text-embedding mapping", "zero-shot chain",
+             "undistilled (biolingual)"]
+    old = {
+        "methods": {name: {"a2i_map": 50.0 - 10 * i, "n_queries": 4.0} for i, name in enumerate(names)},
+        "ci": {names[0]: {"a2i_map": [40.0, 60.0]}},
+        "per_species": {name: {} for name in names},
+        "dataset": {"name": "demo", "root": "world", "species": 3, "queries": 4, "knn_references": 8,
+                    "gallery_images": 6, "text_gallery": 12},
+        "teacher": {"ref": "models/teacher", "name": "teacher", "fingerprint": "abc"},
+        "base_student": "models/student", "models": {names[0]: "distill/model"},
+        "settings": {"split": "test", "class_forms": ["taxonomic_common"]}, "failures": [], "checks": {},
+    }
+    result = EvalResult.from_dict(old)
+    assert list(result.methods) == ["distilled", "random_projection", "text_mapping", "zero_shot_chain",
+                                    "undistilled"]
+    assert result.method("distilled").ci["a2i_map"] == (40.0, 60.0) and result.models == {"distilled": "distill/model"}
+    report = write_report(tmp_path, old, {}, {}, {}).read_text()
+    assert "| text distillation (birdbridge) | 50.0 |" in report and "| undistilled (biolingual) | 10.0 |" in report
+    assert "Queries: 4 test recordings; gallery: 6 test pictures; 3 species." in report

@@ -258,7 +258,6 @@ def refuses(capsys, world, tmp_path, gallery: Path, *needles: str) -> None:
 
 def test_an_unfinished_gallery_is_refused(world, tmp_path, capsys) -> None:
     from birdbridge.search import SearchEngine, search
-    from birdbridge.search.service import SearchService
 
     gallery = gallery_copy(world, tmp_path)
     meta = json.loads((gallery / "gallery.json").read_text())
@@ -271,7 +270,7 @@ def test_an_unfinished_gallery_is_refused(world, tmp_path, capsys) -> None:
     with pytest.raises(BirdbridgeError, match="unfinished"):
         SearchEngine.open(gallery)
     with pytest.raises(BirdbridgeError, match="unfinished"):  # what `birdbridge serve` opens at startup
-        SearchService.open(world["model"], gallery)
+        SearchEngine.open(gallery, world["model"])
     served = subprocess.run([sys.executable, "-m", "birdbridge", "serve", "--model", str(world["model"]), "--gallery",
                              str(gallery), "--port", "0"], capture_output=True, text=True, timeout=300)
     assert served.returncode == 1 and fix in " ".join(served.stderr.split())

@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -64,7 +65,7 @@ def cli(*args) -> subprocess.CompletedProcess:
 
 def test_python_api(world) -> None:
     results = search(world["recordings"] / "site1" / "rec0.wav", model=world["model"], gallery=world["gallery"],
-                     top_k=3, n_images=2, min_score=0.0, hop_s=0.5)
+                     top_k=3, n_images=2, min_score=0.0, hop_s=0.5).results
     assert len(results) == 1 and [w.start_s for w in results[0].windows] == [0.0, 0.5, 1.0, 1.5]
     window = results[0].windows[0]
     assert len(window.species) == 3 and len(window.images) == 2
@@ -224,3 +225,52 @@ def test_merge_windows() -> None:
     merged = merge_windows([w(0, 0, 3, "a", 0.5), w(1, 3, 6, "a", 0.9), w(2, 6, 9, "b", 0.7), w(3, 12, 15, "b", 0.6)])
     assert [(m.start_s, m.end_s, m.top.key, m.top.score) for m in merged] == [
         (0, 6, "a", 0.9), (6, 9, "b", 0.7), (12, 15, "b", 0.6)]
+
+
+def rounded(data, digits: int = 4):
+    """``data`` (JSON) with its floats rounded."""
+    if isinstance(data, dict):
+        return {k: rounded(v, digits) for k, v in data.items()}
+    if isinstance(data, list):
+        return [rounded(v, digits) for v in data]
+    return round(data, digits) if isinstance(data, float) else data
+
+
+def test_python_folder_runs_write_resume_and_report(world, tmp_path) -> None:
+    """`search()` is the one way to run folders from Python too: files as the CLI writes them, resumed runs,
+    --combined, and the inputs that failed, in a typed report."""
+    from birdbridge.search.results import FileResult
+
+    engine = SearchEngine.open(world["gallery"], world["model"])
+    out = tmp_path / "out"
+    first = search(world["recordings"], engine=engine, output=out, format="json", min_score=0.0)
+    assert sorted(p.relative_to(out).as_posix() for p in first.written) == [
+        f"site1/rec{i}.birdbridge.results.json" for i in range(3)]
+    assert first.results == [] and [Path(f.source).name for f in first.failures] == ["broken.wav"]
+    in_memory = search(world["recordings"] / "site1" / "rec0.wav", engine=engine, min_score=0.0).results
+    on_disk = json.loads((out / "site1" / "rec0.birdbridge.results.json").read_text())
+    assert rounded(on_disk) == rounded([r.to_dict() for r in in_memory])  # one JSON view (batches differ in ulps)
+    assert FileResult.from_dict(in_memory[0].to_dict()) == in_memory[0]
+    again = search(world["recordings"], engine=engine, output=out, format="json")
+    assert again.written == [] and sorted(p.name for p in again.skipped) == ["rec0.wav", "rec1.wav", "rec2.wav"]
+    combined = search(world["recordings"], engine=engine, output=tmp_path / "all.csv", format="csv", combined=True)
+    assert combined.written == [tmp_path / "all.csv"] and len(combined.results) == 3
+    with pytest.raises(BirdbridgeError, match=r"broken\.wav"):  # not one input could be searched
+        search(world["recordings"] / "site1" / "broken.wav", engine=engine)
+    with pytest.raises(BirdbridgeError, match="unknown format 'xlsx'"):
+        search(world["recordings"], engine=engine, output=out, format="xlsx")
+
+
+def test_python_like_queries(world, tmp_path) -> None:
+    from birdbridge.embed import embed_audio_windows, write_table
+    from birdbridge.search import search_like
+
+    store = write_table(tmp_path / "store.parquet", embed_audio_windows(world["manifest"].parent / "audio",
+                                                                        world["model"], progress=False))
+    rec = world["recordings"] / "site1" / "rec0.wav"
+    rows, failures = search_like([rec, world["recordings"] / "site1" / "broken.wav"], store, world["model"], k=2)
+    assert [Path(f.source).name for f in failures] == ["broken.wav"]
+    assert {row.file for row in rows} == {str(rec)} and all(len(row.similar) == 2 for row in rows)
+    assert rows[0].to_dict()["similar"][0]["score"] == rows[0].similar[0].score >= rows[0].similar[1].score
+    with pytest.raises(BirdbridgeError, match="needs the model"):
+        search_like([rec], store, None)

@@ -1,6 +1,6 @@
 """The web API (`birdbridge serve`): endpoints, schema, limits, bad uploads, path traversal, concurrency.
 
-In-process tests use FastAPI's TestClient over a fake search service (tests/serve_fixtures.py); the
+In-process tests use FastAPI's TestClient over a fake search engine (tests/serve_fixtures.py); the
 limit, traversal and concurrency tests also run against a real uvicorn server on a free loopback port.
 """
 
@@ -28,15 +28,15 @@ from PIL import Image
 
 from birdbridge.serve.app import create_app, image_url, receive_upload
 from birdbridge.serve.spectrogram import render_spectrogram, spectrogram_png
-from serve_fixtures import SPECIES, FakeSearchService, ServerThread, write_png, write_wav
+from serve_fixtures import SPECIES, FakeSearchEngine, ServerThread, write_png, write_wav
 
 SECRET = b"top secret, outside the gallery"
 
 
 @pytest.fixture()
 def world(tmp_path):
-    """A fake service whose gallery lies in tmp/gallery, a secret picture beside it, and an uploads folder."""
-    service = FakeSearchService(tmp_path / "gallery")
+    """A fake engine whose gallery lies in tmp/gallery, a secret picture beside it, and an uploads folder."""
+    service = FakeSearchEngine(tmp_path / "gallery")
     write_png(tmp_path / "secret.png", (255, 0, 0), 0)
     (tmp_path / "secret.txt").write_bytes(SECRET)
     uploads = tmp_path / "uploads"
@@ -423,3 +423,18 @@ def test_cli_serve_missing_gallery(tmp_path, capsys) -> None:
     assert exit_.value.code == 1
     err = capsys.readouterr().err
     assert "no-gallery" in err and "gallery not found" in err and "Traceback" not in err
+
+
+def test_results_are_the_engines_json_view_with_urls(world) -> None:
+    """The server adds each picture's url (and the upload's name) to the one JSON view of a result, and keeps the
+    teacher's reference (a server path) to itself."""
+    with client_for(world) as client:
+        served = upload(client, world["wav"], spectrogram="false").json()
+        info = client.get("/api/info").json()
+    [result], failures = world["service"].search_audio([world["wav"]], top_k=5, n_images=8)
+    expected = {**result.to_dict(paths=False), "file": "dawn chorus.wav", "spectrogram": None}
+    for window in expected["windows"]:
+        for image in window["images"]:
+            image["url"] = image_url(image["id"])
+    assert failures == [] and served == expected
+    assert info["teacher"] == {"name": "fake-teacher", "embed_dim": 8}

@@ -1,5 +1,5 @@
 """The web page end to end: headless Chromium (Debian's /usr/bin/chromium) driven by Playwright, against a
-real uvicorn server over the real search service with a tiny distilled student and a generated gallery.
+real uvicorn server over the real search engine with a tiny distilled student and a generated gallery.
 
 Needs ``apt-get install -y chromium`` and ``pip install playwright`` (never ``playwright install``).
 Screenshots go to the test's tmp folder (the path is printed), or to ``$BIRDBRIDGE_SCREENSHOT_DIR``.
@@ -69,12 +69,12 @@ def world(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def server(world):
-    """A real uvicorn server over the real ``SearchService``."""
-    from birdbridge.search.service import SearchService
+    """A real uvicorn server over the real ``SearchEngine``."""
+    from birdbridge.search import SearchEngine
     from birdbridge.serve.app import create_app
 
-    service = SearchService.open(str(world["model"]), world["gallery"], device="cpu")
-    with ServerThread(create_app(service)) as srv:
+    engine = SearchEngine.open(world["gallery"], str(world["model"]), device="cpu")
+    with ServerThread(create_app(engine)) as srv:
         yield srv
 
 

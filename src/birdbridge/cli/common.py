@@ -1,11 +1,17 @@
-"""Shared CLI helpers: consoles, failure reports, option types."""
+"""Shared CLI pieces: consoles, failure reports, and every option that several commands take, defined once.
+
+Commands declare their parameters with these ``Annotated`` aliases (``device: Device = None``) and give the
+default in their own signature, so that a flag is spelled, abbreviated and explained the same everywhere.
+"""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
+import typer
 from rich.console import Console
 
 if TYPE_CHECKING:
@@ -15,11 +21,69 @@ if TYPE_CHECKING:
 console = Console(width=None if sys.stdout.isatty() else 200)
 console_err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
+# ---------------------------------------------------------------------------------------------------
+# Models and devices
 
-def report_failures(failures: Sequence[Failure], what: str = "inputs") -> None:
-    """Print the skipped inputs at the end of a batch job."""
-    if not failures:
+MODEL_HELP = "Preset name (see `birdbridge models`), hub id, or local model folder."
+Device = Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:1, mps (default: best available).")]
+Model = Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP)]
+Student = Annotated[str | None, typer.Option(
+    "--model", "-m", help="The student distilled for the gallery's teacher: a `birdbridge train` output folder "
+    "(or a preset, hub id or local folder).")]
+TrainedModels = Annotated[list[str] | None, typer.Option(
+    "--model", "-m", help="Trained student: PATH or NAME=PATH (repeatable).")]
+Teacher = Annotated[str, typer.Option(
+    "--teacher", "-t", help="The image-text teacher: preset (see `birdbridge models`), hub id, or local model folder.")]
+RecordedTeacher = Annotated[str | None, typer.Option(
+    "--teacher", "-t", help="The image-text teacher (preset, hub id or folder); default: the one the gallery (or the "
+    "trained students) record. Give it if that reference has moved; searches use it for text and picture queries.")]
+BatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Inputs (windows, images) per forward pass.")]
+
+# ---------------------------------------------------------------------------------------------------
+# Inputs
+
+Recordings = Annotated[list[Path] | None, typer.Argument(
+    help="Recordings, or folders of recordings (searched recursively).", show_default=False)]
+GalleryFolder = Annotated[Path, typer.Option("--gallery", "-g", help="A gallery built with `birdbridge index`.")]
+Window = Annotated[float | None, typer.Option("--window", help="Window length in seconds (default: the model's).")]
+Hop = Annotated[float | None, typer.Option("--hop", help="Hop between windows in seconds (default: the window).")]
+SpeciesList = Annotated[Path | None, typer.Option(
+    "--species-list", "--slist", help="A species list: BirdNET-style (scientific or common names, codes, "
+    "`Genus species_Common Name` labels; one per line) or a taxonomy CSV.")]
+TaxonomyCsv = Annotated[Path | None, typer.Option(
+    "--taxonomy", help="Taxonomy CSV (scientific_name, common_name, ...): the species and their names.")]
+Forms = Annotated[str, typer.Option(
+    "--forms", help="Comma-separated text forms: taxonomic, taxonomic_common, scientific, common, scientific_common.")]
+Templates = Annotated[str, typer.Option("--templates", help="Template set: openai (80, as pybioclip), single, none.")]
+
+# ---------------------------------------------------------------------------------------------------
+# Outputs
+
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table or text.")]
+Format = Annotated[str, typer.Option("--format", "-f", help="table, csv, raven, json or parquet.")]
+EmbeddingsFile = Annotated[Path, typer.Option(
+    "--output", "-o", help=".npy (float32 [N, D]), .parquet or .csv (with input names and, for audio, window times).")]
+ResultsOutput = Annotated[Path | None, typer.Option(
+    "--output", "-o", help="Folder for per-file results, or a file (or folder) for --combined.")]
+ResultsJson = Annotated[Path, typer.Option("--output", "-o", help="Where to write results.json.")]
+GalleryOutput = Annotated[Path, typer.Option("--output", "-o", help="The gallery folder.")]
+DemoOutput = Annotated[Path, typer.Option("--output", "--out", "-o", help="Output folder (replaced if it is a demo).")]
+
+
+def comma_list(text: str) -> list[str]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]``."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def report_failures(failures: Sequence[Failure], what: str = "inputs", *, total: int | None = None,
+                    shown: int | None = None) -> None:
+    """Print the skipped inputs at the end of a batch job: ``shown`` of them at most, of ``total`` in all
+    (default: all of ``failures``)."""
+    total = len(failures) if total is None else total
+    if not total:
         return
-    console_err.print(f"[yellow]skipped {len(failures)} {what}:[/]")
-    for failure in failures:
-        console_err.print(f"  [yellow]-[/] {failure.message}", highlight=False, soft_wrap=True)
+    console_err.print(f"[yellow]skipped {total:,} {what}:[/]", highlight=False)
+    for failure in failures[:shown]:
+        console_err.print(f"  - {failure.message}", style="yellow", highlight=False, markup=False, soft_wrap=True)
+    if total > len(failures[:shown]):
+        console_err.print(f"  ... and {total - len(failures[:shown]):,} more", highlight=False)

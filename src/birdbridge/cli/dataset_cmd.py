@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -18,10 +19,9 @@ PATH_HELP = "Dataset folder, dataset.yaml, iNatSounds JSON, or manifest (.csv, .
 
 @app.command("info")
 def info_cmd(
-    path: Path = typer.Argument(..., help=PATH_HELP),
-    check_files: bool = typer.Option(
-        False, "--check-files", help="Also list missing or empty files (exit status 1 if there are any)."
-    ),
+    path: Annotated[Path, typer.Argument(help=PATH_HELP)],
+    check_files: Annotated[bool, typer.Option(
+        "--check-files", help="Also list missing or empty files (exit status 1 if there are any).")] = False,
 ) -> None:
     """Print the species and the item counts per modality and split."""
     from birdbridge.datasets import MODALITIES, load_dataset

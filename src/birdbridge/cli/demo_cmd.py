@@ -3,38 +3,42 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from birdbridge.cli.common import console, console_err
+from birdbridge.cli.common import DemoOutput, console, console_err
+
+
+def demo_cmd(
+    out: DemoOutput = Path("demo_out"),
+    species: Annotated[int, typer.Option("--species", "-n", min=8, help="Number of species (rounded to 8s).")] = 24,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the world and of every training run.")] = 0,
+    distill_epochs: Annotated[int, typer.Option(help="Epochs of distillation.")] = 30,
+    pivots: Annotated[bool, typer.Option(
+        "--pivots", help="Also train image-pivot students (VIP-ANT with random, nearest and multiframe frame "
+        "selection, and text + image) on the world's videos, and compare them all in one table.")] = False,
+) -> None:
+    """Generate a world, pretrain stand-in models, distil, evaluate against the baselines, report."""
+    from birdbridge.demo.run import DemoSettings, run_demo, summary_lines
+    from birdbridge.evaluate.report import results_table
+    from birdbridge.evaluate.results import EvalResult
+
+    results = run_demo(out, DemoSettings(species=species, seed=seed, distill_epochs=distill_epochs, pivots=pivots),
+                       log=lambda m: console_err.print(m, highlight=False, markup=False))
+    console.print(results_table(EvalResult.from_dict(results), "demo world: audio→image retrieval and friends"))
+    for line in summary_lines(results):
+        console.print(line)
+    if pivots:
+        console.print("audio→image MAP, best first: " + " > ".join(results["ordering_a2i_map"]))
+    console.print(f"results: {out / 'results.json'}; report: {out / 'report.md'}; "
+                  f"student: {out / 'distill' / 'model'}; gallery: {out / 'gallery'}")
+    console.print(f"try:  birdbridge search --model {out / 'distill' / 'model'} --gallery {out / 'gallery'} "
+                  f"{out / 'world' / 'audio'}")
+    console.print(f"      birdbridge serve --model {out / 'distill' / 'model'} --gallery {out / 'gallery'}")
+    if not all(results["checks"].values()):
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("demo")
-    def demo_cmd(
-        out: Path = typer.Option(Path("demo_out"), "--out", "-o", help="Output folder (replaced if it is a demo)."),
-        species: int = typer.Option(24, "--species", "-n", min=8, help="Number of species (rounded to 8s)."),
-        seed: int = typer.Option(0, "--seed", help="Seed of the world and of every training run."),
-        distill_epochs: int = typer.Option(30, help="Epochs of distillation."),
-        pivots: bool = typer.Option(False, "--pivots", help="Also train image-pivot students (VIP-ANT with random, "
-                                    "nearest and multiframe frame selection, and text + image) on the world's "
-                                    "videos, and compare them all in one table."),
-    ) -> None:
-        """Generate a world, pretrain stand-in models, distil, evaluate against the baselines, report."""
-        from birdbridge.demo.run import DemoSettings, run_demo, summary_lines
-        from birdbridge.evaluate.report import results_table
-
-        results = run_demo(out, DemoSettings(species=species, seed=seed, distill_epochs=distill_epochs, pivots=pivots),
-                           log=lambda m: console_err.print(m, highlight=False, markup=False))
-        console.print(results_table(results, "demo world: audio→image retrieval and friends"))
-        for line in summary_lines(results):
-            console.print(line)
-        if pivots:
-            console.print("audio→image MAP, best first: " + " > ".join(results["ordering_a2i_map"]))
-        console.print(f"results: {out / 'results.json'}; report: {out / 'report.md'}; "
-                      f"student: {out / 'distill' / 'model'}; gallery: {out / 'gallery'}")
-        console.print(f"try:  birdbridge search --model {out / 'distill' / 'model'} --gallery {out / 'gallery'} "
-                      f"{out / 'world' / 'audio'}")
-        console.print(f"      birdbridge serve --model {out / 'distill' / 'model'} --gallery {out / 'gallery'}")
-        if not all(results["checks"].values()):
-            raise typer.Exit(1)
+    app.command("demo")(demo_cmd)

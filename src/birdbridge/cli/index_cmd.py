@@ -5,18 +5,28 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from birdbridge.cli.common import console, console_err
+from birdbridge.cli.common import (
+    AsJson,
+    BatchSize,
+    Device,
+    Forms,
+    GalleryOutput,
+    RecordedTeacher,
+    SpeciesList,
+    TaxonomyCsv,
+    Teacher,
+    Templates,
+    console,
+    report_failures,
+)
 
 gallery_app = typer.Typer(no_args_is_help=True, help="Inspect and maintain image galleries (see `birdbridge index`).")
 
 SHOWN_FAILURES = 20
-TEACHER_HELP = "The image-text teacher: preset (see `birdbridge models`), hub id, or local model folder."
-FORMS_HELP = "Comma-separated text forms: taxonomic, taxonomic_common, scientific, common, scientific_common."
-TEMPLATES_HELP = "Template set: openai (80, as pybioclip), single, none."
-DEVICE_HELP = "cpu, cuda, cuda:1, mps (default: best available)."
 
 
 def register(app: typer.Typer) -> None:
@@ -39,31 +49,33 @@ def _species_source(species_list: Path | None, taxonomy: Path | None):
 
 
 def index_cmd(
-    images: list[Path] = typer.Option(
-        ..., "--images", "-i",
-        help="Image sources: a folder of species subfolders, a manifest (.csv/.tsv/.parquet with path, species), "
-        "or precomputed teacher embeddings (.parquet with an embedding column). More may follow as arguments.",
-    ),
-    more: list[Path] = typer.Argument(None, help="More image sources (after --images).", show_default=False),
-    output: Path = typer.Option(..., "--output", "-o", help="The gallery folder."),
-    teacher: str = typer.Option("bioclip-2", "--teacher", "-t", help=TEACHER_HELP),
-    add: bool = typer.Option(False, "--add", help="Append to an existing gallery (the teacher must be the same)."),
-    ann: bool | None = typer.Option(
-        None, "--ann/--no-ann",
-        help="Build (or update) the ANN index; default: automatically from 200,000 images.", show_default=False,
-    ),
-    species_list: Path | None = typer.Option(
-        None, "--species-list", "--slist", help="BirdNET-style species list (`Genus species_Common Name` lines) for "
-        "the species index; listed species without pictures are kept (open-vocabulary ranking).",
-    ),
-    taxonomy: Path | None = typer.Option(None, "--taxonomy", help="Taxonomy CSV for the species index and names."),
-    forms: str = typer.Option("taxonomic_common", help=FORMS_HELP),
-    templates: str = typer.Option("openai", help=TEMPLATES_HELP),
-    batch_size: int = typer.Option(32, "--batch-size", "-b", min=1, help="Images per forward pass."),
-    commit_every: int = typer.Option(256, "--commit-every", min=1, help="Images per committed (resumable) chunk."),
-    device: str | None = typer.Option(None, help=DEVICE_HELP),
+    images: Annotated[list[Path], typer.Option(
+        "--images", "-i", help="Image sources: a folder of species subfolders, a manifest (.csv/.tsv/.parquet with "
+        "path, species), or precomputed teacher embeddings (.parquet with an embedding column). More may follow as "
+        "arguments.")],
+    output: GalleryOutput,
+    more: Annotated[list[Path] | None, typer.Argument(
+        help="More image sources (after --images).", show_default=False)] = None,
+    teacher: Teacher = "bioclip-2",
+    add: Annotated[bool, typer.Option(
+        "--add", help="Append to an existing gallery (the teacher must be the same).")] = False,
+    ann: Annotated[bool | None, typer.Option(
+        "--ann/--no-ann", help="Build (or update) the ANN index; default: automatically from 200,000 images.",
+        show_default=False)] = None,
+    species_list: SpeciesList = None,
+    taxonomy: TaxonomyCsv = None,
+    forms: Forms = "taxonomic_common",
+    templates: Templates = "openai",
+    batch_size: BatchSize = 32,
+    commit_every: Annotated[int, typer.Option(
+        "--commit-every", min=1, help="Images per committed (resumable) chunk.")] = 256,
+    device: Device = None,
 ) -> None:
-    """Build an image gallery (or add to one with --add); a killed build resumes when run again."""
+    """Build an image gallery (or add to one with --add); a killed build resumes when run again.
+
+    The species index holds the species of --species-list or --taxonomy (listed species without pictures are
+    kept: open-vocabulary ranking), or else those of the pictures.
+    """
     from birdbridge.gallery.build import build_gallery
 
     started = time.perf_counter()
@@ -83,20 +95,10 @@ def index_cmd(
         console.print(f"  species index: {sp.total:,} species ({sp.with_images:,} with images, "
                       f"{sp.without_images:,} text only)", highlight=False)
     console.print(f"  ANN: {_ann_text(report.ann or {}, str(report.gallery))}", highlight=False)
-    _report_failures(report)
+    report_failures(report.failures, "inputs", total=report.n_failures, shown=SHOWN_FAILURES)
     if report.added == 0 and report.n_failures:
         # SystemExit, not typer.Exit: click returns (and cli.app.main drops) typer.Exit in non-standalone mode
         raise SystemExit(1)
-
-
-def _report_failures(report) -> None:
-    if not report.n_failures:
-        return
-    console_err.print(f"[yellow]skipped {report.n_failures:,} inputs:[/]")
-    for failure in report.failures[:SHOWN_FAILURES]:
-        console_err.print(f"  - {failure.message}", style="yellow", highlight=False, markup=False, soft_wrap=True)
-    if report.n_failures > SHOWN_FAILURES:
-        console_err.print(f"  ... and {report.n_failures - SHOWN_FAILURES:,} more", highlight=False)
 
 
 def _ann_text(status: dict, folder: str) -> str:
@@ -121,7 +123,7 @@ def _size(n: int) -> str:
 @gallery_app.command("info")
 def info_cmd(
     gallery: Path = typer.Argument(..., help="The gallery folder."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
+    as_json: AsJson = False,
 ) -> None:
     """Images, dimension, teacher, species, ANN status and size on disk."""
     from birdbridge.gallery.store import Gallery
@@ -178,14 +180,15 @@ def ann_cmd(
 
 @gallery_app.command("species")
 def species_cmd(
-    gallery: Path = typer.Argument(..., help="The gallery folder."),
-    species_list: Path | None = typer.Option(None, "--species-list", "--slist", help="BirdNET-style species list."),
-    taxonomy: Path | None = typer.Option(None, "--taxonomy", help="Taxonomy CSV."),
-    from_gallery: bool = typer.Option(False, "--from-gallery", help="Only the species the gallery has images of."),
-    forms: str = typer.Option("taxonomic_common", help=FORMS_HELP),
-    templates: str = typer.Option("openai", help=TEMPLATES_HELP),
-    teacher: str | None = typer.Option(None, "--teacher", "-t", help="Default: the gallery's own teacher."),
-    device: str | None = typer.Option(None, help=DEVICE_HELP),
+    gallery: Annotated[Path, typer.Argument(help="The gallery folder.")],
+    species_list: SpeciesList = None,
+    taxonomy: TaxonomyCsv = None,
+    from_gallery: Annotated[bool, typer.Option(
+        "--from-gallery", help="Only the species the gallery has images of.")] = False,
+    forms: Forms = "taxonomic_common",
+    templates: Templates = "openai",
+    teacher: RecordedTeacher = None,
+    device: Device = None,
 ) -> None:
     """Rebuild the species index from a species list, a taxonomy, or the gallery's own species."""
     from birdbridge.errors import BirdbridgeError

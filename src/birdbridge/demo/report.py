@@ -9,25 +9,25 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from birdbridge.evaluate.results import EvalResult
 from birdbridge.utils.atomic import atomic_path, write_text
 
 METRICS = [("a2i_map", "A→I MAP"), ("a2i_r1", "A→I R@1"), ("i2a_map", "I→A MAP"), ("a2t_r1", "A→T R@1"),
            ("zero_shot_top1", "zero-shot top-1"), ("knn_acc", "kNN acc")]
 
 
-def markdown_table(results: dict[str, Any]) -> str:
+def markdown_table(evaluation: EvalResult) -> str:
     lines = ["| method | " + " | ".join(label for _, label in METRICS) + " |",
              "|---|" + "---:|" * len(METRICS)]
-    for name, m in results["methods"].items():
-        cells = [f"{m[key]:.1f}" if key in m else "—" for key, _ in METRICS]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for method in evaluation.methods.values():
+        cells = [f"{method.metrics[key]:.1f}" if key in method.metrics else "—" for key, _ in METRICS]
+        lines.append(f"| {method.name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def bar_chart(path: Path, results: dict[str, Any], metric: str = "a2i_map", title: str = "audio→image MAP") -> Path:
+def bar_chart(path: Path, evaluation: EvalResult, metric: str = "a2i_map", title: str = "audio→image MAP") -> Path:
     """One bar per method for ``metric``, with its bootstrap 95% interval."""
-    rows = [(n, m[metric], results.get("ci", {}).get(n, {}).get(metric)) for n, m in results["methods"].items()
-            if metric in m]
+    rows = [(m.name, m.metrics[metric], m.ci.get(metric)) for m in evaluation.methods.values() if metric in m.metrics]
     width, bar_h, left = 760, 34, 230
     img = Image.new("RGB", (width, 60 + bar_h * len(rows)), "white")
     draw = ImageDraw.Draw(img)
@@ -97,6 +97,8 @@ def _frame_share_lines(results: dict[str, Any]) -> list[str]:
 
 def write_report(out: Path, results: dict[str, Any], timings: dict[str, float], checks: dict[str, bool],
                  figures: dict[str, str]) -> Path:
+    """``report.md`` from the demo's ``results.json`` mapping (one written by an earlier version too)."""
+    evaluation = EvalResult.from_dict(results)
     lines = [
         "# birdbridge demo",
         "",
@@ -106,10 +108,10 @@ def write_report(out: Path, results: dict[str, Any], timings: dict[str, float], 
         "student's audio encoder (no picture was used) and evaluated audio→image retrieval against the paper's "
         "baselines.",
         "",
-        f"Queries: {results['dataset']['queries']} test recordings; gallery: "
-        f"{results['dataset']['gallery_images']} test pictures; {results['dataset']['species']} species.",
+        f"Queries: {evaluation.dataset.queries} test recordings; gallery: "
+        f"{evaluation.dataset.gallery_images} test pictures; {evaluation.dataset.species} species.",
         "",
-        markdown_table(results),
+        markdown_table(evaluation),
         "",
         *_frame_share_lines(results),
         "## Checks",

@@ -22,15 +22,16 @@ import numpy as np
 from birdbridge.demo.pretrain import PretrainSettings, pretrain_student, pretrain_teacher
 from birdbridge.demo.report import bar_chart, embedding_plot, write_report
 from birdbridge.demo.world import World, WorldConfig, generate_world
+from birdbridge.evaluate.results import DISTILLED, EvalResult
 from birdbridge.utils.atomic import write_json
 
-OURS = "text distillation (birdbridge)"
+OURS = "text distillation (birdbridge)"  # the distilled student's display name
 VIDEO_FPS = 4.0  # frames per second sampled from the world's videos (8 fps) for image-pivot training
-PIVOTS = {  # name -> training settings of the image-pivot students (video frames as targets)
-    "image pivot, random frame (VIP-ANT)": ["objective=image", "video.frame_selection=random"],
-    "image pivot, nearest frame": ["objective=image", "video.frame_selection=nearest"],
-    "image pivot, multiframe": ["objective=image", "video.frame_selection=multiframe"],
-    "text + image pivot (nearest)": ["objective=both", "video.frame_selection=nearest"],
+PIVOTS = {  # method id -> (display name, training settings) of the image-pivot students (video frames as targets)
+    "pivot_random": ("image pivot, random frame (VIP-ANT)", ["objective=image", "video.frame_selection=random"]),
+    "pivot_nearest": ("image pivot, nearest frame", ["objective=image", "video.frame_selection=nearest"]),
+    "pivot_multiframe": ("image pivot, multiframe", ["objective=image", "video.frame_selection=multiframe"]),
+    "text_and_pivot": ("text + image pivot (nearest)", ["objective=both", "video.frame_selection=nearest"]),
 }
 
 
@@ -93,31 +94,37 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), progress:
         ])
         return train(cfg, fresh=True).model
 
-    trained = {OURS: step("distil (birdbridge train)", lambda: distil("distill", settings.distill_epochs,
-                                                                       ["data.val_split=test"]))}
+    names = {DISTILLED: OURS}
+    trained = {DISTILLED: step("distil (birdbridge train)", lambda: distil("distill", settings.distill_epochs,
+                                                                            ["data.val_split=test"]))}
     if settings.pivots:
-        for i, (name, extra) in enumerate(PIVOTS.items()):
-            trained[name] = step(f"train: {name}", lambda i=i, extra=extra: distil(
+        for i, (method, (name, extra)) in enumerate(PIVOTS.items()):
+            names[method] = name
+            trained[method] = step(f"train: {name}", lambda i=i, extra=extra: distil(
                 f"pivots/{i}", settings.pivot_epochs, extra))
 
     from birdbridge.evaluate.runner import EvalSettings, evaluate
 
-    results = step("evaluate against the baselines", lambda: evaluate(
-        {name: str(path) for name, path in trained.items()}, out / "world" / "dataset.yaml",
+    evaluation = step("evaluate against the baselines", lambda: evaluate(
+        {method: str(path) for method, path in trained.items()}, out / "world" / "dataset.yaml", names=names,
         settings=EvalSettings(image_split="test"), progress=progress))
+    results = evaluation.to_dict()
+    shares: dict[str, dict[str, Any]] = {}
     if settings.pivots:
         from birdbridge.demo.frame_choice import bird_frame_share
 
-        results["bird_frame_share"] = step("measure how often the nearest frame shows the bird", lambda: {
-            name: bird_frame_share(world, path, teacher, VIDEO_FPS) for name, path in trained.items()})
-    checks = _checks(results, settings.pivots)
+        shares = step("measure how often the nearest frame shows the bird", lambda: {
+            method: bird_frame_share(world, path, teacher, VIDEO_FPS) for method, path in trained.items()})
+        results["bird_frame_share"] = {names[method]: share for method, share in shares.items()}
+    checks = _checks(evaluation, shares, settings.pivots)
     step("index the pictures (birdbridge index)", lambda: index_pictures(out, teacher, progress))
     results["checks"] = checks
     results["timings"] = timings
-    results["ordering_a2i_map"] = sorted((n for n in results["methods"] if "a2i_map" in results["methods"][n]),
-                                         key=lambda n: -results["methods"][n]["a2i_map"])
+    ranked = sorted((m for m in evaluation.methods.values() if "a2i_map" in m.metrics),
+                    key=lambda m: -m.metrics["a2i_map"])
+    results["ordering_a2i_map"] = [m.name for m in ranked]
     write_json(out / "results.json", results)
-    figures = _figures(out, results, trained[OURS], world)
+    figures = _figures(out, evaluation, trained[DISTILLED], world)
     write_report(out, results, timings, checks, figures)
     return results
 
@@ -131,11 +138,13 @@ def index_pictures(out: Path, teacher: Path, progress: bool | None) -> None:
                   species=out / "world" / "taxonomy.csv", progress=progress)
 
 
-def _checks(results: dict[str, Any], pivots: bool) -> dict[str, bool]:
-    methods = results["methods"]
-    ours, rand = methods[OURS], methods["random projection"]
-    mapping = methods["text-embedding mapping"]
-    undistilled = next(v for k, v in methods.items() if k.startswith("undistilled"))
+def _checks(evaluation: EvalResult, shares: dict[str, dict[str, Any]], pivots: bool) -> dict[str, bool]:
+    """The paper's inequalities (and, with the image pivots, the orderings the world's design guarantees)."""
+    def metrics(method_id: str) -> dict[str, float]:
+        return evaluation.method(method_id).metrics
+
+    ours, rand, mapping = metrics(DISTILLED), metrics("random_projection"), metrics("text_mapping")
+    undistilled = metrics("undistilled")
     checks = {
         f"distilled A→I MAP {ours['a2i_map']:.1f} ≥ 3 × random projection {rand['a2i_map']:.1f}":
             ours["a2i_map"] >= 3 * rand["a2i_map"],
@@ -145,20 +154,20 @@ def _checks(results: dict[str, Any], pivots: bool) -> dict[str, bool]:
         f"{undistilled['knn_acc']:.1f}": ours["knn_acc"] >= undistilled["knn_acc"] - 5.0,
     }
     if pivots:
-        near, rnd = methods["image pivot, nearest frame"], methods["image pivot, random frame (VIP-ANT)"]
+        near, rnd = metrics("pivot_nearest"), metrics("pivot_random")
         checks[f"nearest-frame A→I MAP {near['a2i_map']:.1f} > random-frame {rnd['a2i_map']:.1f} "
                "(most frames show no bird)"] = near["a2i_map"] > rnd["a2i_map"]
-        share = results["bird_frame_share"]["image pivot, nearest frame"]
+        share = shares["pivot_nearest"]
         checks[f"the nearest-frame student's nearest frame shows the bird {100 * share['nearest']:.0f}% of the time, "
                f"a random frame {100 * share['random']:.0f}%"] = share["nearest"] > share["random"]
     return checks
 
 
-def _figures(out: Path, results: dict[str, Any], model: Path, world: World) -> dict[str, str]:
+def _figures(out: Path, evaluation: EvalResult, model: Path, world: World) -> dict[str, str]:
     from birdbridge.embed import embed_audio, embed_images
 
     figures = {"audio→image MAP by method": "figures/a2i_map.png"}
-    bar_chart(out / figures["audio→image MAP by method"], results)
+    bar_chart(out / figures["audio→image MAP by method"], evaluation)
     audio_items, image_items = world.audio_items("test"), world.image_items("test")
     audio = embed_audio([world.path(it) for it in audio_items], model, progress=False)
     images = embed_images([world.path(it) for it in image_items], out / "models" / "teacher", progress=False)

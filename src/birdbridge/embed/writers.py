@@ -15,20 +15,26 @@ from birdbridge.utils.atomic import atomic_path, write_npy
 FORMATS = (".npy", ".parquet", ".csv")
 
 
+def check_format(path: str | Path) -> str:
+    """The output format of ``path`` (its suffix), or a clear error for one birdbridge cannot write."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise BirdbridgeError(f"{path}: unknown output format {suffix!r}; use one of {', '.join(FORMATS)}")
+    return suffix
+
+
 def write_table(path: str | Path, table: EmbeddingTable) -> Path:
     """``.npy``: float32 [N, D] only. ``.parquet``: metadata columns + an ``embedding`` list column.
     ``.csv``: metadata columns + one column per dimension (``e0`` … ``e{D-1}``)."""
     path = Path(path)
-    suffix = path.suffix.lower()
+    suffix = check_format(path)
     vectors = np.ascontiguousarray(table.vectors, dtype=np.float32)
     if suffix == ".npy":
         write_npy(path, vectors)
     elif suffix == ".parquet":
         _write_parquet(path, table.columns(), vectors, table.meta)
-    elif suffix == ".csv":
-        _write_csv(path, table.columns(), vectors)
     else:
-        raise BirdbridgeError(f"{path}: unknown output format {suffix!r}; use one of {', '.join(FORMATS)}")
+        _write_csv(path, table.columns(), vectors)
     return path
 
 

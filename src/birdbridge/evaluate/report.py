@@ -1,14 +1,13 @@
-"""Results in the paper's shape: a methods × metrics table on the terminal, and ``results.json``."""
+"""Results in the paper's shape: a methods × metrics table on the terminal (``results.json``:
+:meth:`EvalResult.write <birdbridge.evaluate.results.EvalResult.write>`)."""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
-from typing import Any
 
 from rich.table import Table
 
-from birdbridge.utils.atomic import write_json
+from birdbridge.evaluate.results import EvalResult
 
 COLUMNS = [
     ("a2i_map", "A→I MAP"), ("a2i_r1", "A→I R@1"), ("a2i_r5", "R@5"), ("a2i_r10", "R@10"),
@@ -17,28 +16,22 @@ COLUMNS = [
 ]
 
 
-def results_table(results: dict[str, Any], title: str = "birdbridge evaluation") -> Table:
-    methods: dict[str, dict[str, float]] = results["methods"]
-    cis: dict[str, dict[str, list[float]]] = results.get("ci", {})
-    used = [(key, label) for key, label in COLUMNS if any(key in m for m in methods.values())]
+def results_table(result: EvalResult, title: str = "birdbridge evaluation") -> Table:
+    """One row per method (by display name), one column per metric any method has, with 95% intervals."""
+    methods = list(result.methods.values())
+    used = [(key, label) for key, label in COLUMNS if any(key in m.metrics for m in methods)]
     table = Table(title=title)
     table.add_column("method")
     for _, label in used:
         table.add_column(label, justify="right")
-    for name, metrics in methods.items():
-        row = [name]
+    for method in methods:
+        row = [method.name]
         for key, _ in used:
-            value = metrics.get(key)
+            value = method.metrics.get(key)
             if value is None or (isinstance(value, float) and math.isnan(value)):
                 row.append("—")
                 continue
-            ci = cis.get(name, {}).get(key)
+            ci = method.ci.get(key)
             row.append(f"{value:.2f}" + (f" [{ci[0]:.1f}, {ci[1]:.1f}]" if ci else ""))
         table.add_row(*row)
     return table
-
-
-def write_results(path: str | Path, results: dict[str, Any]) -> Path:
-    path = Path(path)
-    write_json(path, results)
-    return path

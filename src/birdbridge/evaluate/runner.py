@@ -10,7 +10,8 @@ teacher's species text embeddings. In each method's own space, a weighted kNN cl
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,25 +24,19 @@ from birdbridge.errors import BirdbridgeError, Failure
 from birdbridge.evaluate import baselines as B
 from birdbridge.evaluate.bootstrap import bootstrap_cis
 from birdbridge.evaluate.metrics import knn_correct, per_class_accuracy, retrieval_metrics, topk_accuracy
+from birdbridge.evaluate.results import (
+    BASELINE_IDS,
+    DISPLAY_NAMES,
+    DISTILLED,
+    DatasetSummary,
+    EvalResult,
+    MethodResult,
+    TeacherSummary,
+    undistilled_name,
+)
+from birdbridge.evaluate.settings import EvalSettings
 from birdbridge.models.loader import load_student, load_teacher, load_text_encoder, model_layout
 from birdbridge.species import PromptSpec, species_prompts, species_text_embeddings
-
-
-@dataclass
-class EvalSettings:
-    split: str = "test"
-    knn_split: str | None = "train"
-    image_split: str | None = None  # None: every picture of the dataset
-    k: int = 20
-    tau: float = 0.07
-    bootstrap: int = 1000
-    seed: int = 0
-    class_forms: tuple[str, ...] = ("taxonomic_common",)
-    class_templates: str = "openai"
-    text_forms: tuple[str, ...] = ("common", "scientific", "taxonomic", "taxonomic_common")
-    mapping_ridge: float = 1e-2
-    chain_scale: float = 100.0
-    batch_size: int = 16
 
 
 @dataclass
@@ -57,24 +52,42 @@ class Space:
 
 
 def evaluate(
-    models: dict[str, str],
+    models: Mapping[str, str | os.PathLike[str]],
     dataset: str | os.PathLike[str] | Dataset,
     *,
+    names: Mapping[str, str] | None = None,
     teacher: str | None = None,
     base_student: str | None = None,
     baselines: tuple[str, ...] = B.BASELINES,
     settings: EvalSettings | None = None,
     device: str | None = None,
     progress: bool | None = None,
-) -> dict[str, Any]:
-    """Evaluate ``models`` (name -> trained student) and ``baselines``; returns the results mapping."""
+) -> EvalResult:
+    """Evaluate trained students and the paper's baselines on ``dataset``.
+
+    Args:
+        models: given name -> trained student (a ``birdbridge train`` output folder). A lone model's method id is
+            ``distilled``; several keep their given names as ids.
+        names: display names of the models, by given name (default: the given names).
+        baselines: any of ``random``, ``mapping``, ``chain``, ``undistilled`` (ids ``random_projection``,
+            ``text_mapping``, ``zero_shot_chain``, ``undistilled``).
+
+    Returns:
+        An :class:`~birdbridge.evaluate.results.EvalResult`; ``.write(path)`` writes ``results.json``.
+    """
     s = settings or EvalSettings()
     ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
     taxonomy = ds.taxonomy
     unknown = set(baselines) - set(B.BASELINES)
     if unknown:
         raise BirdbridgeError(f"unknown baseline(s) {sorted(unknown)}; choose from {', '.join(B.BASELINES)}")
-    metas = {name: _student_meta(ref) for name, ref in models.items()}
+    ids = {name: DISTILLED if len(models) == 1 else name for name in models}
+    labels = {ids[name]: (names or {}).get(name, name) for name in models}
+    taken = {BASELINE_IDS[b] for b in baselines} | {DISPLAY_NAMES.get(BASELINE_IDS[b]) for b in baselines}
+    clash = sorted((set(ids.values()) | set(labels.values())) & taken)
+    if clash:
+        raise BirdbridgeError(f"the model name(s) {', '.join(clash)} are taken by baselines; give the models others")
+    metas = {name: _student_meta(str(ref)) for name, ref in models.items()}
     teacher_ref = teacher or next((m["teacher"]["ref"] for m in metas.values() if m), None)
     if teacher_ref is None:
         raise BirdbridgeError("no teacher: pass --teacher (e.g. bioclip-2) or a trained student that records one")
@@ -122,9 +135,10 @@ def evaluate(
     train_keep: dict[str, list[int]] = {}
     for name, ref in models.items():
         student = load_student(ref, device)
-        q, query_keep[name] = embed(student, queries)
-        tr, train_keep[name] = embed(student, train)
-        spaces[name] = Space(teacher=q, own_query=q, own_train=tr if train else None)
+        method = ids[name]
+        q, query_keep[method] = embed(student, queries)
+        tr, train_keep[method] = embed(student, train)
+        spaces[method] = Space(teacher=q, own_query=q, own_train=tr if train else None)
 
     if baselines:
         base = load_student(base_ref, device)
@@ -135,28 +149,29 @@ def evaluate(
         has_train = bool(train)
         if "random" in baselines:
             r = B.random_projection(np.vstack([qb, tb]) if has_train else qb, t.embed_dim, s.seed)
-            spaces["random projection"] = Space(teacher=r[: len(qb)], own_query=r[: len(qb)],
+            spaces[BASELINE_IDS["random"]] = Space(teacher=r[: len(qb)], own_query=r[: len(qb)],
                                                 own_train=r[len(qb):] if has_train else None)
         if "mapping" in baselines:
             mapping = _fit_mapping(base_text, t, taxonomy, ds.species_in(train) if train else list(taxonomy.keys),
                                    text_spec, s.mapping_ridge)
             m_q, m_t = B.apply_text_mapping(qb, mapping), B.apply_text_mapping(tb, mapping) if has_train else None
-            spaces["text-embedding mapping"] = Space(teacher=m_q, own_query=m_q, own_train=m_t)
+            spaces[BASELINE_IDS["mapping"]] = Space(teacher=m_q, own_query=m_q, own_train=m_t)
         if "chain" in baselines:
             c_q = B.zero_shot_chain(qb, student_classes, teacher_classes, s.chain_scale)
             c_t = B.zero_shot_chain(tb, student_classes, teacher_classes, s.chain_scale) if has_train else None
-            spaces["zero-shot chain"] = Space(teacher=c_q, own_query=c_q, own_train=c_t)
+            spaces[BASELINE_IDS["chain"]] = Space(teacher=c_q, own_query=c_q, own_train=c_t)
         if "undistilled" in baselines:
-            spaces[f"undistilled ({base.name})"] = Space(
+            spaces[BASELINE_IDS["undistilled"]] = Space(
                 teacher=None, own_query=qb, own_train=tb if has_train else None, zero_shot=qb @ student_classes.T,
             )
-        for name in spaces:
-            if name not in models:
-                query_keep[name], train_keep[name] = query_keep["_base"], train_keep["_base"]
+            labels[BASELINE_IDS["undistilled"]] = undistilled_name(base.name)
+        for method in spaces:
+            if method not in query_keep:
+                query_keep[method], train_keep[method] = query_keep["_base"], train_keep["_base"]
 
     query_labels_all = np.array([taxonomy.index(it.species) for it in queries])
     train_labels_all = np.array([taxonomy.index(it.species) for it in train]) if train else None
-    methods, cis, per_species = {}, {}, {}
+    methods: dict[str, MethodResult] = {}
     for name, space in spaces.items():
         ql = query_labels_all[query_keep[name]]
         per_query: dict[str, np.ndarray] = {}
@@ -186,24 +201,23 @@ def evaluate(
             correct = knn_correct(space.own_train, tl, space.own_query, ql, k=s.k, tau=s.tau)
             metrics["knn_acc"] = 100 * correct.mean()
             per_query["knn_acc"] = 100 * correct.astype(float)
-        methods[name] = {k: float(v) for k, v in metrics.items()}
+        cis = {}
         if s.bootstrap and per_query:
-            cis[name] = {k: [float(lo), float(hi)] for k, (lo, hi) in
-                         bootstrap_cis(per_query, n_resamples=s.bootstrap, seed=s.seed).items()}
-        per_species[name] = breakdown
-    return {
-        "methods": methods,
-        "ci": cis,
-        "per_species": per_species,
-        "dataset": {"name": ds.name, "root": str(ds.root), "species": len(taxonomy), "queries": len(queries),
-                    "knn_references": len(train), "gallery_images": len(image_table) if image_table else 0,
-                    "text_gallery": len(text_labels)},
-        "teacher": {"ref": teacher_ref, "name": t.name, "fingerprint": t.fingerprint},
-        "base_student": base_ref,
-        "models": {name: str(ref) for name, ref in models.items()},
-        "settings": asdict(s),
-        "failures": [f.as_json() for f in failures],
-    }
+            cis = {k: (float(lo), float(hi)) for k, (lo, hi) in
+                   bootstrap_cis(per_query, n_resamples=s.bootstrap, seed=s.seed).items()}
+        methods[name] = MethodResult(name, labels.get(name) or DISPLAY_NAMES[name],
+                                     {k: float(v) for k, v in metrics.items()}, cis, breakdown)
+    return EvalResult(
+        methods=methods,
+        dataset=DatasetSummary(name=ds.name, root=str(ds.root), species=len(taxonomy), queries=len(queries),
+                               knn_references=len(train), gallery_images=len(image_table) if image_table else 0,
+                               text_gallery=len(text_labels)),
+        teacher=TeacherSummary(ref=teacher_ref, name=t.name, fingerprint=t.fingerprint),
+        base_student=base_ref,
+        models={ids[name]: str(ref) for name, ref in models.items()},
+        settings=s,
+        failures=failures,
+    )
 
 
 def _student_meta(ref: str) -> dict[str, Any] | None:

@@ -1,4 +1,9 @@
-"""Search: recordings (or texts, or pictures) in; species with scores and the closest gallery pictures out."""
+"""Search: recordings (or texts, or pictures) in; species with scores and the closest gallery pictures out.
+
+One engine (:class:`SearchEngine`: audio, text and picture queries, for Python users and ``birdbridge
+serve``), one function (:func:`search`: recordings and folders, as ``birdbridge search``), and one result
+type (:class:`FileResult` and its parts) that the CLI, the output files and the web API all read.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +11,25 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from birdbridge.errors import BirdbridgeError
+from birdbridge.gallery import Gallery
 from birdbridge.search.engine import SearchEngine
-from birdbridge.search.results import FileResult, ImageHit, SpeciesHit, WindowResult
-from birdbridge.search.runner import RunReport, SearchOptions, run_search
+from birdbridge.search.formats import FILE_FORMATS, check_format
+from birdbridge.search.like import SimilarWindows, search_like
+from birdbridge.search.results import FileResult, ImageHit, RunReport, SpeciesHit, WindowResult
+from birdbridge.search.runner import run_folder
 from birdbridge.species import SpeciesArg
+
+PathLike = str | os.PathLike[str]
 
 
 def search(
-    inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    inputs: PathLike | Sequence[PathLike],
     *,
-    model: str | os.PathLike[str],
-    gallery,
+    model: PathLike | None = None,
+    gallery: PathLike | Gallery | None = None,
+    engine: SearchEngine | None = None,
+    teacher: str | None = None,
     window_s: float | None = None,
     hop_s: float | None = None,
     top_k: int = 5,
@@ -24,20 +37,57 @@ def search(
     min_score: float = 0.05,
     species: SpeciesArg | None = None,
     merge: bool = False,
+    output: PathLike | None = None,
+    format: str = "csv",  # as `birdbridge search --format`
+    combined: bool = False,
+    overwrite: bool = False,
     device: str | None = None,
-) -> list[FileResult]:
-    """Species and pictures per window of each recording (files or folders), as ``birdbridge search``."""
+    progress: bool | None = None,
+) -> RunReport:
+    """Species and pictures per window of each recording (files or folders, searched recursively), as
+    ``birdbridge search``.
+
+    Args:
+        inputs: recordings or folders of recordings.
+        model: the student distilled for the gallery's teacher (a ``birdbridge train`` output folder).
+        gallery: a gallery built with ``birdbridge index`` (or an open :class:`~birdbridge.gallery.Gallery`).
+        engine: an open :class:`SearchEngine` instead of ``model`` and ``gallery`` (load once, search often).
+        teacher: the gallery's teacher, if its recorded reference moved.
+        window_s, hop_s: analysis window and hop in seconds (default: the model's window, hop = window).
+        top_k, n_images, min_score: species and pictures per window; the lowest species score kept.
+        species: only these species (a Taxonomy, a taxonomy CSV, a BirdNET-style list file, or labels).
+        merge: merge consecutive windows with the same top species.
+        output: a folder for one result file per recording (or, with ``combined``, a file or folder for one
+            file); without it the results stay in memory (:attr:`RunReport.results`).
+        format: the output files' format: csv (BirdNET-Analyzer's columns), raven, json or parquet.
+        combined: one file for all recordings.
+        overwrite: redo recordings whose result files exist (by default they are skipped: runs resume).
+
+    Returns:
+        A :class:`RunReport`: results in memory (in input order), files written, recordings skipped as
+        already done, and the inputs that could not be searched (each named, with why).
+
+    Raises:
+        BirdbridgeError: a gallery or model that cannot answer, a bad argument, or inputs of which not one
+            could be searched.
+    """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
-    engine = SearchEngine.open(gallery, model, device=device)
-    options = SearchOptions(window_s, hop_s, top_k, n_images, min_score, species, merge)
-    report = run_search(engine, [Path(p) for p in inputs], options, progress=None)
-    if report.failures and not report.results:
-        from birdbridge.errors import BirdbridgeError
-
+    if output is not None:
+        check_format(format, FILE_FORMATS)
+    if engine is None:
+        if gallery is None:
+            raise BirdbridgeError("give a gallery (and the model distilled for it), or an open SearchEngine")
+        engine = SearchEngine.open(gallery, model, teacher=teacher, device=device)
+    report = run_folder(
+        engine, [Path(p) for p in inputs], window_s=window_s, hop_s=hop_s, top_k=top_k, n_images=n_images,
+        min_score=min_score, species=species, merge=merge, output=None if output is None else Path(output),
+        fmt=format, combined=combined, overwrite=overwrite, progress=progress,
+    )
+    if report.nothing_done:
         raise BirdbridgeError("; ".join(f.message for f in report.failures))
-    return report.results
+    return report
 
 
-__all__ = ["FileResult", "ImageHit", "RunReport", "SearchEngine", "SearchOptions", "SpeciesHit", "WindowResult",
-           "run_search", "search"]
+__all__ = ["FileResult", "ImageHit", "RunReport", "SearchEngine", "SimilarWindows", "SpeciesHit", "WindowResult",
+           "search", "search_like"]

@@ -13,7 +13,7 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -40,6 +40,9 @@ class SearchEngine:
 
     A gallery that cannot answer (an unfinished build, no species index, damaged files) is refused here,
     with a message naming it, the problem and the fix, before any result is written.
+
+    Safe to call from several threads (``birdbridge serve`` does, under its own concurrency limit); the
+    teacher, loaded on the first text or picture query, is loaded once.
     """
 
     def __init__(self, gallery: Gallery, student: AudioStudent | None = None, *, teacher_ref: str | None = None,
@@ -50,6 +53,7 @@ class SearchEngine:
         self.device = device
         self._teacher_ref = teacher_ref
         self._teacher = None
+        self._teacher_lock = threading.Lock()
         self._taxonomy: Taxonomy | None = None
         self._species = gallery.species()
         self._species_vectors = np.asarray(gallery.species_vectors, dtype=np.float32)
@@ -74,14 +78,43 @@ class SearchEngine:
     # ------------------------------------------------------------------ teacher (text and picture queries)
     @property
     def teacher(self):
-        if self._teacher is None:
-            ref = self._teacher_ref or self.gallery.teacher.get("ref")
-            if not ref:
-                raise BirdbridgeError("this gallery records no teacher; pass --teacher for text and picture queries")
-            teacher = load_teacher(ref, self.device)
-            self.gallery.check_teacher({"name": teacher.name, "fingerprint": teacher.fingerprint}, f"teacher {ref}")
-            self._teacher = teacher
+        with self._teacher_lock:  # two first queries at once load it once
+            if self._teacher is None:
+                ref = self._teacher_ref or self.gallery.teacher.get("ref")
+                if not ref:
+                    raise BirdbridgeError("this gallery records no teacher; pass --teacher for text and picture "
+                                          "queries")
+                teacher = load_teacher(ref, self.device)
+                self.gallery.check_teacher({"name": teacher.name, "fingerprint": teacher.fingerprint},
+                                           f"teacher {ref}")
+                self._teacher = teacher
         return self._teacher
+
+    # ------------------------------------------------------------------ what it holds
+    def info(self) -> dict[str, Any]:
+        """The student, the gallery's teacher and size, and the student's default window and sample rate."""
+        student = self.student
+        return {
+            "model": student.name if student else None,
+            "teacher": dict(self.gallery.teacher),
+            "gallery": {"images": len(self.gallery), "species": len(self._species)},
+            "window_s": student.window_s if student else None,
+            "sample_rate": student.sample_rate if student else None,
+        }
+
+    @property
+    def band_hz(self) -> tuple[float, float]:
+        """The student's frequency band (a Raven selection's low and high frequency); (0, 0) without one."""
+        if self.student is None:
+            return 0.0, 0.0
+        cfg = self.student.frontend_config
+        return cfg.fmin, cfg.fmax
+
+    def image_file(self, image_id: str) -> Path | None:
+        """The gallery's own file for ``image_id`` (None for unknown ids or pictures without a file)."""
+        if not self.gallery.has_id(image_id):
+            return None
+        return self.gallery.image_file(image_id)
 
     # ------------------------------------------------------------------ species
     @property

@@ -22,6 +22,8 @@ from birdbridge.search.results import FileResult
 from birdbridge.utils.atomic import atomic_path, write_text
 
 FORMATS = ("table", "csv", "raven", "json", "parquet")
+FILE_FORMATS = FORMATS[1:]
+TEXT_FORMATS = ("csv", "raven", "json")  # the file formats that are text (and can go to standard output)
 SUFFIX = {"csv": ".birdbridge.results.csv", "raven": ".birdbridge.selection.table.txt",
           "json": ".birdbridge.results.json", "parquet": ".birdbridge.results.parquet"}
 CSV_COLUMNS = ["Start (s)", "End (s)", "Scientific name", "Common name", "Confidence", "File"]
@@ -77,18 +79,29 @@ def write_parquet(path: Path, results: Sequence[FileResult]) -> None:
         pq.write_table(table, tmp)
 
 
+def check_format(fmt: str, formats: Sequence[str] = FORMATS) -> str:
+    """``fmt`` if it is one of ``formats``, else a clear error."""
+    if fmt not in formats:
+        raise BirdbridgeError(f"unknown format {fmt!r}; use one of {', '.join(formats)}")
+    return fmt
+
+
+def format_text(fmt: str, results: Sequence[FileResult], *, n_images: int, band_hz: tuple[float, float]) -> str:
+    """The results in a text format (csv, raven or json), as written to files or standard output."""
+    check_format(fmt, TEXT_FORMATS)
+    if fmt == "csv":
+        return to_csv(results, n_images)
+    if fmt == "raven":
+        return to_raven(results, *band_hz)
+    return to_json(results)
+
+
 def write_results(path: Path, fmt: str, results: Sequence[FileResult], *, n_images: int, band_hz: tuple[float, float]
                   ) -> Path:
-    if fmt == "csv":
-        write_text(path, to_csv(results, n_images))
-    elif fmt == "raven":
-        write_text(path, to_raven(results, *band_hz))
-    elif fmt == "json":
-        write_text(path, to_json(results))
-    elif fmt == "parquet":
+    if check_format(fmt, FILE_FORMATS) == "parquet":
         write_parquet(path, results)
     else:
-        raise BirdbridgeError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+        write_text(path, format_text(fmt, results, n_images=n_images, band_hz=band_hz))
     return path
 
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from birdbridge.embed.audio import embed_audio_windows
 from birdbridge.embed.table import EmbeddingTable
 from birdbridge.embed.writers import read_table
-from birdbridge.errors import BirdbridgeError
+from birdbridge.errors import BirdbridgeError, Failure
+from birdbridge.models.loader import load_student
 from birdbridge.models.student import AudioStudent
 from birdbridge.utils.vectors import l2_normalize
 
@@ -20,6 +25,39 @@ class Neighbour:
     start_s: float | None
     end_s: float | None
     score: float
+
+
+@dataclass(frozen=True)
+class SimilarWindows:
+    """A window of a query recording and its nearest windows in the store, best first."""
+
+    file: str
+    start_s: float
+    end_s: float
+    similar: list[Neighbour]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "start_s": self.start_s, "end_s": self.end_s,
+                "similar": [asdict(n) for n in self.similar]}
+
+
+def search_like(inputs: Sequence[str | os.PathLike[str]], store: str | os.PathLike[str],
+                student: AudioStudent | str | os.PathLike[str] | None, *, k: int = 5, window_s: float | None = None,
+                hop_s: float | None = None, device: str | None = None, progress: bool | None = None,
+                ) -> tuple[list[SimilarWindows], list[Failure]]:
+    """Each window of the recordings ``inputs`` with its ``k`` most similar windows in ``store`` (a .parquet
+    from ``birdbridge embed audio``, made by ``student``); the recordings that could not be read are returned
+    as failures."""
+    if student is None:
+        raise BirdbridgeError("--like needs the model that made the store: pass --model")
+    if not isinstance(student, AudioStudent):
+        student = load_student(student, device)
+    table = load_store(store, student)  # checked before any audio is embedded
+    queries = embed_audio_windows(list(inputs), student, window_s=window_s, hop_s=hop_s, progress=progress)
+    neighbours = nearest(queries.vectors, table, k)
+    rows = [SimilarWindows(name, float(s), float(e), near)
+            for name, s, e, near in zip(queries.names, queries.start_s, queries.end_s, neighbours, strict=True)]
+    return rows, queries.failures
 
 
 def load_store(path: str | Path, student: AudioStudent) -> EmbeddingTable:

@@ -1,4 +1,5 @@
-"""Folder runs: many recordings in, one result file per recording (or one combined file) out.
+"""Folder runs, behind :func:`birdbridge.search.search`: many recordings in, one result file per recording
+(or one combined file) out.
 
 Resumable as BirdNET-Analyzer's folder runs are: per-file outputs that already exist are skipped (a
 combined run keeps per-file partial results in ``.birdbridge-partial/`` until the combined file is
@@ -14,7 +15,7 @@ import json
 import os
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from birdbridge.audio import AUDIO_EXTENSIONS
@@ -23,7 +24,7 @@ from birdbridge.errors import BirdbridgeError, Failure
 from birdbridge.search.engine import SearchEngine
 from birdbridge.search.formats import SUFFIX, write_results
 from birdbridge.search.merge import merge_windows
-from birdbridge.search.results import FileResult
+from birdbridge.search.results import FileResult, RunReport
 from birdbridge.species import SpeciesArg, as_taxonomy
 from birdbridge.utils.atomic import write_text
 from birdbridge.utils.prefetch import batched
@@ -31,25 +32,6 @@ from birdbridge.utils.progress import progress_bar
 from birdbridge.utils.walk import walk_files
 
 PARTIAL = ".birdbridge-partial"
-
-
-@dataclass
-class SearchOptions:
-    window_s: float | None = None
-    hop_s: float | None = None
-    top_k: int = 5
-    n_images: int = 5
-    min_score: float = 0.05
-    species: SpeciesArg | None = None  # see birdbridge.species.as_taxonomy
-    merge: bool = False
-
-
-@dataclass
-class RunReport:
-    results: list[FileResult] = field(default_factory=list)  # in input order (only in-memory runs keep all)
-    written: list[Path] = field(default_factory=list)
-    skipped: list[Path] = field(default_factory=list)  # already done (resumed)
-    failures: list[Failure] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -131,15 +113,17 @@ def _disambiguate(files: list[Path], names: list[Path]) -> list[Path]:
             depth[i] += 1
 
 
-def run_search(engine: SearchEngine, inputs: Sequence[str | os.PathLike[str]], options: SearchOptions, *,
-               output: Path | None = None, fmt: str = "table", combined: bool = False, overwrite: bool = False,
-               files_per_batch: int = 8, progress: bool | None = None) -> RunReport:
+def run_folder(engine: SearchEngine, inputs: Sequence[str | os.PathLike[str]], *, window_s: float | None = None,
+               hop_s: float | None = None, top_k: int = 5, n_images: int = 5, min_score: float = 0.05,
+               species: SpeciesArg | None = None, merge: bool = False, output: Path | None = None,
+               fmt: str = "table", combined: bool = False, overwrite: bool = False, files_per_batch: int = 8,
+               progress: bool | None = None) -> RunReport:
     """Search every recording; write per-file (or combined) outputs when ``output`` is given."""
     jobs, unreadable = audio_jobs(inputs)
-    if options.species is not None:  # read the species list once, and before any audio is embedded
-        options = replace(options, species=as_taxonomy(options.species, known=engine.taxonomy))
+    if species is not None:  # read the species list once, and before any audio is embedded
+        species = as_taxonomy(species, known=engine.taxonomy)
     report = RunReport(failures=unreadable)
-    band = _band(engine)
+    band = engine.band_hz
     partial_dir = None
     if output is not None and fmt != "table":
         base = output.parent if combined and output.suffix else output
@@ -154,8 +138,8 @@ def run_search(engine: SearchEngine, inputs: Sequence[str | os.PathLike[str]], o
     with progress_bar("Searching", len(todo), progress) as bar:
         for chunk in batched(todo, files_per_batch):
             results, failures = engine.search_audio(
-                [f for f, _ in chunk], window_s=options.window_s, hop_s=options.hop_s, top_k=options.top_k,
-                n_images=options.n_images, min_score=options.min_score, species=options.species, progress=False,
+                [f for f, _ in chunk], window_s=window_s, hop_s=hop_s, top_k=top_k, n_images=n_images,
+                min_score=min_score, species=species, progress=False,
             )
             report.failures += failures
             by_name = {r.file: r for r in results}
@@ -163,15 +147,14 @@ def run_search(engine: SearchEngine, inputs: Sequence[str | os.PathLike[str]], o
                 result = by_name.get(str(file))
                 if result is None:
                     continue
-                if options.merge:
+                if merge:
                     result.windows = merge_windows(result.windows)
                 if target is None:
                     report.results.append(result)
                 elif combined:
                     write_text(target, json.dumps(result.to_dict()))
                 else:
-                    report.written.append(write_results(target, fmt, [result], n_images=options.n_images,
-                                                        band_hz=band))
+                    report.written.append(write_results(target, fmt, [result], n_images=n_images, band_hz=band))
             bar.advance(len(chunk))
     if combined and partial_dir is not None:
         done = []
@@ -180,7 +163,7 @@ def run_search(engine: SearchEngine, inputs: Sequence[str | os.PathLike[str]], o
             if part is not None and part.exists():
                 done.append(FileResult.from_dict(json.loads(part.read_text())))
         target = output if output.suffix else output / SUFFIX[fmt].lstrip(".")
-        report.written.append(write_results(target, fmt, done, n_images=options.n_images, band_hz=band))
+        report.written.append(write_results(target, fmt, done, n_images=n_images, band_hz=band))
         report.results = done
         for part in partial_dir.glob("*.json"):
             part.unlink()
@@ -195,10 +178,3 @@ def _target(output: Path | None, name: Path, fmt: str, combined: bool, partial_d
         digest = hashlib.sha256(name.as_posix().encode()).hexdigest()[:20]
         return partial_dir / f"{digest}.json"
     return output / name.parent / (name.name + SUFFIX[fmt])
-
-
-def _band(engine: SearchEngine) -> tuple[float, float]:
-    if engine.student is None:
-        return 0.0, 0.0
-    cfg = engine.student.frontend_config
-    return cfg.fmin, cfg.fmax

@@ -1,4 +1,4 @@
-"""The web page and JSON API over a search service: ``create_app(service) -> FastAPI``.
+"""The web page and JSON API over a search engine: ``create_app(engine) -> FastAPI``.
 
 * Uploads go through Starlette's multipart parser (:mod:`birdbridge.serve.uploads`): refused with 413 as
   soon as the body passes the limit (or at once, from ``Content-Length``), with 408 when the body stalls.
@@ -7,7 +7,9 @@
   :class:`~birdbridge.audio.windows.WindowLimits`), from the header and again while decoding.
 * Model work (searches, spectrograms) runs in worker threads under one limit (:mod:`birdbridge.serve.work`),
   and is cancelled when its client disconnects or the server shuts down.
-* Images are served only as the files the service returns for a known id, only with an image suffix.
+* Results are the engine's own (:meth:`FileResult.to_dict(paths=False) <birdbridge.search.FileResult.to_dict>`,
+  without the server's file paths), each picture with the ``url`` it is served at.
+* Images are served only as the files the engine returns for a known id, only with an image suffix.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import math
 import os
 import threading
 from base64 import b64encode
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
@@ -34,11 +36,13 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from birdbridge.audio.windows import LimitExceeded, WindowLimits
-from birdbridge.errors import BirdbridgeError, ModelFormatError, ModelNotFoundError
+from birdbridge.errors import AudioError, BirdbridgeError, Failure, ModelFormatError, ModelNotFoundError
+from birdbridge.search.results import FileResult, SpeciesHit, hits_to_dict
+from birdbridge.search.results import ImageHit as FoundImage  # ImageHit below is the API's schema
 from birdbridge.serve.uploads import Upload, UploadFolder, receive_upload
 from birdbridge.serve.work import ClientGone, WorkQueue
 
-__all__ = ["SearchServiceLike", "create_app", "receive_upload"]
+__all__ = ["SearchEngineLike", "create_app", "receive_upload"]
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
@@ -55,22 +59,24 @@ CLIENT_GONE = 499  # nginx's "client closed request": logged only, nobody is the
 T = TypeVar("T")
 
 
-class SearchServiceLike(Protocol):
-    """What the app needs from :class:`birdbridge.search.service.SearchService`."""
+class SearchEngineLike(Protocol):
+    """What the app needs from :class:`birdbridge.search.SearchEngine` (safe to call from several threads)."""
 
     def info(self) -> dict: ...
 
-    def search_audio(self, path: Path, *, top_k: int = 5, n_images: int = 8, window_s: float | None = None,
-                     hop_s: float | None = None, min_score: float = 0.0, limits: WindowLimits | None = None,
-                     cancel: threading.Event | None = None) -> dict: ...
+    def search_audio(self, inputs: Sequence[str | os.PathLike[str]], *, window_s: float | None = None,
+                     hop_s: float | None = None, top_k: int = 5, n_images: int = 5, min_score: float = 0.0,
+                     progress: bool | None = None, limits: WindowLimits | None = None,
+                     cancel: threading.Event | None = None) -> tuple[list[FileResult], list[Failure]]: ...
 
-    def search_text(self, text: str, *, n_images: int = 12) -> dict: ...
+    def search_texts(self, texts: Sequence[str], *, n_images: int = 12
+                     ) -> list[tuple[list[SpeciesHit], list[FoundImage]]]: ...
 
     def image_file(self, image_id: str) -> Path | None: ...
 
 
 # ---------------------------------------------------------------------------------------------------
-# Response schemas (documentation and validation; fields the service adds are passed through)
+# Response schemas (documentation and validation; fields the engine adds are passed through)
 
 
 class _Open(BaseModel):
@@ -214,8 +220,20 @@ def image_url(image_id: str) -> str:
 
 
 def _with_urls(images: list[dict]) -> list[dict]:
-    """Each image with its ``url``, and without its server-side ``path``."""
-    return [{**{k: v for k, v in image.items() if k != "path"}, "url": image_url(image["id"])} for image in images]
+    """Each picture (of a JSON view without paths) with the ``url`` it is served at."""
+    return [{**image, "url": image_url(image["id"])} for image in images]
+
+
+def _search_one(engine: SearchEngineLike, path: Path, name: str, **params: Any) -> dict:
+    """The JSON view of one recording's result, under its ``name``; ``AudioError`` if it cannot be searched."""
+    results, failures = engine.search_audio([path], progress=False, **params)
+    if failures or not results:
+        message = failures[0].message.split(": ", 1)[-1] if failures else "contains no audio windows"
+        raise AudioError(name, message)
+    data = results[0].to_dict(paths=False)
+    for window in data["windows"]:
+        window["images"] = _with_urls(window["images"])
+    return {**data, "file": name}
 
 
 def _spectrogram_info(path: Path, max_seconds: float) -> dict:
@@ -260,7 +278,7 @@ class _SafetyHeaders:
 
 
 def create_app(
-    service: SearchServiceLike,
+    engine: SearchEngineLike,
     *,
     max_upload_mb: float = 50.0,
     max_audio_s: float = 600.0,
@@ -274,7 +292,7 @@ def create_app(
     """The FastAPI app: the page at ``/``, its assets at ``/static``, the JSON API under ``/api``.
 
     Args:
-        service: a :class:`~birdbridge.search.service.SearchService` (or anything with its methods).
+        engine: a :class:`~birdbridge.search.SearchEngine` (or anything with the methods the app uses).
         max_upload_mb: largest accepted upload, in MiB.
         max_audio_s: most seconds of audio in one recording (from its header, and while decoding).
         max_windows: most analysis windows in one search.
@@ -330,7 +348,7 @@ def create_app(
         ],
         lifespan=lifespan,
     )
-    app.state.service, app.state.work, app.state.uploads, app.state.shutdown = service, work, folder, shutdown
+    app.state.engine, app.state.work, app.state.uploads, app.state.shutdown = engine, work, folder, shutdown
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -370,8 +388,9 @@ def create_app(
     @app.get("/api/info", response_model=InfoResponse, tags=["service"], summary="Model, gallery and limits")
     async def info() -> dict:
         """The student model, its teacher, the gallery's size, the default window and the server's limits."""
-        data = await anyio.to_thread.run_sync(service.info)
-        return {**data, "limits": limits}
+        data = await anyio.to_thread.run_sync(engine.info)
+        teacher = {k: v for k, v in data["teacher"].items() if k != "ref"}  # ref may be a server path
+        return {**data, "teacher": teacher, "limits": limits}
 
     @app.post(
         "/api/search/audio",
@@ -403,16 +422,13 @@ def create_app(
             bounds.check_hop(step)  # before the upload is read
 
         def search(upload: Upload, cancel: threading.Event) -> dict:
-            result = service.search_audio(upload.path, top_k=top_k, n_images=n_images, window_s=window, hop_s=hop,
-                                          min_score=min_score, limits=bounds, cancel=cancel)
+            result = _search_one(engine, upload.path, upload.filename, top_k=top_k, n_images=n_images,
+                                 window_s=window, hop_s=hop, min_score=min_score, limits=bounds, cancel=cancel)
             if spectrogram and not cancel.is_set():
                 result["spectrogram"] = _spectrogram_info(upload.path, min(SPECTROGRAM_MAX_S, max_audio_s))
             return result
 
-        result, upload = await on_upload(request, search)
-        result["file"] = upload.filename
-        for window_result in result.get("windows", []):
-            window_result["images"] = _with_urls(window_result.get("images", []))
+        result, _ = await on_upload(request, search)
         return result
 
     @app.post(
@@ -449,9 +465,9 @@ def create_app(
         text = q.strip()
         if not text:
             raise HTTPException(422, "q: the search text is empty")
-        result = await work.run(lambda cancel: service.search_text(text, n_images=n_images), request)
-        result["images"] = _with_urls(result.get("images", []))
-        return result
+        species, images = (await work.run(lambda cancel: engine.search_texts([text], n_images=n_images), request))[0]
+        hits = hits_to_dict(species, images, paths=False)
+        return {"query": text, "species": hits["species"], "images": _with_urls(hits["images"])}
 
     @app.get(
         "/api/images/{image_id:path}",
@@ -466,7 +482,7 @@ def create_app(
         not_found = HTTPException(404, "no gallery picture has this id")
         if not _safe_image_id(image_id):
             raise not_found
-        path = await anyio.to_thread.run_sync(service.image_file, image_id)
+        path = await anyio.to_thread.run_sync(engine.image_file, image_id)
         if path is None:
             raise not_found
         path = Path(path)

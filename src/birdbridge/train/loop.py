@@ -8,7 +8,9 @@ follow the same trajectory as one process with batch B.
 from __future__ import annotations
 
 import math
+import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from birdbridge.models.hub import stable_ref
 from birdbridge.models.loader import clear_model_cache, load_teacher
 from birdbridge.train import distributed as D
 from birdbridge.train.checkpoint import list_checkpoints, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from birdbridge.train.config import TrainConfig, dump_config
+from birdbridge.train.config import TrainConfig, dump_config, load_config
 from birdbridge.train.data import Clip, CropDataset, EpochBatches, collate
 from birdbridge.train.logs import Loggers
 from birdbridge.train.loss import Temperature
@@ -48,8 +50,17 @@ class TrainResult:
     resumed_from: int | None
 
 
-def train(cfg: TrainConfig, *, fresh: bool = False) -> TrainResult:
-    """Run (or resume) a distillation; returns where the trained student was written."""
+def train(cfg: TrainConfig | str | os.PathLike[str] | None = None, overrides: Sequence[str] = (), *,
+          fresh: bool = False) -> TrainResult:
+    """Run (or resume) a distillation, as ``birdbridge train``; returns where the trained student was written.
+
+    ``cfg``: a :class:`~birdbridge.train.config.TrainConfig`, or a YAML config file (None: the defaults) with
+    ``overrides`` (``"optim.lr=3e-5"``, as ``--set``) applied. ``fresh``: ignore the output's checkpoints.
+    """
+    if not isinstance(cfg, TrainConfig):
+        cfg = load_config(cfg, tuple(overrides))
+    elif overrides:
+        raise BirdbridgeError("overrides go with a config file; change a TrainConfig with train.config.replace")
     device = best_device(None if cfg.run.device == "auto" else cfg.run.device)
     info = D.init_from_env(device.type)
     if info.enabled and device.type == "cuda":

@@ -1,0 +1,148 @@
+"""What :func:`birdbridge.evaluate.runner.evaluate` returns: one typed result, and its ``results.json`` view.
+
+Methods are keyed by stable ids: ``distilled`` (or, when several trained models are evaluated, each one's
+given name), ``random_projection``, ``text_mapping``, ``zero_shot_chain`` and ``undistilled``. Their display
+names ("random projection", "undistilled (biolingual)", ...) are for printing, and key ``results.json``'s
+``methods``, ``ci`` and ``per_species`` as they always have; ``method_ids`` maps each id to its display
+name. :meth:`EvalResult.from_dict` reads files written before ids were recorded too.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from birdbridge.errors import Failure
+from birdbridge.evaluate.settings import EvalSettings
+from birdbridge.utils.atomic import write_json
+
+DISTILLED = "distilled"
+UNDISTILLED = "undistilled"
+BASELINE_IDS = {  # baseline (as --baselines names it) -> method id
+    "random": "random_projection",
+    "mapping": "text_mapping",
+    "chain": "zero_shot_chain",
+    "undistilled": UNDISTILLED,
+}
+DISPLAY_NAMES = {  # method id -> display name (undistilled: "undistilled (NAME)"; trained models: their name)
+    "random_projection": "random projection",
+    "text_mapping": "text-embedding mapping",
+    "zero_shot_chain": "zero-shot chain",
+}
+
+
+def undistilled_name(student: str) -> str:
+    return f"undistilled ({student})"
+
+
+@dataclass
+class MethodResult:
+    """One method's figures: metrics, their 95% bootstrap intervals, and a per-species breakdown."""
+
+    id: str
+    name: str  # for printing
+    metrics: dict[str, float]
+    ci: dict[str, tuple[float, float]] = field(default_factory=dict)
+    per_species: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    name: str
+    root: str
+    species: int
+    queries: int
+    knn_references: int
+    gallery_images: int
+    text_gallery: int
+
+
+@dataclass(frozen=True)
+class TeacherSummary:
+    ref: str
+    name: str
+    fingerprint: str
+
+
+@dataclass
+class EvalResult:
+    methods: dict[str, MethodResult]  # by id, in the order evaluated
+    dataset: DatasetSummary
+    teacher: TeacherSummary
+    base_student: str | None
+    models: dict[str, str]  # method id -> trained model reference
+    settings: EvalSettings
+    failures: list[Failure] = field(default_factory=list)
+
+    def method(self, method_id: str) -> MethodResult:
+        """The method with this id (a KeyError naming the ids there are, if none has it)."""
+        try:
+            return self.methods[method_id]
+        except KeyError:
+            raise KeyError(f"no method {method_id!r}; these were evaluated: {', '.join(self.methods)}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``results.json`` mapping (methods by display name, as it has always been, and ``method_ids``)."""
+        methods = self.methods.values()
+        return {
+            "methods": {m.name: dict(m.metrics) for m in methods},
+            "ci": {m.name: {k: [float(lo), float(hi)] for k, (lo, hi) in m.ci.items()} for m in methods if m.ci},
+            "per_species": {m.name: m.per_species for m in methods},
+            "method_ids": {m.id: m.name for m in methods},
+            "dataset": asdict(self.dataset),
+            "teacher": asdict(self.teacher),
+            "base_student": self.base_student,
+            "models": {self.methods[i].name if i in self.methods else i: ref for i, ref in self.models.items()},
+            "settings": asdict(self.settings),
+            "failures": [f.as_json() for f in self.failures],
+        }
+
+    def write(self, path: str | os.PathLike[str]) -> Path:
+        """Write ``results.json`` (atomically)."""
+        path = Path(path)
+        write_json(path, self.to_dict())
+        return path
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EvalResult:
+        """Read a ``results.json`` mapping (one written before ``method_ids`` existed too); other keys are ignored."""
+        ids = data.get("method_ids") or infer_ids(list(data["methods"]))
+        cis, per_species = data.get("ci", {}), data.get("per_species", {})
+        by_name = {name: method_id for method_id, name in ids.items()}
+        methods = {
+            method_id: MethodResult(method_id, name, dict(data["methods"][name]),
+                                    {k: (lo, hi) for k, (lo, hi) in cis.get(name, {}).items()},
+                                    per_species.get(name, {}))
+            for method_id, name in ids.items()
+        }
+        return cls(
+            methods=methods,
+            dataset=_known(DatasetSummary, data["dataset"]),
+            teacher=_known(TeacherSummary, data["teacher"]),
+            base_student=data.get("base_student"),
+            models={by_name.get(name, name): ref for name, ref in data.get("models", {}).items()},
+            settings=EvalSettings.from_dict(data.get("settings", {})),
+            failures=[Failure(f["input"], f["error"]) for f in data.get("failures", [])],
+        )
+
+
+def infer_ids(names: list[str]) -> dict[str, str]:
+    """Method ids for the display names of a results.json written before ids were recorded."""
+    baselines = {name: method_id for method_id, name in DISPLAY_NAMES.items()}
+    trained = [n for n in names if n not in baselines and not n.startswith("undistilled (")]
+    ids = {}
+    for name in names:
+        if name in baselines:
+            ids[baselines[name]] = name
+        elif name.startswith("undistilled ("):
+            ids[UNDISTILLED] = name
+        else:
+            ids[DISTILLED if len(trained) == 1 else name] = name
+    return ids
+
+
+def _known(cls: type, data: dict[str, Any]) -> Any:
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})

@@ -1,0 +1,59 @@
+"""The CLI is thin and uniform: a flag that several commands take is one definition (same spelling, short form
+and help everywhere), and every command is a module-level function that can be imported."""
+
+from __future__ import annotations
+
+import sys
+from collections import defaultdict
+
+import typer
+import typer.core
+import typer.main
+
+from birdbridge.cli.app import app
+
+SHARED = ["--device", "--batch-size", "--window", "--hop", "--species-list", "--taxonomy", "--forms", "--templates",
+          "--json", "--gallery", "--format"]
+
+
+def click_commands(command, path: tuple[str, ...] = ()):
+    if hasattr(command, "commands"):  # a group
+        for name, sub in command.commands.items():
+            yield from click_commands(sub, (*path, name))
+    else:
+        yield " ".join(path), command
+
+
+def callbacks(typer_app: typer.Typer):
+    for info in typer_app.registered_commands:
+        yield info.callback
+    for group in typer_app.registered_groups:
+        yield from callbacks(group.typer_instance)
+
+
+def test_shared_options_are_defined_once() -> None:
+    definitions: dict[str, set] = defaultdict(set)
+    users: dict[str, set] = defaultdict(set)
+    short: dict[str, set] = defaultdict(set)
+    for name, command in click_commands(typer.main.get_command(app)):
+        for param in command.params:
+            if not isinstance(param, typer.core.TyperOption):
+                continue
+            for flag in param.opts:
+                short[flag].add(tuple(sorted(o for o in param.opts if not o.startswith("--"))))
+                if flag in SHARED:
+                    definitions[flag].add((tuple(param.opts), param.help))
+                    users[flag].add(name)
+    for flag in SHARED:
+        assert len(definitions[flag]) == 1, (flag, definitions[flag])
+    assert len(users["--device"]) >= 8 and len(users["--species-list"]) == 3, users
+    for flag, abbreviation in (("--model", ("-m",)), ("--teacher", ("-t",)), ("--output", ("-o",))):
+        assert short[flag] == {abbreviation}, (flag, short[flag])  # the same short form wherever the flag is
+
+
+def test_every_command_is_importable() -> None:
+    found = list(callbacks(app))
+    assert len(found) == 15  # models, train, evaluate, demo, index, search, serve; 4 embed, 1 dataset, 3 gallery
+    for callback in found:
+        assert "<locals>" not in callback.__qualname__, callback.__qualname__
+        assert getattr(sys.modules[callback.__module__], callback.__name__) is callback
