@@ -37,6 +37,20 @@ app.add_typer(dataset_cmd.app, name="dataset")
 app.add_typer(index_cmd.gallery_app, name="gallery")
 
 
+def _click_exceptions() -> tuple[type[BaseException], ...]:
+    """Usage errors' base classes: click's own, and the copy of click that newer typer bundles."""
+    import click
+
+    kinds: list[type[BaseException]] = [click.ClickException]
+    try:
+        from typer._click.exceptions import ClickException as TyperClickException  # typer >= 0.24 bundles click
+    except ImportError:  # pragma: no cover - older typer uses click itself
+        pass
+    else:
+        kinds.append(TyperClickException)
+    return tuple(kinds)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors print one clear message (no traceback) and exit with status 1."""
     from birdbridge.errors import BirdbridgeError
@@ -54,9 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         sys.exit(1)
     except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
+        if isinstance(exc, _click_exceptions()):
             exc.show()
             sys.exit(exc.exit_code)
         raise
