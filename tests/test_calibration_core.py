@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from birdbridge.errors import BirdbridgeError, InputError, ModelFormatError
-from birdbridge.models.calibration import Calibration, calibration_of, check_sensitivity, fit_calibration
+from birdbridge.models.calibration import (
+    Calibration,
+    check_sensitivity,
+    fit_calibration,
+    read_calibration,
+    write_calibration,
+)
 from birdbridge.species.background import (
     DEFAULT_BACKGROUND,
     BackgroundVocabulary,
@@ -71,13 +77,17 @@ def test_confidence_sensitivity_and_inverse() -> None:
         cal.confidence(0.1, sensitivity=float("nan"))
 
 
-def test_round_trip_and_metadata() -> None:
+def test_round_trip_and_file(tmp_path) -> None:
     cal = fit_calibration(*_synthetic(2_000), source="demo:val", teacher_fingerprint="abc",
                           prompts={"forms": ["taxonomic_common"], "templates": "openai"})
     again = Calibration.from_dict(cal.as_dict())
     assert again == cal
-    assert calibration_of({"calibration": cal.as_dict()}) == cal
-    assert calibration_of({}) is None
+    assert read_calibration(tmp_path) is None
+    write_calibration(tmp_path, cal)
+    assert read_calibration(tmp_path) == cal
+    (tmp_path / "calibration.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(ModelFormatError, match="calibrate"):
+        read_calibration(tmp_path)
     with pytest.raises(ModelFormatError, match="calibrate"):
         Calibration.from_dict({"format": "isotonic"})
     with pytest.raises(ModelFormatError, match="calibrate"):
@@ -128,3 +138,20 @@ def test_background_embeddings_average_the_prompts() -> None:
     expected = rows[:n].mean(0) / np.linalg.norm(rows[:n].mean(0))
     assert emb.shape == (2, 8) and np.allclose(emb[0], expected, atol=1e-6)
     assert encoder.seen == [*vocab.classes[0].prompts, *vocab.classes[1].prompts]
+
+
+def test_a_student_carries_its_calibration_without_changing_its_fingerprint(tmp_path) -> None:
+    import shutil
+    from pathlib import Path
+
+    from birdbridge.models.distilled import load_distilled_student
+
+    folder = tmp_path / "student"
+    shutil.copytree(Path(__file__).parent / "data" / "student-v1-mlp", folder)
+    before = load_distilled_student(folder, "cpu")
+    assert before.calibration is None
+    cal = Calibration(slope=9.0, intercept=-2.5, source="test")
+    write_calibration(folder, cal)
+    after = load_distilled_student(folder, "cpu")
+    assert after.calibration == cal
+    assert after.fingerprint == before.fingerprint  # embeddings made before calibrating stay valid

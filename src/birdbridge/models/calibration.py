@@ -13,29 +13,37 @@ with BirdNET-Analyzer's detection ``sensitivity`` (0.5–1.5, default 1.0; highe
 confidences: the curve shifts, as BirdNET-Analyzer 2.x's ``flat_sigmoid`` does). Confidences of the
 species of one window are independent: they do not sum to 1.
 
-The calibration is stored in the student's ``birdbridge.json`` under ``"calibration"`` (see
-:meth:`Calibration.as_dict`) and read back by :func:`calibration_of`.
+The calibration is stored with the model, in ``calibration.json`` beside ``birdbridge.json``
+(:func:`write_calibration`, :func:`read_calibration`); it is not part of the model's fingerprint, so
+recalibrating never makes embeddings written by the model stale. A loaded student carries it as
+``student.calibration`` (None when the folder has none).
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from birdbridge.errors import BirdbridgeError, ModelFormatError
+from birdbridge.utils.atomic import write_json
 
 __all__ = [
+    "CALIBRATION_FILE",
     "DEFAULT_SENSITIVITY",
     "SENSITIVITY_RANGE",
     "Calibration",
-    "calibration_of",
     "check_sensitivity",
     "fit_calibration",
+    "read_calibration",
+    "write_calibration",
 ]
 
 DEFAULT_SENSITIVITY = 1.0
@@ -43,6 +51,7 @@ SENSITIVITY_RANGE = (0.5, 1.5)  # BirdNET-Analyzer's
 _LOGIT_CLIP = 20.0
 _SHIFT_PER_UNIT = 10.0  # BirdNET-Analyzer: (sensitivity - 1) * 10 added to the logit
 FORMAT = "logistic-cosine"
+CALIBRATION_FILE = "calibration.json"
 
 
 def check_sensitivity(sensitivity: float) -> float:
@@ -120,10 +129,24 @@ class Calibration:
                                    "`birdbridge calibrate`") from None
 
 
-def calibration_of(metadata: Mapping[str, Any] | None, source: str = "model") -> Calibration | None:
-    """The calibration recorded in a student's metadata (``birdbridge.json``), or None if it has none."""
-    entry = (metadata or {}).get("calibration")
-    return None if entry is None else Calibration.from_dict(entry, source)
+def read_calibration(folder: str | os.PathLike[str]) -> Calibration | None:
+    """The calibration stored in a model folder, or None if it has none."""
+    path = Path(folder) / CALIBRATION_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelFormatError(f"{path}: unreadable calibration ({exc}); recalibrate with "
+                               "`birdbridge calibrate`") from None
+    return Calibration.from_dict(data, str(path))
+
+
+def write_calibration(folder: str | os.PathLike[str], calibration: Calibration) -> Path:
+    """Store ``calibration`` with the model in ``folder`` (atomically; replaces an older one)."""
+    path = Path(folder) / CALIBRATION_FILE
+    write_json(path, calibration.as_dict())
+    return path
 
 
 def fit_calibration(

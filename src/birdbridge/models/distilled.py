@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from birdbridge.errors import ModelFormatError
+from birdbridge.models.calibration import read_calibration
 from birdbridge.models.fingerprint import folder_fingerprint
 from birdbridge.models.hf_quiet import quiet_transformers
 from birdbridge.models.student import AudioStudent, load_clap_audio
@@ -107,5 +108,6 @@ def load_distilled_student(
             [folder / "config.json", folder / META_FILE], [folder / "model.safetensors", folder / HEAD_FILE]
         ),
         metadata=meta,
+        calibration=read_calibration(folder),
     )
     return student.to(best_device(device)).eval()

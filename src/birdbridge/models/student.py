@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from birdbridge.errors import ModelFormatError
+from birdbridge.models.calibration import Calibration
 from birdbridge.models.clap_frontend import FrontendConfig, LogMelFrontend
 from birdbridge.models.fingerprint import folder_fingerprint
 from birdbridge.models.hf_quiet import quiet_transformers
@@ -40,6 +41,7 @@ class AudioStudent(nn.Module):
         name: str = "",
         fingerprint: str = "",
         metadata: dict | None = None,
+        calibration: Calibration | None = None,
     ) -> None:
         super().__init__()
         self.frontend = LogMelFrontend(frontend)
@@ -49,6 +51,7 @@ class AudioStudent(nn.Module):
         self.name = name
         self.fingerprint = fingerprint
         self.metadata = dict(metadata or {})
+        self.calibration = calibration  # similarity -> confidence map (models.calibration), None if uncalibrated
 
     @property
     def frontend_config(self) -> FrontendConfig:
