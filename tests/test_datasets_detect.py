@@ -114,7 +114,7 @@ def test_ssw60_and_inatsounds_descriptors(tmp_path):
     [
         ("type: manifest\naudio: audio.csv\nimagez: images.csv\n", "unknown key 'imagez' for type 'manifest'"),
         ("type: ssw60\naudio: a.csv\n", "unknown key 'audio' for type 'ssw60' (allowed keys: type, name, root"),
-        ("type: coco\n", "'type' is 'coco' (use one of manifest, ssw60, inatsounds)"),
+        ("type: coco\n", "'type' is 'coco' (use one of manifest, ssw60, inatsounds, soundscape)"),
         ("audio: audio.csv\n", "'type' is missing"),
         ("type: manifest\naudio: [a.csv, b.csv]\n", "'audio' must be a non-empty string"),
         ("type: ssw60\nimage_sources: [1]\n", "'image_sources' must be a string or a list of strings"),

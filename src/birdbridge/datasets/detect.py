@@ -2,7 +2,7 @@
 
 A descriptor is a small YAML mapping; paths in it are relative to its folder::
 
-    type: manifest            # manifest | ssw60 | inatsounds
+    type: manifest            # manifest | ssw60 | inatsounds | soundscape
     name: my-birds            # optional
     audio: audio.csv          # manifest: audio (required), images, videos, taxonomy, root
     images: images.parquet
@@ -10,10 +10,13 @@ A descriptor is a small YAML mapping; paths in it are relative to its folder::
 
 SSW60 descriptors take ``root`` and ``image_sources``; iNatSounds ones ``annotations`` (a file or a
 list; default: the train/val/test JSON files beside the YAML), ``root``, ``split`` and ``supercategory``.
+Soundscape descriptors (annotated long recordings, a different kind of dataset) are opened with
+:func:`birdbridge.datasets.soundscape.load_soundscapes`; :func:`load_dataset` refuses them with a clear error.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +28,7 @@ from birdbridge.datasets.manifest import load_manifest
 from birdbridge.datasets.ssw60 import IMAGE_SOURCES, SSW60_FILES, load_ssw60
 from birdbridge.errors import InputError
 
-__all__ = ["DESCRIPTOR_NAMES", "LAYOUTS", "detect_layout", "load_dataset", "load_descriptor"]
+__all__ = ["DESCRIPTOR_NAMES", "LAYOUTS", "detect_layout", "load_dataset", "load_descriptor", "read_descriptor"]
 
 DESCRIPTOR_NAMES = ("dataset.yaml", "dataset.yml")
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
@@ -39,6 +42,11 @@ _DESCRIPTOR_KEYS: dict[str, dict[str, str]] = {  # type -> key -> kind
     "manifest": {"audio": "path", "images": "path", "videos": "path", "taxonomy": "path", "root": "path"},
     "ssw60": {"root": "path", "image_sources": "strings"},
     "inatsounds": {"annotations": "paths", "root": "path", "split": "string", "supercategory": "strings"},
+    "soundscape": {
+        "recordings": "path", "annotations": "path", "annotation_format": "string", "species_column": "string",
+        "taxonomy": "path", "min_confidence": "number", "window_s": "number", "hop_s": "number",
+        "min_overlap_s": "number", "min_overlap_fraction": "number",
+    },
 }
 
 
@@ -96,6 +104,23 @@ def load_dataset(ref: str | os.PathLike[str]) -> Dataset:
 
 def load_descriptor(path: str | os.PathLike[str]) -> Dataset:
     """Load the dataset a ``dataset.yaml`` describes; unknown keys or types raise InputError naming them."""
+    kind, values, base, source = read_descriptor(path)
+    if kind == "soundscape":
+        raise InputError(
+            source,
+            "is a soundscape dataset (long recordings with time-stamped annotations), not clips of one species",
+            "open it with birdbridge.datasets.load_soundscapes",
+        )
+    loaders: dict[str, Callable[[dict[str, Any], Path, str], Dataset]] = {
+        "manifest": _load_manifest_descriptor,
+        "ssw60": _load_ssw60_descriptor,
+        "inatsounds": _load_inatsounds_descriptor,
+    }
+    return loaders[kind](values, base, source)
+
+
+def read_descriptor(path: str | os.PathLike[str]) -> tuple[str, dict[str, Any], Path, str]:
+    """``(type, values, folder, source)`` of a ``dataset.yaml``: keys checked, paths made relative to its folder."""
     import yaml
 
     path = Path(path)
@@ -131,18 +156,17 @@ def load_descriptor(path: str | os.PathLike[str]) -> Dataset:
         )
     base = path.parent
     values = {k: _value(source, k, v, allowed[k], base) for k, v in doc.items() if k != "type" and v is not None}
-    loaders: dict[str, Callable[[dict[str, Any], Path, str], Dataset]] = {
-        "manifest": _load_manifest_descriptor,
-        "ssw60": _load_ssw60_descriptor,
-        "inatsounds": _load_inatsounds_descriptor,
-    }
-    return loaders[kind](values, base, source)
+    return kind, values, base, source
 
 
 def _value(source: str, key: str, value: Any, kind: str, base: Path) -> Any:
     def bad(expected: str) -> InputError:
         return InputError(source, f"{key!r} must be {expected}, got {value!r}")
 
+    if kind == "number":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise bad("a number")
+        return float(value)
     if kind in ("string", "path"):
         if not isinstance(value, str) or not value.strip():
             raise bad("a non-empty string")
