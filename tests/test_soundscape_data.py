@@ -9,7 +9,7 @@ import pytest
 
 from birdbridge.audio.windows import WindowSpec, iter_windows, window_starts
 from birdbridge.datasets import load_dataset, load_soundscapes, read_soundscapes
-from birdbridge.errors import InputError
+from birdbridge.errors import BirdbridgeError, InputError
 from dataset_fixtures import line_of, write_csv, write_taxonomy, write_wav
 
 SR = 8000
@@ -101,9 +101,21 @@ def test_windows_line_up_with_the_embedding_windows(world):
                 ends.append(w.end_s)
         np.testing.assert_allclose(windows.end_s, ends, atol=1e-6)
         np.testing.assert_array_equal(windows.locate(names, starts), np.arange(len(windows)))
-    found = ds.windows().locate([str(world / "soundscapes/site1/b.wav"), "elsewhere.wav", str(ds.recordings[0].path)],
-                                [5.0004, 0.0, 2.5])
+    windows = ds.windows()
+    found = windows.locate([str(world / "soundscapes/site1/b.wav"), "elsewhere.wav", str(ds.recordings[0].path)],
+                           [5.0004, 0.0, 2.5])
     np.testing.assert_array_equal(found, [6, -1, -1])  # 2.5 s is no window start
+
+
+def test_take_follows_embedding_rows(world):
+    windows = read_soundscapes(world / "soundscapes", world / "soundscapes", world / "taxonomy.csv").windows()
+    order = [6, 1, 1, 3, 0]
+    taken = windows.take(order)
+    assert list(taken) == [windows[i] for i in order]
+    np.testing.assert_array_equal(taken.label_matrix(), windows.label_matrix()[order])
+    assert len(windows.take([])) == 0
+    with pytest.raises(BirdbridgeError, match="name no window"):
+        windows.take([0, -1])
 
 
 def test_overlap_rule_settings(world):

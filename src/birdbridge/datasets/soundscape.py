@@ -181,6 +181,22 @@ class SoundscapeWindows:
         out[self.label_pairs()] = True
         return out
 
+    def take(self, index: Sequence[int] | np.ndarray) -> SoundscapeWindows:
+        """The windows at ``index``, in that order (e.g. :meth:`locate`'s result, to follow embedding rows)."""
+        idx = np.asarray(index, dtype=np.int64).reshape(-1)
+        bad = np.flatnonzero((idx < 0) | (idx >= len(self)))
+        if bad.size:
+            raise BirdbridgeError(
+                f"{bad.size} of {idx.size} positions name no window (the first: position {bad[0]}, value {idx[bad[0]]})"
+            )
+        counts = self.label_counts()[idx]
+        ptr = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+        first = np.repeat(self.label_ptr[idx] - ptr[:-1], counts)  # where each window's labels sit, minus its new start
+        return SoundscapeWindows(
+            self.recordings, self.species, self.window_s, self.hop_s, self.recording_index[idx], self.start_s[idx],
+            self.end_s[idx], ptr, self.label_species[first + np.arange(ptr[-1])],
+        )
+
     def locate(
         self, names: Sequence[str], start_s: Sequence[float] | np.ndarray, tolerance_s: float | None = None
     ) -> np.ndarray:

@@ -30,7 +30,9 @@ recording share its site, weather and birds), resampling groups with replacement
 :func:`~birdbridge.evaluate.bootstrap.bootstrap_indices`) and recomputing every metric on the windows of the
 drawn groups, each counted as often as its group was drawn. The counts behind every metric add up over
 windows, so each resample is a weighted sum of per-group counts: exact, without re-scoring. Without
-``groups`` each window is its own group (a window bootstrap, too narrow when windows are correlated).
+``groups`` each window is its own group (a window bootstrap, too narrow when windows are correlated). A resample
+that draws none of a class's positive windows leaves that class out of its cmAP (as the definition says), so
+with many rare classes, which tend to score low, the cmAP interval can sit above the estimate.
 """
 
 from __future__ import annotations
@@ -83,7 +85,9 @@ class EmbeddingScores:
         return int(self.windows.shape[0]), int(self.species.shape[0])
 
     def __call__(self, rows: slice, classes: slice) -> np.ndarray:
-        out = np.asarray(self.windows[rows], dtype=np.float32) @ self.species[classes].T
+        windows, species = np.asarray(self.windows[rows], dtype=np.float32), self.species[classes]
+        # a tall block is computed as (species @ windows.T).T: column-major, so each class's scores are contiguous
+        out = (species @ windows.T).T if windows.shape[0] > species.shape[0] else windows @ species.T
         out *= self._inv_norm[rows, None]
         return out
 
@@ -344,8 +348,8 @@ def _class_counts(
     g, r = n_groups, weights.shape[0]
     u, value_of = np.unique(x[pos], return_inverse=True)
     k = u.size
-    above = np.searchsorted(u, x, "right")  # thresholds at or below each score: lt[j] counts above <= j
-    below = np.searchsorted(u, x, "left")  # thresholds strictly below: le[j] counts below <= j
+    below = np.searchsorted(u, x, "left")  # thresholds strictly below each score: le[j] counts below <= j
+    above = below + (u[np.minimum(below, k - 1)] == x)  # ... at or below it: lt[j] counts above <= j
     pos_codes = codes[pos]
     total_w = weights @ np.bincount(codes, minlength=g).astype(np.float64)
     pos_w = weights @ np.bincount(pos_codes, minlength=g).astype(np.float64)
