@@ -355,6 +355,9 @@ def load_soundscapes(ref: _PathLike) -> SoundscapeDataset:
         raise InputError(source, f"is a {kind!r} dataset, not soundscapes", "open it with load_dataset")
     if "taxonomy" not in values:
         raise InputError(source, "type 'soundscape' needs a 'taxonomy' key", "e.g. 'taxonomy: taxonomy.csv'")
+    fmt = values.get("annotation_format", "raven")
+    if fmt not in _FORMATS:
+        raise InputError(source, f"'annotation_format' is {fmt!r}", f"use one of {', '.join(_FORMATS)}")
     recordings = values.get("recordings", base)
     options = ("species_column", "min_confidence", "window_s", "hop_s", "min_overlap_s", "min_overlap_fraction")
     try:
@@ -362,7 +365,7 @@ def load_soundscapes(ref: _PathLike) -> SoundscapeDataset:
             recordings,
             values.get("annotations", recordings),
             values["taxonomy"],
-            annotation_format=values.get("annotation_format", "raven"),
+            annotation_format=fmt,
             name=values.get("name") or base.resolve().name,
             **{k: values[k] for k in options if k in values},
         )
