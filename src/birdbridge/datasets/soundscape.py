@@ -12,11 +12,11 @@ soundscape dataset is a set of recordings plus annotations (recording, start, en
 * ``csv``: a plain ``file,start,end,species`` CSV (other columns are ignored).
 
 A table finds its recording through its path column (``Begin Path``, ``File``, ``file``: a path relative to
-the recordings folder, or a file name), else by its own name: ``<stem>.Table.1.selections.txt`` or any
-``<stem><non-alphanumeric character>…`` file beside (or, if unique, anywhere under the annotations folder
-from) ``<stem>.wav``. With ``annotations`` a folder, a recording needs a table (an empty one for no birds);
-with one annotation file, recordings it does not name are bird-free. A row with a ``Confidence`` below
-``min_confidence`` is skipped.
+the recordings folder, or a file name), else by its own name: ``<stem>.Table.1.selections.txt``, or any
+``<stem><non-alphanumeric character>…`` name, belongs to ``<stem>.wav`` (the one in the table's folder when
+several recordings share the stem; the longest matching stem wins). With ``annotations`` a folder, a
+recording needs a table (an empty one for no birds); with one annotation file, recordings it does not name
+are bird-free. A row with a ``Confidence`` below ``min_confidence`` is skipped.
 
 Bad input is reported, not fatal: each bad row (end before start, a time past the recording's end by more
 than :data:`TIME_TOLERANCE_S`, an unknown species, unreadable numbers) becomes a

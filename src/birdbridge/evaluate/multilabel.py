@@ -75,7 +75,7 @@ class EmbeddingScores:
         norms = np.sqrt(np.einsum("ij,ij->i", species, species))
         self.species = species / np.maximum(norms, 1e-12)[:, None]
         self._inv_norm = np.empty(self.windows.shape[0], dtype=np.float32)
-        step = max(1, 1 << 16)
+        step = 1 << 16
         for i in range(0, self.windows.shape[0], step):
             w = np.asarray(self.windows[i:i + step], dtype=np.float32)
             self._inv_norm[i:i + step] = 1.0 / np.maximum(np.sqrt(np.einsum("ij,ij->i", w, w)), 1e-12)
@@ -86,8 +86,8 @@ class EmbeddingScores:
 
     def __call__(self, rows: slice, classes: slice) -> np.ndarray:
         windows, species = np.asarray(self.windows[rows], dtype=np.float32), self.species[classes]
-        # a tall block is computed as (species @ windows.T).T: column-major, so each class's scores are contiguous
-        out = (species @ windows.T).T if windows.shape[0] > species.shape[0] else windows @ species.T
+        # a chunk of classes is computed as (species @ windows.T).T: column-major, each class's scores contiguous
+        out = (species @ windows.T).T if species.shape[0] < self.species.shape[0] else windows @ species.T
         out *= self._inv_norm[rows, None]
         return out
 
@@ -203,6 +203,8 @@ def multilabel_metrics(
     if n_resamples:
         _check_count(n_resamples, "n_resamples")
         _check_confidence(confidence)
+    if threshold is not None and np.isnan(threshold):
+        raise BirdbridgeError("threshold is NaN: give a score, or None for no detection figures")
     if not max_block_mb > 0:
         raise BirdbridgeError(f"max_block_mb must be a number of megabytes above 0, not {max_block_mb!r}")
     budget = float(max_block_mb) * 2**20
