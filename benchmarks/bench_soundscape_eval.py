@@ -6,8 +6,10 @@ embeddings; ~5% of the windows hold 1–3 species (a skewed species mix), whose 
 window's (lifting its cosine to them by ~3 noise standard deviations, 3/√dim, the default detection threshold).
 The scores, window × species cosine similarities, would be a ``windows × species × 4``-byte matrix (2.9 GB at
 720,000 × 1,000); ``multilabel_metrics`` streams them through ``EmbeddingScores`` in blocks of at most
-``--block-mb``. Each measurement runs in a fresh subprocess so that its peak RSS is its own; printed:
-wall and CPU time (BLAS uses every core), peak RSS, and peak RSS above the inputs (embeddings and labels).
+``--block-mb``. Each measurement runs in a fresh subprocess; printed: wall and CPU time (BLAS uses every core),
+the peak RSS during the call (Linux VmHWM, reset once the inputs are built) and how far it rose above the
+inputs (embeddings and labels), and the peak of memory allocated during the call (tracemalloc, which numpy
+reports to).
 
   * the metrics, and the same with ``--resamples`` cluster-bootstrap resamples over recordings;
   * a check on a small case (``--check-windows`` × ``--check-species``): the streamed result (small blocks)
@@ -27,9 +29,11 @@ import os
 import subprocess
 import sys
 import time
+import tracemalloc
 
 import numpy as np
-from bench_metrics import cpu_s, normalised, peak_rss_mb
+from bench_audio_stream import vm_hwm_mb
+from bench_metrics import cpu_s, normalised
 
 WINDOWS_PER_HOUR = 720  # 5 s windows
 SIGNAL = 3.0  # a heard species lifts the window's cosine to it by about this many noise standard deviations
@@ -61,12 +65,16 @@ def child_full(hours: float, species: int, dim: int, block_mb: float, resamples:
     n = int(hours * WINDOWS_PER_HOUR)
     windows, sp, rows, cols = synthetic(n, species, dim)
     recordings = np.arange(n) // WINDOWS_PER_HOUR
-    base = peak_rss_mb()
+    with open("/proc/self/clear_refs", "w") as fh:  # Linux: reset VmHWM to the current RSS (the inputs)
+        fh.write("5")
+    inputs = vm_hwm_mb()
+    tracemalloc.start()
     cpu0, start = cpu_s(), time.perf_counter()
     res = multilabel_metrics(EmbeddingScores(windows, sp), (rows, cols), threshold=threshold, groups=recordings,
                              n_resamples=resamples, max_block_mb=block_mb)
     wall, cpu = time.perf_counter() - start, cpu_s() - cpu0
-    return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": peak_rss_mb(), "inputs_rss_mb": base,
+    traced = tracemalloc.get_traced_memory()[1] / 2**20
+    return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": vm_hwm_mb(), "inputs_rss_mb": inputs, "traced_mb": traced,
             "windows": n, "labelled": res.n_labelled, "classes": res.n_classes, "summary": res.summary(),
             "ci": res.ci}
 
@@ -142,8 +150,9 @@ def main() -> None:
     for resamples in (0, args.resamples) if args.resamples else (0,):
         r = run_child(forward, "full", str(resamples))
         label = f"+ {resamples:,} recording resamples" if resamples else "metrics"
-        print(f"  {label:32s}: {r['wall_s']:7.1f} s (CPU {r['cpu_s']:7.1f} s)  peak RSS {r['peak_rss_mb']:6.0f} MB "
-              f"(+{r['peak_rss_mb'] - r['inputs_rss_mb']:.0f} MB over inputs)")
+        print(f"  {label:32s}: {r['wall_s']:7.1f} s (CPU {r['cpu_s']:7.1f} s)  peak RSS {r['peak_rss_mb']:6.0f} MB, "
+              f"+{r['peak_rss_mb'] - r['inputs_rss_mb']:.0f} MB over the inputs' {r['inputs_rss_mb']:.0f} MB "
+              f"(largest allocated at once, tracemalloc: {r['traced_mb']:.0f} MB)")
         print(f"    {r['labelled']:,} labelled windows, {r['classes']} classes with positives; {show(r['summary'])}")
         if r["ci"]:
             print("    95% CI: " + ", ".join(f"{k} {lo:.3f}–{hi:.3f}" for k, (lo, hi) in r["ci"].items()))
