@@ -258,6 +258,9 @@ def test_dataset_yaml_descriptor(world):
         ("soundscapes/site1/a.wav", "test", "north"), ("soundscapes/site2/c.wav", "test", "south")]
     assert len(ds.windows()) == 9 + 2  # a: 0, 2.5, …, 20 s; c: 0 and 2.5 s (which reaches the end)
     assert [Path(f.source).name for f in ds.failures] == ["b.Table.1.selections.txt"]  # b is not listed
+    (world / "dataset.yaml").write_text("type: soundscape\nrecordings: recordings.csv\ntaxonomy: taxonomy.csv\n")
+    tables_beside = load_soundscapes(world)  # annotations: the YAML's folder, searched recursively
+    assert tables_beside.annotations == ds.annotations and tables_beside.name == "world"
 
     with pytest.raises(InputError, match="soundscape dataset") as info:
         load_dataset(world)

@@ -340,9 +340,9 @@ def load_soundscapes(ref: _PathLike) -> SoundscapeDataset:
 
     Keys (paths relative to the YAML): ``recordings`` (a folder, searched recursively, or a CSV with
     ``path[,split][,site]``; default: the YAML's folder), ``annotations`` (a folder of tables or one file;
-    default: ``recordings``), ``annotation_format`` (raven | birdnet | csv; default raven), ``species_column``,
-    ``taxonomy`` (required), ``min_confidence``, ``window_s`` (5), ``hop_s`` (5), ``min_overlap_s`` (0.5),
-    ``min_overlap_fraction`` (0.5), ``name``.
+    default: the recordings folder, or the YAML's folder beside a recordings list), ``annotation_format``
+    (raven | birdnet | csv; default raven), ``species_column``, ``taxonomy`` (required), ``min_confidence``,
+    ``window_s`` (5), ``hop_s`` (5), ``min_overlap_s`` (0.5), ``min_overlap_fraction`` (0.5), ``name``.
     """
     path = Path(ref).expanduser()
     if path.is_dir():
@@ -363,7 +363,7 @@ def load_soundscapes(ref: _PathLike) -> SoundscapeDataset:
     try:
         return read_soundscapes(
             recordings,
-            values.get("annotations", recordings),
+            values.get("annotations", recordings if Path(recordings).is_dir() else base),
             values["taxonomy"],
             annotation_format=fmt,
             name=values.get("name") or base.resolve().name,
