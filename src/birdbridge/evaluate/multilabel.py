@@ -30,9 +30,11 @@ recording share its site, weather and birds), resampling groups with replacement
 :func:`~birdbridge.evaluate.bootstrap.bootstrap_indices`) and recomputing every metric on the windows of the
 drawn groups, each counted as often as its group was drawn. The counts behind every metric add up over
 windows, so each resample is a weighted sum of per-group counts: exact, without re-scoring. Without
-``groups`` each window is its own group (a window bootstrap, too narrow when windows are correlated). A resample
-that draws none of a class's positive windows leaves that class out of its cmAP (as the definition says), so
-with many rare classes, which tend to score low, the cmAP interval can sit above the estimate.
+``groups`` each window is its own group (a window bootstrap, too narrow when windows are correlated).
+The resampled cmAP leans upward, so its percentile interval can lie above the estimate: a recording drawn twice
+puts each of its positive windows beside an exact copy, a tied true positive that raises the precision of a
+class whose positives rank below many negatives; and a resample that draws none of a class's positive windows
+leaves that class (rare classes tend to score low) out of its mean, as the definition says.
 """
 
 from __future__ import annotations
