@@ -94,7 +94,7 @@ def test_windows_line_up_with_the_embedding_windows(world):
         names, starts, ends = [], [], []
         for rec in ds.recordings:
             assert windows.start_s[windows.recording_index == ds.recordings.index(rec)].tolist() == pytest.approx(
-                window_starts(rec.duration_s, spec))
+                list(window_starts(rec.duration_s, spec)))
             for w in iter_windows(rec.path, 48_000, spec):
                 names.append(w.source)
                 starts.append(w.start_s)
@@ -159,10 +159,14 @@ def test_tables_and_recordings_that_cannot_be_used_are_left_out_and_listed(world
     write_raven(sounds / "site1/orphan.selections.txt", [(1.0, 2.0, 0, 100, JAY)])  # matches no recording
     (sounds / "site2/d.wav").write_bytes(b"not audio")
     write_raven(sounds / "site2/d.Table.1.selections.txt", [])
+    (sounds / "site2/gone.wav").symlink_to(sounds / "site2/nowhere.wav")  # broken links: reported, not skipped
+    (sounds / "site2/gone.Table.1.selections.txt").symlink_to(sounds / "site2/nowhere.txt")
     ds = read_soundscapes(sounds, sounds, world / "taxonomy.csv")
     assert [r.id for r in ds.recordings] == ["site1/a.wav"]
     failures = {Path(f.source).name: f.message for f in ds.failures}
-    assert set(failures) == {"d.wav", "b.Table.1.selections.txt", "orphan.selections.txt", "c.wav"}
+    assert set(failures) == {"d.wav", "b.Table.1.selections.txt", "orphan.selections.txt", "c.wav", "gone.wav",
+                             "gone.Table.1.selections.txt"}
+    assert "broken link" in failures["gone.wav"] and "broken link" in failures["gone.Table.1.selections.txt"]
     assert "left out" in failures["d.wav"]
     assert "missing columns" in failures["b.Table.1.selections.txt"]
     assert failures["b.Table.1.selections.txt"].endswith("the table is skipped")
@@ -285,3 +289,24 @@ def test_other_descriptors_are_not_soundscapes(world):
     (world / "dataset.yaml").write_text("type: manifest\naudio: audio.csv\n")
     with pytest.raises(InputError, match="not soundscapes"):
         load_soundscapes(world)
+
+
+def test_the_demo_worlds_soundscapes_load_with_their_truth(tmp_path):
+    """The demo world writes soundscapes in this loader's shape; its truth windows count a call when it overlaps
+    a window by 0.5 s or wholly (min_overlap_fraction 1), and the default (half a short call) adds to them."""
+    import dataclasses
+
+    from birdbridge.demo.world import WorldConfig, generate_world
+
+    config = WorldConfig(n_orders=2, families_per_order=1, genera_per_family=2, species_per_genus=2,
+                         recordings_per_species=1, images_per_species=1, clip_s=(1.0, 1.5), seed=5)
+    world = generate_world(tmp_path / "world", dataclasses.replace(config, soundscapes=3, soundscape_s=60.0))
+    ds = load_soundscapes(world.root / "soundscapes")
+    assert ds.failures == [] and ds.name == "demo-soundscapes"
+    assert [(r.id, r.split) for r in ds.recordings] == [(Path(s.path).name, s.split) for s in world.soundscapes]
+    assert len(ds.annotations) == sum(len(s.calls) for s in world.soundscapes)
+    exact = by_window(ds.windows(min_overlap_fraction=1.0))
+    default = by_window(ds.windows())
+    truth = {(Path(s.path).name, w.start_s): set(w.species) for s in world.soundscapes for w in s.windows()}
+    assert exact == truth and any(truth.values()) and not all(truth.values())
+    assert all(default[k] >= labels for k, labels in truth.items())

@@ -20,7 +20,7 @@ are bird-free. A row with a ``Confidence`` below ``min_confidence`` is skipped.
 
 Bad input is reported, not fatal: each bad row (end before start, a time past the recording's end by more
 than :data:`TIME_TOLERANCE_S`, an unknown species, unreadable numbers) becomes a
-:class:`~birdbridge.embed.table.Failure` naming the file and line, and the rest is used. A recording that
+:class:`~birdbridge.errors.Failure` naming the file and line, and the rest is used. A recording that
 cannot be read, or whose table cannot be read or found, is left out (and listed), since its windows'
 labels are unknown.
 
@@ -45,13 +45,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from birdbridge.audio.io import audio_info, find_audio_files
-from birdbridge.audio.windows import WindowSpec, window_starts
+from birdbridge.audio.io import audio_info, scan_audio_files
+from birdbridge.audio.windows import WindowSpec, count_windows
 from birdbridge.datasets.base import Row, Table, read_table, resolve_path
 from birdbridge.datasets.detect import DESCRIPTOR_NAMES, read_descriptor
-from birdbridge.embed.table import Failure
-from birdbridge.errors import BirdbridgeError, InputError
-from birdbridge.species.taxonomy import Taxonomy, load_species
+from birdbridge.embed.table import skipped
+from birdbridge.errors import BirdbridgeError, Failure, InputError
+from birdbridge.species import SpeciesArg, Taxonomy, as_taxonomy
+from birdbridge.utils.walk import walk_files
 
 __all__ = [
     "ANNOTATION_FORMATS",
@@ -280,7 +281,7 @@ class SoundscapeDataset:
         pairs: set[tuple[int, int]] = set()
         offset = 0
         for r, rec in enumerate(self.recordings):
-            s = np.asarray(window_starts(rec.duration_s, spec), dtype=np.float64)
+            s = np.arange(count_windows(rec.duration_s, spec)) * spec.step_s  # window_starts, as an array
             e = np.minimum(s + window, rec.duration_s)
             for ann in by_recording.get(rec.id, ()):
                 lo, hi = np.searchsorted(e, ann.start_s, "right"), np.searchsorted(s, ann.end_s, "left")
@@ -378,7 +379,7 @@ def load_soundscapes(ref: _PathLike) -> SoundscapeDataset:
 def read_soundscapes(
     recordings: _PathLike,
     annotations: _PathLike,
-    taxonomy: _PathLike | Taxonomy,
+    taxonomy: SpeciesArg,
     *,
     annotation_format: str = "raven",
     species_column: str | None = None,
@@ -398,13 +399,15 @@ def read_soundscapes(
         raise InputError("annotation_format", f"unknown format {annotation_format!r}", f"use {', '.join(_FORMATS)}")
     _check_overlap(min_overlap_s, min_overlap_fraction)
     WindowSpec(window_s, hop_s)  # fail early on bad window settings
-    tax = taxonomy if isinstance(taxonomy, Taxonomy) else load_species(taxonomy)
+    tax = as_taxonomy(taxonomy)
     failures: list[Failure] = []
     recs = _RecordingIndex(_read_recordings(Path(recordings).expanduser(), failures))
     reader = _AnnotationReader(tax, _FORMATS[annotation_format], species_column, min_confidence, recs, failures)
     ann_path = Path(annotations).expanduser()
     if ann_path.is_dir():
-        tables = _table_files(ann_path, _FORMATS[annotation_format].suffixes)
+        found = walk_files(ann_path, _FORMATS[annotation_format].suffixes)
+        failures += skipped(found.problems)
+        tables = found.files
     elif ann_path.is_file():
         tables = [ann_path]
     else:
@@ -440,19 +443,13 @@ def _folder(path: Path) -> Path:
     return path if path.is_dir() else path.parent
 
 
-def _table_files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
-    files = []
-    for root, dirs, names in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        files.extend(Path(root, n) for n in names if not n.startswith(".") and Path(n).suffix.lower() in suffixes)
-    return sorted(files, key=lambda f: f.parts)
-
-
 def _read_recordings(ref: Path, failures: list[Failure]) -> list[Recording]:
     """Recordings with their durations; unreadable ones go to ``failures``."""
     listed: list[tuple[Path, str, str | None, str | None]] = []
     if ref.is_dir():
-        for path in find_audio_files([ref]):  # paths below ref, as found
+        found = scan_audio_files([ref])
+        failures += skipped(found.problems)
+        for path in found.files:  # paths below ref, as found
             listed.append((path, path.relative_to(ref).as_posix(), None, None))
     elif ref.is_file():
         table = read_table(ref, required=("path",), optional=("split", "site"))

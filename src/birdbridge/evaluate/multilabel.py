@@ -15,8 +15,11 @@ AP and AUROC equal scikit-learn's ``average_precision_score`` and ``roc_auc_scor
 (a run of tied scores is one threshold; a tied positive–negative pair counts ½ for AUROC). Both depend only on
 the order of each class's scores, so any strictly increasing map applied to a class's scores (e.g. a per-model
 or per-class logistic calibration of the cosine similarity) leaves them, and cmAP, unchanged; a map that
-flattens scores into ties (clipping, a background rule that zeroes windows) does change them. T1 and the
-detection figures compare scores across classes and against the threshold, so they do depend on calibration.
+flattens scores into ties (clipping, a background rule that zeroes windows, float32 confidences that saturate
+at 1) does change them. T1 and the detection figures compare scores across classes and against the threshold,
+so they do depend on calibration. With one calibration for all species (``models.calibration.Calibration``),
+scoring cosine similarities with ``threshold=calibration.similarity_at(confidence)`` gives the calibrated
+detection figures and keeps AP and AUROC free of those ties.
 
 Scores are given as an array [N, S], or as a callable ``scores(rows: slice, classes: slice) -> [rows, classes]``
 (e.g. :class:`EmbeddingScores`, or calibrated confidences wrapping it). The matrix is never built whole:
