@@ -232,6 +232,11 @@ def test_plain_csv_by_relative_path_common_name_or_code(world):
         read_soundscapes(world / "soundscapes", csv_path, world / "taxonomy.csv", annotation_format="xls")
     bad = read_soundscapes(world / "soundscapes", world / "nofile.csv", world / "taxonomy.csv", annotation_format="csv")
     assert "missing column 'file'" in bad.failures[0].message
+    with pytest.raises(InputError, match="no such file or folder"):
+        read_soundscapes(world / "soundscapes", world / "nowhere", world / "taxonomy.csv")
+    (world / "empty").mkdir()
+    with pytest.raises(InputError, match="contains no raven tables"):
+        read_soundscapes(world / "soundscapes", world / "empty", world / "taxonomy.csv")
 
 
 def test_species_column_setting(world):

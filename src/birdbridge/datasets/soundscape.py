@@ -52,7 +52,7 @@ from birdbridge.datasets.detect import DESCRIPTOR_NAMES, read_descriptor
 from birdbridge.embed.table import skipped
 from birdbridge.errors import BirdbridgeError, Failure, InputError
 from birdbridge.species import SpeciesArg, Taxonomy, as_taxonomy
-from birdbridge.utils.walk import walk_files
+from birdbridge.utils.walk import collect_files
 
 __all__ = [
     "ANNOTATION_FORMATS",
@@ -404,15 +404,9 @@ def read_soundscapes(
     recs = _RecordingIndex(_read_recordings(Path(recordings).expanduser(), failures))
     reader = _AnnotationReader(tax, _FORMATS[annotation_format], species_column, min_confidence, recs, failures)
     ann_path = Path(annotations).expanduser()
-    if ann_path.is_dir():
-        found = walk_files(ann_path, _FORMATS[annotation_format].suffixes)
-        failures += skipped(found.problems)
-        tables = found.files
-    elif ann_path.is_file():
-        tables = [ann_path]
-    else:
-        raise InputError(str(ann_path), "no such file or folder", "check the 'annotations' path")
-    for table in tables:
+    found = collect_files([ann_path], _FORMATS[annotation_format].suffixes, what=f"{annotation_format} tables")
+    failures += skipped(found.problems)
+    for table in found.files:
         reader.read(table)
 
     kept = []
