@@ -633,6 +633,7 @@ def _write_soundscape_dataset(folder: Path, soundscapes: Sequence[SoundscapeItem
         "window_s": int(WINDOW_S),
         "hop_s": int(WINDOW_S),
         "min_overlap_s": 0.5,
+        "min_overlap_fraction": 1.0,  # a call shorter than 0.5 s labels the windows it lies in (the world's truth)
     }
     (folder / "dataset.yaml").write_text(yaml.safe_dump(descriptor, sort_keys=False), encoding="utf-8")
 
