@@ -166,7 +166,7 @@ def test_world_files_descriptor_and_manifests(world: World) -> None:
     assert yaml.safe_load((root / "soundscapes" / "dataset.yaml").read_text()) == {
         "type": "soundscape", "name": "demo-soundscapes", "recordings": "soundscapes.csv", "annotations": ".",
         "annotation_format": "raven", "species_column": "Species", "taxonomy": "../taxonomy.csv", "window_s": 5,
-        "hop_s": 5, "min_overlap_s": 0.5,
+        "hop_s": 5, "min_overlap_s": 0.5, "min_overlap_fraction": 1.0,
     }  # fmt: skip
     with open(root / "soundscapes" / "soundscapes.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
