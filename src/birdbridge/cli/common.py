@@ -45,7 +45,8 @@ BatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Input
 Recordings = Annotated[list[Path] | None, typer.Argument(
     help="Recordings, or folders of recordings (searched recursively).", show_default=False)]
 GalleryFolder = Annotated[Path, typer.Option("--gallery", "-g", help="A gallery built with `birdbridge index`.")]
-Window = Annotated[float | None, typer.Option("--window", help="Window length in seconds (default: the model's).")]
+Window = Annotated[float | None, typer.Option(
+    "--window", help="Window length in seconds (default: the model's; evaluate: the dataset's).")]
 Hop = Annotated[float | None, typer.Option("--hop", help="Hop between windows in seconds (default: the window).")]
 SpeciesList = Annotated[Path | None, typer.Option(
     "--species-list", "--slist", help="A species list: BirdNET-style (scientific or common names, codes, "
@@ -55,6 +56,17 @@ TaxonomyCsv = Annotated[Path | None, typer.Option(
 Forms = Annotated[str, typer.Option(
     "--forms", help="Comma-separated text forms: taxonomic, taxonomic_common, scientific, common, scientific_common.")]
 Templates = Annotated[str, typer.Option("--templates", help="Template set: openai (80, as pybioclip), single, none.")]
+
+# ---------------------------------------------------------------------------------------------------
+# Detections (see birdbridge.models.detection; the defaults are given by the commands, from there)
+
+MinConf = Annotated[float, typer.Option(
+    "--min-conf", min=0.0, max=1.0, help="Lowest confidence of a detection (BirdNET-Analyzer's --min_conf).")]
+Sensitivity = Annotated[float, typer.Option(
+    "--sensitivity", min=0.5, max=1.5, help="Detection sensitivity, 0.5-1.5 (BirdNET-Analyzer's): higher values give "
+    "higher confidences.")]
+MinSim = Annotated[float, typer.Option(
+    "--min-sim", min=-1.0, max=1.0, help="Lowest cosine similarity of a detection, for a model without calibration.")]
 
 # ---------------------------------------------------------------------------------------------------
 # Outputs
@@ -78,12 +90,13 @@ def comma_list(text: str) -> list[str]:
 def report_failures(failures: Sequence[Failure], what: str = "inputs", *, total: int | None = None,
                     shown: int | None = None) -> None:
     """Print the skipped inputs at the end of a batch job: ``shown`` of them at most, of ``total`` in all
-    (default: all of ``failures``)."""
+    (default: all of ``failures``); each names its input (its source, when the message does not)."""
     total = len(failures) if total is None else total
     if not total:
         return
     console_err.print(f"[yellow]skipped {total:,} {what}:[/]", highlight=False)
     for failure in failures[:shown]:
-        console_err.print(f"  - {failure.message}", style="yellow", highlight=False, markup=False, soft_wrap=True)
+        text = failure.message if failure.source in failure.message else f"{failure.source}: {failure.message}"
+        console_err.print(f"  - {text}", style="yellow", highlight=False, markup=False, soft_wrap=True)
     if total > len(failures[:shown]):
         console_err.print(f"  ... and {total - len(failures[:shown]):,} more", highlight=False)

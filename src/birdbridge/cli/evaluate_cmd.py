@@ -1,4 +1,5 @@
-"""``birdbridge evaluate``: students and baselines on the paper's metrics, as a table and results.json."""
+"""``birdbridge evaluate``: students and baselines on the paper's metrics (or, on soundscapes, BirdSet's window
+metrics and detections), as a table and results.json."""
 
 from __future__ import annotations
 
@@ -9,17 +10,26 @@ import typer
 
 from birdbridge.cli.common import (
     Device,
+    Hop,
+    MinConf,
+    MinSim,
     RecordedTeacher,
     ResultsJson,
+    Sensitivity,
     TrainedModels,
+    Window,
     comma_list,
     console,
     console_err,
+    report_failures,
 )
+from birdbridge.models.calibration import DEFAULT_SENSITIVITY
+from birdbridge.models.detection import DEFAULT_MIN_CONF, DEFAULT_MIN_SIM
 
 
 def evaluate_cmd(
-    dataset: Annotated[str, typer.Option("--dataset", "-d", help="SSW60, iNatSounds, dataset.yaml or manifest.")],
+    dataset: Annotated[str, typer.Option(
+        "--dataset", "-d", help="SSW60, iNatSounds, dataset.yaml (also type: soundscape) or manifest.")],
     model: TrainedModels = None,
     baselines: Annotated[str, typer.Option(
         help="Comma-separated: random, mapping, chain, undistilled; all; none.")] = "all",
@@ -33,23 +43,42 @@ def evaluate_cmd(
     tau: Annotated[float, typer.Option(help="kNN temperature: neighbours vote with exp(sim/tau).")] = 0.07,
     bootstrap: Annotated[int, typer.Option(
         help="Bootstrap resamples for 95% confidence intervals (0: none).")] = 1000,
+    window: Window = None,
+    hop: Hop = None,
+    min_conf: MinConf = DEFAULT_MIN_CONF,
+    sensitivity: Sensitivity = DEFAULT_SENSITIVITY,
+    min_sim: MinSim = DEFAULT_MIN_SIM,
+    calibration_split: Annotated[str, typer.Option(
+        help="Soundscapes: fit the methods without a calibration on this split, if the dataset has it ('' for "
+        "none).")] = "valid",
+    background: Annotated[Path | None, typer.Option(
+        help="Soundscapes: background vocabulary file, 'label: prompt; prompt' per line (default: built in).")] = None,
     output: ResultsJson = Path("results.json"),
     device: Device = None,
 ) -> None:
-    """Evaluate trained students against the paper's baselines on the paper's metrics."""
+    """Evaluate trained students against the paper's baselines on the paper's metrics.
+
+    On a soundscape dataset: cmAP, AUROC, T1 and detection precision, recall, F1 and false alarms per method, on
+    the dataset's windows (5 s; --window/--hop override).
+    """
     from birdbridge.evaluate.baselines import BASELINES
-    from birdbridge.evaluate.report import results_table
+    from birdbridge.evaluate.report import detection_lines, results_table
     from birdbridge.evaluate.runner import EvalSettings, evaluate
 
     models = dict(_named(m) for m in model or [])
     chosen = BASELINES if baselines == "all" else () if baselines == "none" else tuple(comma_list(baselines))
     settings = EvalSettings(split=split, knn_split=knn_split or None, image_split=image_split, k=k, tau=tau,
-                            bootstrap=bootstrap)
+                            bootstrap=bootstrap, window_s=window, hop_s=hop, min_conf=min_conf,
+                            sensitivity=sensitivity, min_sim=min_sim, calibration_split=calibration_split or None,
+                            background=None if background is None else str(background))
     result = evaluate(models, dataset, teacher=teacher, base_student=base_student, baselines=chosen,
                       settings=settings, device=device)
     console.print(results_table(result, f"{result.dataset.name}: {split} split"))
+    for i, line in enumerate(detection_lines(result)):
+        console.print(("detections:\n" if i == 0 else "") + f"  {line}", highlight=False, markup=False, soft_wrap=True)
+    report_failures(result.failures, "inputs", shown=20)
     if result.failures:
-        console_err.print(f"[yellow]skipped {len(result.failures)} unreadable inputs (listed in {output})[/]")
+        console_err.print(f"(all listed in {output})", highlight=False)
     result.write(output)
     console_err.print(f"wrote {output}")
 

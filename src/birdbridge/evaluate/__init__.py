@@ -1,1 +1,2 @@
-"""Evaluation: retrieval MAP / R@k, kNN and zero-shot accuracy, and bootstrap confidence intervals."""
+"""Evaluation: retrieval MAP / R@k, kNN and zero-shot accuracy, soundscape window metrics and detections, and
+bootstrap confidence intervals."""

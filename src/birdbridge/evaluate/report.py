@@ -1,5 +1,6 @@
-"""Results in the paper's shape: a methods × metrics table on the terminal (``results.json``:
-:meth:`EvalResult.write <birdbridge.evaluate.results.EvalResult.write>`)."""
+"""Results in the paper's shape: a methods × metrics table on the terminal, and on soundscapes a line per method
+on how its detections were made (``results.json``: :meth:`EvalResult.write
+<birdbridge.evaluate.results.EvalResult.write>`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ COLUMNS = [
     ("a2i_map", "A→I MAP"), ("a2i_r1", "A→I R@1"), ("a2i_r5", "R@5"), ("a2i_r10", "R@10"),
     ("i2a_map", "I→A MAP"), ("a2t_map", "A→T MAP"), ("a2t_r1", "A→T R@1"), ("a2t_r5", "A→T R@5"),
     ("zero_shot_top1", "ZS top-1"), ("zero_shot_top5", "ZS top-5"), ("knn_acc", "kNN acc"),
+    # soundscapes
+    ("cmap", "cmAP"), ("auroc", "AUROC"), ("t1", "T1"), ("precision", "Prec"), ("recall", "Rec"), ("f1", "F1"),
+    ("false_alarm_rate", "False alarm"),
 ]
 
 
@@ -35,3 +39,8 @@ def results_table(result: EvalResult, title: str = "birdbridge evaluation") -> T
             row.append(f"{value:.2f}" + (f" [{ci[0]:.1f}, {ci[1]:.1f}]" if ci else ""))
         table.add_row(*row)
     return table
+
+
+def detection_lines(result: EvalResult) -> list[str]:
+    """``method: rule`` for each method whose detections were made by a rule (soundscapes), in table order."""
+    return [f"{m.name}: {m.detection.describe()}" for m in result.methods.values() if m.detection is not None]

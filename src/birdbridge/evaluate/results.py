@@ -5,6 +5,10 @@ given name), ``random_projection``, ``text_mapping``, ``zero_shot_chain`` and ``
 names ("random projection", "undistilled (biolingual)", ...) are for printing, and key ``results.json``'s
 ``methods``, ``ci`` and ``per_species`` as they always have; ``method_ids`` maps each id to its display
 name. :meth:`EvalResult.from_dict` reads files written before ids were recorded too.
+
+On soundscapes the methods' metrics are BirdSet's window metrics (``cmap``, ``auroc``, ``t1``) and the detection
+figures (``precision``, ``recall``, ``f1``, ``false_alarm_rate``), all ×100, and each method records how its
+detections were made (:class:`DetectionSummary`; ``results.json``'s ``detection``, by display name).
 """
 
 from __future__ import annotations
@@ -37,19 +41,60 @@ def undistilled_name(student: str) -> str:
     return f"undistilled ({student})"
 
 
+@dataclass(frozen=True)
+class DetectionSummary:
+    """How a method's detections on soundscapes were made: the ``score`` thresholded (``confidence`` or
+    ``similarity``) at ``threshold``, the cosine ``similarity`` that amounts to, the calibration (``slope``,
+    ``intercept``) and where it came from (``calibration``: ``model`` for its own ``calibration.json``,
+    ``split <name>`` when fitted on that split of the dataset, None without one), whether windows nearer to
+    background had no detections, and the counts behind the figures (``tp``, ``fp``, ``fn``, ``bird_free``,
+    ``false_alarm_windows``)."""
+
+    score: str
+    threshold: float
+    similarity: float
+    sensitivity: float | None
+    calibration: str | None
+    background: bool
+    counts: dict[str, int] = field(default_factory=dict)
+    slope: float | None = None
+    intercept: float | None = None
+
+    def describe(self) -> str:
+        """One line for people."""
+        if self.score == "confidence":
+            side = "≤" if self.slope is not None and self.slope < 0 else "≥"  # a calibration that ranks backwards
+            rule = (f"calibrated confidence ≥ {self.threshold:g} (sensitivity {self.sensitivity:g}: cosine {side} "
+                    f"{self.similarity:.3f}; calibration: {_calibration_text(self.calibration)})")
+        else:
+            rule = f"cosine similarity ≥ {self.threshold:g} (no calibration)"
+        return rule + ("; none where background is nearer" if self.background else "")
+
+
+def _calibration_text(source: str | None) -> str:
+    if source == "model":
+        return "the model's calibration.json"
+    return f"fitted on the {source.removeprefix('split ')!r} split" if source else "none"
+
+
 @dataclass
 class MethodResult:
-    """One method's figures: metrics, their 95% bootstrap intervals, and a per-species breakdown."""
+    """One method's figures: metrics, their 95% bootstrap intervals, a per-species breakdown and, on
+    soundscapes, how detections were made."""
 
     id: str
     name: str  # for printing
     metrics: dict[str, float]
     ci: dict[str, tuple[float, float]] = field(default_factory=dict)
     per_species: dict[str, dict[str, float]] = field(default_factory=dict)
+    detection: DetectionSummary | None = None
 
 
 @dataclass(frozen=True)
 class DatasetSummary:
+    """What was evaluated. On soundscapes ``queries`` counts the windows evaluated (of ``recordings``), and
+    ``calibration_windows`` those of the ``calibration_split`` that fitted the methods without a calibration."""
+
     name: str
     root: str
     species: int
@@ -57,6 +102,13 @@ class DatasetSummary:
     knn_references: int
     gallery_images: int
     text_gallery: int
+    kind: str = "clips"  # or "soundscapes"
+    recordings: int = 0
+    window_s: float | None = None
+    hop_s: float | None = None
+    bird_free_windows: int = 0
+    calibration_split: str | None = None
+    calibration_windows: int = 0
 
 
 @dataclass(frozen=True)
@@ -90,6 +142,8 @@ class EvalResult:
             "methods": {m.name: dict(m.metrics) for m in methods},
             "ci": {m.name: {k: [float(lo), float(hi)] for k, (lo, hi) in m.ci.items()} for m in methods if m.ci},
             "per_species": {m.name: m.per_species for m in methods},
+            **({"detection": {m.name: asdict(m.detection) for m in methods if m.detection}}
+               if any(m.detection for m in methods) else {}),
             "method_ids": {m.id: m.name for m in methods},
             "dataset": asdict(self.dataset),
             "teacher": asdict(self.teacher),
@@ -109,12 +163,13 @@ class EvalResult:
     def from_dict(cls, data: dict[str, Any]) -> EvalResult:
         """Read a ``results.json`` mapping (one written before ``method_ids`` existed too); other keys are ignored."""
         ids = data.get("method_ids") or infer_ids(list(data["methods"]))
-        cis, per_species = data.get("ci", {}), data.get("per_species", {})
+        cis, per_species, detection = data.get("ci", {}), data.get("per_species", {}), data.get("detection", {})
         by_name = {name: method_id for method_id, name in ids.items()}
         methods = {
             method_id: MethodResult(method_id, name, dict(data["methods"][name]),
                                     {k: (lo, hi) for k, (lo, hi) in cis.get(name, {}).items()},
-                                    per_species.get(name, {}))
+                                    per_species.get(name, {}),
+                                    _known(DetectionSummary, detection[name]) if name in detection else None)
             for method_id, name in ids.items()
         }
         return cls(

@@ -1,10 +1,11 @@
 """``birdbridge evaluate``: trained students and the paper's baselines, on the paper's metrics.
 
-Audio clips of ``split`` are the queries. In the teacher's space they are scored on audio→image
-retrieval against the dataset's pictures (MAP over the full ranked gallery, R@1/5/10), image→audio MAP,
-audio→text retrieval against each species' names, and zero-shot species classification through the
-teacher's species text embeddings. In each method's own space, a weighted kNN classifier over the
-``knn_split`` clips measures what the audio embedding still knows about species.
+A soundscape dataset (``type: soundscape``) is evaluated on its windows instead
+(:mod:`birdbridge.evaluate.soundscape`). Otherwise audio clips of ``split`` are the queries. In the teacher's
+space they are scored on audio→image retrieval against the dataset's pictures (MAP over the full ranked
+gallery, R@1/5/10), image→audio MAP, audio→text retrieval against each species' names, and zero-shot species
+classification through the teacher's species text embeddings. In each method's own space, a weighted kNN
+classifier over the ``knn_split`` clips measures what the audio embedding still knows about species.
 """
 
 from __future__ import annotations
@@ -12,22 +13,21 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from birdbridge.datasets import Dataset, load_dataset
+from birdbridge.datasets import Dataset, SoundscapeDataset, detect_layout, load_dataset, load_soundscapes
+from birdbridge.datasets.detect import read_descriptor
 from birdbridge.embed.audio import embed_audio_windows
 from birdbridge.embed.images import cached_image_table
 from birdbridge.errors import BirdbridgeError, Failure
 from birdbridge.evaluate import baselines as B
 from birdbridge.evaluate.bootstrap import bootstrap_cis
+from birdbridge.evaluate.methods import BaselineMaps, prepare_methods
 from birdbridge.evaluate.metrics import knn_correct, per_class_accuracy, retrieval_metrics, topk_accuracy
 from birdbridge.evaluate.results import (
     BASELINE_IDS,
     DISPLAY_NAMES,
-    DISTILLED,
     DatasetSummary,
     EvalResult,
     MethodResult,
@@ -35,7 +35,8 @@ from birdbridge.evaluate.results import (
     undistilled_name,
 )
 from birdbridge.evaluate.settings import EvalSettings
-from birdbridge.models.loader import load_student, load_teacher, load_text_encoder, model_layout
+from birdbridge.evaluate.soundscape import evaluate_soundscapes
+from birdbridge.models.loader import load_student, load_text_encoder
 from birdbridge.species import PromptSpec, species_prompts, species_text_embeddings
 
 
@@ -53,7 +54,7 @@ class Space:
 
 def evaluate(
     models: Mapping[str, str | os.PathLike[str]],
-    dataset: str | os.PathLike[str] | Dataset,
+    dataset: str | os.PathLike[str] | Dataset | SoundscapeDataset,
     *,
     names: Mapping[str, str] | None = None,
     teacher: str | None = None,
@@ -63,7 +64,8 @@ def evaluate(
     device: str | None = None,
     progress: bool | None = None,
 ) -> EvalResult:
-    """Evaluate trained students and the paper's baselines on ``dataset``.
+    """Evaluate trained students and the paper's baselines on ``dataset`` (clips, or soundscapes: see
+    :func:`~birdbridge.evaluate.soundscape.evaluate_soundscapes`).
 
     Args:
         models: given name -> trained student (a ``birdbridge train`` output folder). A lone model's method id is
@@ -76,31 +78,12 @@ def evaluate(
         An :class:`~birdbridge.evaluate.results.EvalResult`; ``.write(path)`` writes ``results.json``.
     """
     s = settings or EvalSettings()
-    ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
-    taxonomy = ds.taxonomy
-    unknown = set(baselines) - set(B.BASELINES)
-    if unknown:
-        raise BirdbridgeError(f"unknown baseline(s) {sorted(unknown)}; choose from {', '.join(B.BASELINES)}")
-    ids = {name: DISTILLED if len(models) == 1 else name for name in models}
-    labels = {ids[name]: (names or {}).get(name, name) for name in models}
-    taken = {BASELINE_IDS[b] for b in baselines} | {DISPLAY_NAMES.get(BASELINE_IDS[b]) for b in baselines}
-    clash = sorted((set(ids.values()) | set(labels.values())) & taken)
-    if clash:
-        raise BirdbridgeError(f"the model name(s) {', '.join(clash)} are taken by baselines; give the models others")
-    metas = {name: _student_meta(str(ref)) for name, ref in models.items()}
-    teacher_ref = teacher or next((m["teacher"]["ref"] for m in metas.values() if m), None)
-    if teacher_ref is None:
-        raise BirdbridgeError("no teacher: pass --teacher (e.g. bioclip-2) or a trained student that records one")
-    t = load_teacher(teacher_ref, device)
-    for name, meta in metas.items():
-        if meta and meta["teacher"]["fingerprint"] != t.fingerprint:
-            raise BirdbridgeError(
-                f"{name} was distilled for teacher {meta['teacher']['name']} ({meta['teacher']['fingerprint']}), "
-                f"not for {teacher_ref} ({t.fingerprint}); pass --teacher {meta['teacher']['ref']}"
-            )
-    base_ref = base_student or next((m["base_student"]["ref"] for m in metas.values() if m), None)
-    if baselines and base_ref is None:
-        raise BirdbridgeError("the baselines need the undistilled student: pass --base-student (e.g. biolingual)")
+    ds = open_dataset(dataset)
+    m = prepare_methods(models, names=names, teacher=teacher, base_student=base_student, baselines=baselines,
+                        device=device)
+    if isinstance(ds, SoundscapeDataset):
+        return evaluate_soundscapes(models, ds, m, settings=s, device=device, progress=progress)
+    taxonomy, ids, labels, t, base_ref, baselines = ds.taxonomy, m.ids, m.labels, m.teacher, m.base_ref, m.baselines
 
     queries = ds.audio_split(s.split)
     if not queries:
@@ -144,25 +127,17 @@ def evaluate(
         base = load_student(base_ref, device)
         qb, query_keep["_base"] = embed(base, queries)
         tb, train_keep["_base"] = embed(base, train)
-        base_text = load_text_encoder(base_ref, device)
-        student_classes = species_text_embeddings(base_text, taxonomy, class_spec, progress=progress)
-        has_train = bool(train)
-        if "random" in baselines:
-            r = B.random_projection(np.vstack([qb, tb]) if has_train else qb, t.embed_dim, s.seed)
-            spaces[BASELINE_IDS["random"]] = Space(teacher=r[: len(qb)], own_query=r[: len(qb)],
-                                                own_train=r[len(qb):] if has_train else None)
-        if "mapping" in baselines:
-            mapping = _fit_mapping(base_text, t, taxonomy, ds.species_in(train) if train else list(taxonomy.keys),
-                                   text_spec, s.mapping_ridge)
-            m_q, m_t = B.apply_text_mapping(qb, mapping), B.apply_text_mapping(tb, mapping) if has_train else None
-            spaces[BASELINE_IDS["mapping"]] = Space(teacher=m_q, own_query=m_q, own_train=m_t)
-        if "chain" in baselines:
-            c_q = B.zero_shot_chain(qb, student_classes, teacher_classes, s.chain_scale)
-            c_t = B.zero_shot_chain(tb, student_classes, teacher_classes, s.chain_scale) if has_train else None
-            spaces[BASELINE_IDS["chain"]] = Space(teacher=c_q, own_query=c_q, own_train=c_t)
+        maps = BaselineMaps.fit(load_text_encoder(base_ref, device), t, taxonomy, teacher_classes, s,
+                                mapping_species=(ds.species_in(train) if train else list(taxonomy.keys))
+                                if "mapping" in baselines else None, progress=progress)
+        for b in ("random", "mapping", "chain"):
+            if b in baselines:
+                into = maps.to_teacher(b, qb)
+                spaces[BASELINE_IDS[b]] = Space(teacher=into, own_query=into,
+                                                own_train=maps.to_teacher(b, tb) if train else None)
         if "undistilled" in baselines:
             spaces[BASELINE_IDS["undistilled"]] = Space(
-                teacher=None, own_query=qb, own_train=tb if has_train else None, zero_shot=qb @ student_classes.T,
+                teacher=None, own_query=qb, own_train=tb if train else None, zero_shot=qb @ maps.student_classes.T,
             )
             labels[BASELINE_IDS["undistilled"]] = undistilled_name(base.name)
         for method in spaces:
@@ -212,7 +187,7 @@ def evaluate(
         dataset=DatasetSummary(name=ds.name, root=str(ds.root), species=len(taxonomy), queries=len(queries),
                                knn_references=len(train), gallery_images=len(image_table) if image_table else 0,
                                text_gallery=len(text_labels)),
-        teacher=TeacherSummary(ref=teacher_ref, name=t.name, fingerprint=t.fingerprint),
+        teacher=TeacherSummary(ref=m.teacher_ref, name=t.name, fingerprint=t.fingerprint),
         base_student=base_ref,
         models={ids[name]: str(ref) for name, ref in models.items()},
         settings=s,
@@ -220,14 +195,15 @@ def evaluate(
     )
 
 
-def _student_meta(ref: str) -> dict[str, Any] | None:
-    """The birdbridge.json of a trained student, or None for a plain model."""
-    from birdbridge.models.distilled import read_meta
-    from birdbridge.models.loader import resolve_cached
-
-    if model_layout(ref) != "birdbridge":
-        return None
-    return read_meta(Path(resolve_cached(str(ref)).folder))
+def open_dataset(dataset: str | os.PathLike[str] | Dataset | SoundscapeDataset) -> Dataset | SoundscapeDataset:
+    """A loaded dataset as it is; a path opened as soundscapes when it is a ``type: soundscape`` descriptor (or a
+    folder holding one), else with :func:`~birdbridge.datasets.load_dataset`."""
+    if isinstance(dataset, (Dataset, SoundscapeDataset)):
+        return dataset
+    layout, path = detect_layout(dataset)
+    if layout == "descriptor" and read_descriptor(path)[0] == "soundscape":
+        return load_soundscapes(path)
+    return load_dataset(dataset)
 
 
 def _text_gallery(encoder, taxonomy, spec: PromptSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -238,10 +214,3 @@ def _text_gallery(encoder, taxonomy, spec: PromptSpec) -> tuple[np.ndarray, np.n
         texts += prompts
         labels += [i] * len(prompts)
     return encoder.encode_texts(texts).numpy(), np.array(labels)
-
-
-def _fit_mapping(student_text, teacher, taxonomy, species_keys, spec: PromptSpec, ridge: float) -> np.ndarray:
-    texts = [p for key in species_keys for p in species_prompts(taxonomy[taxonomy.index(key)], spec)]
-    source = student_text.encode_texts(texts).numpy()
-    target = teacher.encode_texts(texts).numpy()
-    return B.fit_text_mapping(source, target, ridge)

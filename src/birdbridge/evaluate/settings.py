@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
+from birdbridge.models.calibration import DEFAULT_SENSITIVITY
+from birdbridge.models.detection import DEFAULT_MIN_CONF, DEFAULT_MIN_SIM
+
 
 @dataclass
 class EvalSettings:
@@ -21,6 +24,14 @@ class EvalSettings:
     mapping_ridge: float = 1e-2
     chain_scale: float = 100.0
     batch_size: int = 16
+    # soundscapes (birdbridge.evaluate.soundscape)
+    window_s: float | None = None  # None: the dataset's (5 s by default)
+    hop_s: float | None = None  # None: the dataset's hop, or the window when window_s is given
+    min_conf: float = DEFAULT_MIN_CONF  # detections of calibrated methods
+    sensitivity: float = DEFAULT_SENSITIVITY
+    min_sim: float = DEFAULT_MIN_SIM  # detections of methods without a calibration
+    calibration_split: str | None = "valid"  # fit the methods without a calibration on this split, if present
+    background: str | None = None  # a background vocabulary file (None: the default vocabulary)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EvalSettings:
