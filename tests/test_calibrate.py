@@ -33,6 +33,11 @@ def _settings(setup, output: Path, **extra) -> list[str]:
     return [f"{k}={v}" for k, v in base.items()]
 
 
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
 def _cli(*args) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "birdbridge", *map(str, args)], capture_output=True, text=True,
                           timeout=900)
@@ -45,7 +50,8 @@ def setup(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("calibrate")
     setup = {"root": root, "manifest": make_tone_dataset(root / "data"),
-             "student": build_small_clap(root / "student", corpus=corpus()), "teacher": build_small_clip(root / "teacher")}
+             "student": build_small_clap(root / "student", corpus=corpus()),
+             "teacher": build_small_clip(root / "teacher")}
     train(load_config(None, _settings(setup, root / "run", **{"data.val_split": "test"})))
     setup["model"] = root / "run" / "model"
     return setup
@@ -75,7 +81,7 @@ def test_train_with_a_val_split_stores_a_calibration_that_separates(setup) -> No
     assert confidence[report.positives].mean() > confidence[~report.positives].mean()
     assert report.figures["average_precision"] > report.positives.mean()  # better than chance
     # the pairs: each test clip's own species is its one positive
-    species = {row["path"]: row["species"] for row in csv.DictReader(open(setup["manifest"])) if row["split"] == "test"}
+    species = {row["path"]: row["species"] for row in _rows(setup["manifest"]) if row["split"] == "test"}
     assert report.positives.sum(axis=1).tolist() == [1] * len(species)
 
 
@@ -121,7 +127,7 @@ def test_refusals(setup, tmp_path) -> None:
     other = build_small_clip(tmp_path / "other-teacher", seed=3)
     with pytest.raises(BirdbridgeError, match="distilled for teacher"):
         calibrate(setup["model"], setup["manifest"], split="test", teacher=str(other), write=False)
-    rows = list(csv.DictReader(open(setup["manifest"])))
+    rows = list(_rows(setup["manifest"]))
     one = tmp_path / "one.csv"
     with open(one, "w", newline="") as fh:  # the test split holds one species only
         writer = csv.DictWriter(fh, fieldnames=["path", "species", "split"])
@@ -146,15 +152,16 @@ def test_soundscapes_and_background_recordings(setup, world) -> None:
     ds = load_soundscapes(scapes)
     test = [r for r in ds.recordings if r.split == "test"]
     truth = dataclasses.replace(ds, recordings=test).windows(1.0, 1.0).label_matrix()
-    background = [row for row in csv.DictReader(open(world.root / "background.csv")) if row["split"] == "test"]
+    background = [row for row in _rows(world.root / "background.csv") if row["split"] == "test"]
     assert all(float(row["duration_s"]) < 2.0 for row in background)  # one 1 s window each
     assert report.background_windows == len(background) > 0
     assert report.positives.shape == (len(truth) + len(background), len(ds.taxonomy))
     assert np.array_equal(report.positives[: len(truth)], truth)
     assert not report.positives[len(truth):].any()
     assert report.bird_free_windows == int((~truth.any(axis=1)).sum()) + len(background)
-    assert report.calibration.n_positive == int(truth.sum()) and "background background.csv" in report.calibration.source
-    with pytest.raises(BirdbridgeError, match="no soundscape recording in split 'val'.*test, valid"):
+    assert report.calibration.n_positive == int(truth.sum())
+    assert "background background.csv" in report.calibration.source
+    with pytest.raises(BirdbridgeError, match=r"no soundscape recording in split 'val'.*test, valid"):
         calibrate(setup["model"], scapes, split="val", write=False)
 
 
