@@ -119,7 +119,7 @@ def test_cli_writes_calibration_json_without_changing_the_fingerprint(setup, tmp
         saved["extra"])
 
 
-def test_refusals(setup, tmp_path) -> None:
+def test_refusals(setup, tmp_path, monkeypatch) -> None:
     from birdbridge.models.standins import build_small_clip
 
     plain = _cli("calibrate", "--model", setup["student"], "--dataset", setup["manifest"], "--split", "test")
@@ -139,13 +139,25 @@ def test_refusals(setup, tmp_path) -> None:
         calibrate(setup["model"], one, split="test", write=False)
     with pytest.raises(BirdbridgeError, match="no split 'val'"):
         calibrate(setup["model"], setup["manifest"], write=False)
+    from birdbridge.evaluate import calibrate as module
+
+    flipped = module.species_text_embeddings  # the right species now look the least alike
+    monkeypatch.setattr(module, "species_text_embeddings", lambda *a, **k: -flipped(*a, **k))
+    with pytest.raises(BirdbridgeError, match=r"confidence would fall as similarity rises \(slope -"):
+        calibrate(setup["model"], setup["manifest"], split="test")
+    assert read_calibration(setup["model"]).slope > 0  # the stored one is kept
     assert not (tmp_path / "calibration.json").exists()
 
 
-def test_soundscapes_and_background_recordings(setup, world) -> None:
+def test_soundscapes_and_background_recordings(setup, world, monkeypatch) -> None:
     from birdbridge.datasets import load_soundscapes
+    from birdbridge.evaluate import calibrate as module
 
     scapes = world.root / "soundscapes" / "dataset.yaml"
+    # a student of tones knows nothing of the world's species, so its slope may come out either way: here only
+    # the pairs count, and they must be the dataset's own labels (the fit is made to keep any slope)
+    fit = module._fit
+    monkeypatch.setattr(module, "_fit", lambda *a, **k: dataclasses.replace(fit(*a, **k), slope=1.0))
     report = calibrate(setup["model"], scapes, split="test", background=world.root / "background.csv", write=False)
     # windows shrink to the tiny model's 1 s; labels are the dataset's own at that window
     assert report.figures["window_s"] == 1.0 and report.figures["hop_s"] == 1.0
@@ -175,14 +187,27 @@ def test_train_without_a_val_split_says_how_to_calibrate(setup, tmp_path, capsys
                                                      "calibration.enabled": "false"})), fresh=True)
     assert "calibration.enabled is false" in capsys.readouterr().out
     assert not (out / "model" / "calibration.json").exists()
+    result = train(load_config(None, _settings(setup, out, **{"run.epochs": 1, "calibration.split": "nope"})),
+                   fresh=True)  # a calibration that fails leaves the trained model as it is, and says why
+    printed = capsys.readouterr().out
+    assert "the model is uncalibrated: " in printed and "no split 'nope'" in printed
+    assert "birdbridge calibrate --model" in printed
+    assert result.model.is_dir() and not (out / "model" / "calibration.json").exists()
 
 
-def test_train_calibrates_on_another_dataset(setup, world, tmp_path, capsys) -> None:
+def test_train_calibrates_on_another_dataset(setup, tmp_path, capsys) -> None:
+    other = tmp_path / "held-out" / "clips.csv"  # the same clips, listed elsewhere with a split of their own
+    other.parent.mkdir()
+    with open(other, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["path", "species", "split"])
+        writer.writeheader()
+        for row in _rows(setup["manifest"]):
+            writer.writerow({"path": str(setup["manifest"].parent / row["path"]), "species": row["species"],
+                             "split": "holdout" if row["split"] == "test" else "train"})
     out = tmp_path / "run"
     train(load_config(None, _settings(setup, out, **{
-        "run.epochs": 1, "calibration.dataset": world.root / "soundscapes" / "dataset.yaml",
-        "calibration.split": "valid", "calibration.templates": "single"})))
+        "calibration.dataset": other, "calibration.split": "holdout", "calibration.templates": "single"})))
     stored = read_calibration(out / "model")
-    assert stored is not None and stored.source == "demo-soundscapes:valid"
-    assert stored.prompts["templates"] == "single"
+    assert stored is not None and stored.source.endswith(":holdout") and stored.slope > 0
+    assert stored.prompts["templates"] == "single" and stored.n_positive == 12
     assert "calibration written to" in capsys.readouterr().out

@@ -145,8 +145,8 @@ def calibrate_student(
     clips: the model's window). ``teacher_fingerprint``: the teacher the student was distilled for (a
     different ``teacher`` is refused). ``unsplit_background``: also use background clips without a split.
 
-    Raises BirdbridgeError for a split without positives or with fewer than two species, and a teacher that
-    is not the student's.
+    Raises BirdbridgeError for a split without positives or with fewer than two species, a teacher that is
+    not the student's, and a fit whose confidence does not rise with similarity (slope <= 0).
     """
     if teacher_fingerprint is not None and teacher.fingerprint != teacher_fingerprint:
         raise BirdbridgeError(
@@ -180,6 +180,12 @@ def calibrate_student(
                "hop_s": windows.hop_s, "background_windows": n_background}
     calibration = _fit(sims, positives, source=source, prompts=spec.as_dict(),
                        teacher_fingerprint=teacher.fingerprint, extra=figures)
+    if calibration.slope <= 0:
+        raise BirdbridgeError(
+            f"{source}: confidence would fall as similarity rises (slope {calibration.slope:.4g}, AP "
+            f"{calibration.extra['average_precision']:.3f} against {positives.mean():.3f} by chance): the student's "
+            "similarities do not tell these species apart, so no calibration is stored; train it on them"
+        )
     return CalibrationReport(calibration, sims, positives, int((~positives.any(axis=1)).sum()), n_background,
                              failures)
 
