@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from birdbridge.errors import InputError
 from birdbridge.train.config import load_config
 from birdbridge.train.loop import train
-from train_fixtures import corpus, make_tone_dataset
+from train_fixtures import corpus, make_background, make_tone_dataset
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,8 @@ def setup(tmp_path_factory):
     manifest = make_tone_dataset(root / "data")
     student = build_small_clap(root / "student", corpus=corpus())
     teacher = build_small_clip(root / "teacher")
-    return {"root": root, "manifest": manifest, "student": student, "teacher": teacher}
+    _, background = make_background(root)
+    return {"root": root, "manifest": manifest, "student": student, "teacher": teacher, "background": background}
 
 
 def settings(setup, output: Path, **extra) -> list[str]:
@@ -106,8 +107,11 @@ def test_training_lowers_the_loss(setup, tmp_path) -> None:
     assert np.mean(losses[-4:]) < np.mean(losses[:4])
 
 
-def test_exact_resume_after_kill(setup, tmp_path) -> None:
+@pytest.mark.parametrize("background", [False, True], ids=["birds", "with-background"])
+def test_exact_resume_after_kill(setup, tmp_path, background) -> None:
     extra = {"run.epochs": 16, "data.num_workers": 2}
+    if background:  # background crops (their own draws and crops) continue exactly too
+        extra.update({"data.background": setup["background"], "data.background_share": 0.25})
     reference = tmp_path / "uninterrupted"
     train(load_config(None, settings(setup, reference, **extra)))
 

@@ -39,5 +39,27 @@ def make_tone_dataset(root: Path, per_species: int = 10, test_per_species: int =
     return manifest
 
 
+def make_background(root: Path, per_class: int = 3) -> tuple[Path, Path]:
+    """Noise recordings in class folders ``wind/`` (low-passed), ``rain/`` (white) and ``voices/`` (an alias of human
+    speech), and ``background.csv`` (path, label, split: the last of each class is ``test``) listing them.
+    Returns (folder, manifest)."""
+    folder = root / "noise"
+    rows = []
+    for c, (label, seconds, smooth) in enumerate((("wind", 1.2, 40), ("rain", 0.8, 1), ("voices", 1.5, 4))):
+        for i in range(per_class):
+            rng = np.random.default_rng([c, i])
+            x = np.convolve(rng.standard_normal(int(seconds * 16_000) + smooth), np.ones(smooth) / smooth, "valid")
+            path = folder / label / f"{label}{i}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(path, (0.2 * x[: int(seconds * 16_000)] / np.abs(x).max()).astype(np.float32), 16_000)
+            rows.append((path.relative_to(root).as_posix(), label, "test" if i == per_class - 1 else "train"))
+    manifest = root / "background.csv"
+    with open(manifest, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "label", "split"])
+        writer.writerows(rows)
+    return folder, manifest
+
+
 def corpus() -> list[str]:
     return [f"{sci} {common}" for sci, common, _ in SPECIES]

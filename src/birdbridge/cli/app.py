@@ -7,6 +7,7 @@ import sys
 import typer
 
 from birdbridge.cli import (
+    calibrate_cmd,
     dataset_cmd,
     demo_cmd,
     embed_cmd,
@@ -28,6 +29,7 @@ app = typer.Typer(
 models_cmd.register(app)
 train_cmd.register(app)
 evaluate_cmd.register(app)
+calibrate_cmd.register(app)
 demo_cmd.register(app)
 index_cmd.register(app)
 search_cmd.register(app)

@@ -20,6 +20,12 @@ class DataConfig:
     val_split: str | None = None
     num_workers: int = 2
     validate_files: bool = True  # read every training file's header once before training
+    background: str | None = None  # non-bird recordings: a folder of class folders or a CSV (path, label[, split])
+    background_share: float = 0.1  # of each global batch, when there is background audio
+    background_vocabulary: str | None = None  # a vocabulary file (label: prompt; prompt); default: the built-in one
+    background_gaps: bool = False  # also train on the stretches between known calls of the training recordings
+    background_gap_label: str = "silence"  # the background class of those stretches
+    background_min_gap_s: float = 0.5  # shortest stretch kept (0.1 s away from every call)
 
 
 @dataclass
@@ -65,6 +71,17 @@ class VideoConfig:
 
 
 @dataclass
+class CalibrationConfig:
+    """The similarity -> confidence map fitted after training (models.calibration)."""
+
+    enabled: bool = True
+    dataset: str | None = None  # default: data.dataset (e.g. a soundscape dataset.yaml)
+    split: str | None = None  # default: data.val_split; neither: the model stays uncalibrated
+    forms: str = "taxonomic_common"  # the species texts searches compare with (the gallery's defaults)
+    templates: str = "openai"
+
+
+@dataclass
 class OptimConfig:
     lr: float = 1e-4
     head_lr: float = 1e-3
@@ -102,6 +119,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     video: VideoConfig = field(default_factory=VideoConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
@@ -136,6 +154,15 @@ class TrainConfig:
             raise bad("video.subwindows", "must be at least 1 (and nearest_warmup_epochs at least 0)")
         if min(self.loss.text_weight, self.loss.image_weight) < 0:
             raise bad("loss.text_weight", "weights must not be negative")
+        if not 0.0 <= self.data.background_share < 1.0:
+            raise bad("data.background_share", "must be at least 0 and below 1")
+        if self.data.background and self.data.background_share == 0:
+            raise bad("data.background_share", "is 0, so data.background would not be used; give a share above 0")
+        if not self.data.background_min_gap_s > 0:
+            raise bad("data.background_min_gap_s", "must be above 0")
+        if (self.data.background or self.data.background_gaps) and self.objective != "text":
+            raise bad("data.background", f"needs objective text (background audio has no video frames), "
+                      f"not {self.objective!r}")
         if self.optim.amp not in ("auto", "off", "bf16", "fp16"):
             raise bad("optim.amp", f"must be auto, off, bf16 or fp16, not {self.optim.amp!r}")
         for key, value in (("run.batch_size", self.run.batch_size), ("run.epochs", self.run.epochs),

@@ -3,6 +3,10 @@
 Every crop is drawn from ``numpy.random.default_rng([seed, epoch, index])`` and the order of an epoch
 from ``default_rng([seed, epoch])``, so a run gives the same batches whatever the number of data
 workers or processes, and a resumed run continues exactly where the interrupted one stopped.
+
+Background (non-bird) clips follow the bird clips in the clip list. With them, each global batch holds a
+fixed number of background crops, taken in turn from a per-epoch permutation of the background clips
+(``default_rng([seed, epoch, 0xB6])``); each such draw has its own crop (``[seed, epoch, index, draw]``).
 """
 
 from __future__ import annotations
@@ -21,34 +25,40 @@ from birdbridge.audio import AudioError, audio_info, read_audio, repeat_pad
 @dataclass(frozen=True)
 class Clip:
     path: Path
-    species: int  # index into the taxonomy
-    duration_s: float | None = None
+    species: int  # index into the taxonomy; background classes follow the species (see train.targets)
+    duration_s: float | None = None  # of the file
+    start_s: float = 0.0  # a stretch of the file: start_s..end_s
+    end_s: float | None = None  # None: the end of the file
 
 
 class CropDataset(Dataset):
     """``(index, epoch)`` -> {"wave": float32 [window_samples], "species", "index" and "offset_s" of the clip
     used, "bad": [unreadable indices]}.
 
-    A clip that cannot be read is replaced by the next readable one (so batch shapes stay equal across
-    processes) and reported in ``bad``.
+    A clip that cannot be read is replaced by the next readable one of its kind (bird clips are the first
+    ``n_birds``, background clips the rest), so batch shapes stay equal across processes, and reported in
+    ``bad``. A key ``(index, epoch, draw)`` is a background draw (:class:`EpochBatches`).
     """
 
-    def __init__(self, clips: Sequence[Clip], sample_rate: int, window_samples: int, seed: int) -> None:
+    def __init__(self, clips: Sequence[Clip], sample_rate: int, window_samples: int, seed: int,
+                 n_birds: int | None = None) -> None:
         self.clips = list(clips)
         self.sample_rate = sample_rate
         self.window_samples = window_samples
         self.seed = seed
+        self.n_birds = len(self.clips) if n_birds is None else n_birds
 
     def __len__(self) -> int:
         return len(self.clips)
 
-    def __getitem__(self, key: tuple[int, int]) -> dict:
-        index, epoch = key
+    def __getitem__(self, key: tuple[int, ...]) -> dict:
+        index, epoch, *draw = key
+        lo, hi = (0, self.n_birds) if index < self.n_birds else (self.n_birds, len(self.clips))
         bad: list[int] = []
-        for k in range(len(self.clips)):
-            i = (index + k) % len(self.clips)
+        for k in range(hi - lo):
+            i = lo + (index - lo + k) % (hi - lo)
             try:
-                wave, offset = self.crop(self.clips[i], np.random.default_rng([self.seed, epoch, i]))
+                wave, offset = self.crop(self.clips[i], np.random.default_rng([self.seed, epoch, i, *draw]))
             except AudioError:
                 bad.append(i)
                 continue
@@ -59,11 +69,16 @@ class CropDataset(Dataset):
     def crop(self, clip: Clip, rng: np.random.Generator) -> tuple[np.ndarray, float]:
         """A window-long crop of ``clip`` and where it starts (s); shorter clips are repeat-padded."""
         window_s = self.window_samples / self.sample_rate
-        duration = clip.duration_s if clip.duration_s else audio_info(clip.path).duration_s
-        offset = 0.0
+        if clip.end_s is not None:
+            duration = clip.end_s - clip.start_s
+        else:
+            duration = (clip.duration_s if clip.duration_s else audio_info(clip.path).duration_s) - clip.start_s
+        offset = clip.start_s
         if duration > window_s:
-            offset = float(rng.uniform(0.0, duration - window_s))
+            offset += float(rng.uniform(0.0, duration - window_s))
             x = read_audio(clip.path, self.sample_rate, offset_s=offset, duration_s=window_s)
+        elif clip.start_s or clip.end_s is not None:
+            x = read_audio(clip.path, self.sample_rate, offset_s=offset, duration_s=duration)
         else:
             x = read_audio(clip.path, self.sample_rate)
         return repeat_pad(x[: self.window_samples], self.window_samples), offset
@@ -85,29 +100,50 @@ class EpochBatches(Sampler):
     Global batch ``b`` of epoch ``e`` is ``perm_e[b*G:(b+1)*G]`` with ``perm_e`` seeded by ``(seed, e)``;
     rank ``r`` takes its ``r``-th slice. The incomplete last global batch is dropped. Iteration starts
     at ``(start_epoch, start_batch)`` and runs through ``epochs``.
+
+    With ``background`` clips (indices ``n`` to ``n + background - 1``) and ``background_per_batch`` = k, a
+    global batch is ``G - k`` bird clips and k background draws ``(n + j, epoch, b + 1)`` (background clips in
+    turn from a permutation seeded by ``(seed, e, 0xB6)``), shuffled together by ``(seed, e, b, 0xB7)``.
+    An epoch is one pass over the bird clips.
     """
 
     def __init__(self, n: int, global_batch: int, *, seed: int, epochs: int, rank: int = 0, world: int = 1,
-                 start_epoch: int = 0, start_batch: int = 0) -> None:
+                 start_epoch: int = 0, start_batch: int = 0, background: int = 0,
+                 background_per_batch: int = 0) -> None:
         if global_batch % world:
             raise ValueError(f"batch size {global_batch} is not divisible by {world} processes")
+        if (background_per_batch and not background) or not 0 <= background_per_batch < global_batch:
+            raise ValueError(f"{background_per_batch} background clips per batch of {global_batch} "
+                             f"(from {background} background clips)")
         self.n, self.global_batch, self.seed, self.epochs = n, global_batch, seed, epochs
         self.rank, self.world = rank, world
         self.start_epoch, self.start_batch = start_epoch, start_batch
+        self.background, self.background_per_batch = background, background_per_batch
+
+    @property
+    def bird_batch(self) -> int:
+        return self.global_batch - self.background_per_batch
 
     @property
     def batches_per_epoch(self) -> int:
-        return self.n // self.global_batch
+        return self.n // self.bird_batch
 
     def __len__(self) -> int:
         return max(0, (self.epochs - self.start_epoch) * self.batches_per_epoch - self.start_batch)
 
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+    def __iter__(self) -> Iterator[list[tuple[int, ...]]]:
         per_rank = self.global_batch // self.world
+        k = self.background_per_batch
         for epoch in range(self.start_epoch, self.epochs):
             perm = np.random.default_rng([self.seed, epoch]).permutation(self.n)
+            turns = np.random.default_rng([self.seed, epoch, 0xB6]).permutation(self.background) if k else None
             first = self.start_batch if epoch == self.start_epoch else 0
             for b in range(first, self.batches_per_epoch):
-                chunk = perm[b * self.global_batch : (b + 1) * self.global_batch]
-                mine = chunk[self.rank * per_rank : (self.rank + 1) * per_rank]
-                yield [(int(i), epoch) for i in mine]
+                chunk = perm[b * self.bird_batch : (b + 1) * self.bird_batch]
+                keys: list[tuple[int, ...]] = [(int(i), epoch) for i in chunk]
+                if k:
+                    picks = turns[np.arange(b * k, (b + 1) * k) % self.background]
+                    keys += [(self.n + int(j), epoch, b + 1) for j in picks]
+                    order = np.random.default_rng([self.seed, epoch, b, 0xB7]).permutation(len(keys))
+                    keys = [keys[o] for o in order]
+                yield keys[self.rank * per_rank : (self.rank + 1) * per_rank]

@@ -11,17 +11,19 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from birdbridge.errors import BirdbridgeError
+from birdbridge.errors import BirdbridgeError, InputError
+from birdbridge.models.calibration import write_calibration
 from birdbridge.models.distilled import save_distilled_student
 from birdbridge.models.hub import stable_ref
 from birdbridge.models.loader import clear_model_cache, load_teacher
+from birdbridge.species.background import BackgroundVocabulary, load_background_vocabulary
 from birdbridge.train import distributed as D
 from birdbridge.train.checkpoint import list_checkpoints, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from birdbridge.train.config import TrainConfig, dump_config, load_config
@@ -38,6 +40,24 @@ from birdbridge.utils.progress import progress_bar
 # Settings that may change between an interrupted run and its resume without changing the result.
 RESUME_FREE = {"run.progress", "run.log_every", "run.eval_every", "run.checkpoint_every", "run.keep_checkpoints",
                "data.num_workers", "run.device", "data.validate_files", "data.val_split", "output"}
+RESUME_FREE_SECTIONS = ("calibration.",)  # applied after training
+
+
+@dataclass
+class Prepared:
+    """What training needs from the data and the teacher (made on rank 0 first)."""
+
+    clips: list[Clip]  # bird clips, then background clips
+    n_birds: int
+    targets: TextTargets
+    objective: Objective
+    teacher: dict
+    bad_files: list[str]
+    vocabulary: BackgroundVocabulary | None = None
+
+    @property
+    def n_background(self) -> int:
+        return len(self.clips) - self.n_birds
 
 
 @dataclass
@@ -102,15 +122,19 @@ def _train(cfg: TrainConfig, device: torch.device, info: D.DistInfo, fresh: bool
         if (turn == 0) == info.is_main:
             prepared = _prepare(cfg, dataset, device, progress=cfg.run.progress if info.is_main else False)
         D.barrier(info)
-    clips, targets, objective, teacher_meta, bad_files = prepared
+    clips, targets, objective, teacher_meta, bad_files = (prepared.clips, prepared.targets, prepared.objective,
+                                                          prepared.teacher, prepared.bad_files)
+    per_batch_background = _background_per_batch(cfg, prepared.n_background)
     student = fresh_student(cfg.student, cfg.head, targets.dim)
     base_fingerprint = student.fingerprint
     n_trainable, n_total = set_trainable(student, cfg.model.trainable)
     model = DistillModel(student, Temperature(cfg.loss.temperature, cfg.loss.learnable_temperature)).to(device)
     optimizer = _optimizer(model, cfg)
-    per_epoch = len(clips) // cfg.run.batch_size
+    bird_batch = cfg.run.batch_size - per_batch_background
+    per_epoch = prepared.n_birds // bird_batch
     if per_epoch == 0:
-        raise BirdbridgeError(f"batch size {cfg.run.batch_size} is larger than the {len(clips)} training clips")
+        raise BirdbridgeError(f"batch size {cfg.run.batch_size} ({bird_batch} bird clips) is larger than the "
+                              f"{prepared.n_birds} training clips")
     total_steps = cfg.run.max_steps or cfg.run.epochs * per_epoch
     epochs = math.ceil(total_steps / per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg, total_steps))
@@ -129,9 +153,10 @@ def _train(cfg: TrainConfig, device: torch.device, info: D.DistInfo, fresh: bool
         start_epoch, start_batch = divmod(step, per_epoch)
     ddp = torch.nn.parallel.DistributedDataParallel(model) if info.enabled else model
 
-    sampler = EpochBatches(len(clips), cfg.run.batch_size, seed=cfg.run.seed, epochs=epochs, rank=info.rank,
-                           world=info.world, start_epoch=start_epoch, start_batch=start_batch)
-    data = CropDataset(clips, student.sample_rate, student.window_samples, cfg.run.seed)
+    sampler = EpochBatches(prepared.n_birds, cfg.run.batch_size, seed=cfg.run.seed, epochs=epochs, rank=info.rank,
+                           world=info.world, start_epoch=start_epoch, start_batch=start_batch,
+                           background=prepared.n_background, background_per_batch=per_batch_background)
+    data = CropDataset(clips, student.sample_rate, student.window_samples, cfg.run.seed, n_birds=prepared.n_birds)
     loader = DataLoader(data, batch_sampler=sampler, num_workers=cfg.data.num_workers, collate_fn=collate,
                         generator=torch.Generator().manual_seed(cfg.run.seed),
                         persistent_workers=False, pin_memory=device.type == "cuda")
@@ -140,6 +165,9 @@ def _train(cfg: TrainConfig, device: torch.device, info: D.DistInfo, fresh: bool
     if info.is_main and resume_state is None:
         print(f"training {n_trainable:,} of {n_total:,} parameters for {total_steps} steps "
               f"({epochs} epochs of {per_epoch}) on {device} x{info.world}")
+        if per_batch_background:
+            print(f"{per_batch_background} of every {cfg.run.batch_size} crops are background, from "
+                  f"{prepared.n_background} clips of {len(prepared.vocabulary)} classes")
 
     ddp.train()
     freeze_batchnorm(ddp) if cfg.model.freeze_batchnorm else None
@@ -198,9 +226,11 @@ def _train(cfg: TrainConfig, device: torch.device, info: D.DistInfo, fresh: bool
                 "base_student": {"ref": stable_ref(cfg.student), "fingerprint": base_fingerprint},
                 "prompts": {"mix": cfg.prompts.mix, "templates": cfg.prompts.templates},
                 "train": {"steps": step, "config": cfg.as_dict()},
+                **_background_meta(prepared, per_batch_background),
             },
         )
         taxonomy.to_csv(model_dir / "species.csv")
+        _calibrate(cfg, student.to(device), model_dir, teacher_meta, device, prepared.vocabulary)
         if bad_files:
             write_text(out / "bad_files.txt", "\n".join(sorted(set(bad_files))) + "\n")
             print(f"skipped {len(set(bad_files))} unreadable training files (listed in {out / 'bad_files.txt'})")
@@ -211,23 +241,34 @@ def _train(cfg: TrainConfig, device: torch.device, info: D.DistInfo, fresh: bool
                        resume_state["step"] if resume_state else None)
 
 
-def _prepare(cfg: TrainConfig, dataset, device: torch.device, progress: bool | None):
+def _prepare(cfg: TrainConfig, dataset, device: torch.device, progress: bool | None) -> Prepared:
     """Training clips, cached teacher targets and the objective (run on rank 0 first)."""
     taxonomy = dataset.taxonomy
+    vocabulary = None
+    if cfg.data.background or cfg.data.background_gaps:
+        vocabulary = load_background_vocabulary(cfg.data.background_vocabulary)
     teacher = load_teacher(cfg.teacher, device)
     teacher_meta = {"ref": stable_ref(cfg.teacher), "name": teacher.name, "fingerprint": teacher.fingerprint,
                     "embed_dim": int(teacher.embed_dim)}
     text = TextTargets.build(teacher, taxonomy, cfg.prompts.mix, cfg.prompts.templates, cfg.run.seed,
-                             progress=progress)
+                             progress=progress, background=vocabulary)
     frames = None
+    n_birds = 0
     if cfg.objective == "text":
         items = dataset.audio_split(cfg.data.train_split)
         if not items:
             raise BirdbridgeError(f"{cfg.data.dataset}: no audio in split {cfg.data.train_split!r}")
         clips = [Clip(Path(it.path), taxonomy.index(it.species), it.duration_s) for it in items]
         clips, bad_files = _validated(clips) if cfg.data.validate_files else (clips, [])
+        n_birds = len(clips)
+        if vocabulary is not None:
+            background, bad = _background_clips(cfg, vocabulary, items, len(taxonomy))
+            background, unreadable = _validated(background, "background") if cfg.data.validate_files else (
+                background, [])
+            clips, bad_files = clips + background, bad_files + bad + unreadable
     else:
         clips, frames, bad_files = _video_clips(cfg, dataset, teacher, progress)
+        n_birds = len(clips)
     del teacher
     clear_model_cache()
     objective = Objective(
@@ -236,7 +277,87 @@ def _prepare(cfg: TrainConfig, dataset, device: torch.device, progress: bool | N
         text_weight=cfg.loss.text_weight, image_weight=cfg.loss.image_weight,
         negatives_all=cfg.loss.negatives == "all", symmetric=cfg.loss.symmetric, seed=cfg.run.seed,
     )
-    return clips, text, objective, teacher_meta, bad_files
+    return Prepared(clips, n_birds, text, objective, teacher_meta, bad_files, vocabulary)
+
+
+def _background_clips(cfg: TrainConfig, vocabulary: BackgroundVocabulary, items, n_species: int
+                      ) -> tuple[list[Clip], list[str]]:
+    """Background clips of the training split (``data.background``) and the stretches between the training
+    recordings' calls (``data.background_gaps``), as clips of the classes after the species."""
+    from birdbridge.datasets.background import call_gap_clips, for_split, read_background
+
+    found, bad = [], []
+    if cfg.data.background:
+        listed, failures = read_background(cfg.data.background, vocabulary)
+        found = for_split(listed, cfg.data.train_split)
+        bad = [f"{f.source}: {f.message}" for f in failures]
+        if not found:
+            raise BirdbridgeError(f"data.background: {cfg.data.background} lists no recordings of split "
+                                  f"{cfg.data.train_split!r} (nor any without a split)")
+    if cfg.data.background_gaps:
+        try:
+            label = vocabulary.labels[vocabulary.index(cfg.data.background_gap_label)]
+        except KeyError as exc:
+            raise InputError("data.background_gap_label", str(exc.args[0])) from None
+        gaps, timed = call_gap_clips(items, label, min_s=cfg.data.background_min_gap_s)
+        if not timed:
+            raise BirdbridgeError(
+                f"data.background_gaps: no recording of split {cfg.data.train_split!r} has call times (manifest "
+                "columns call_onsets and call_offsets); set data.background_gaps=false or add the columns"
+            )
+        print(f"{len(gaps)} stretches between the calls of {timed} training recordings train as {label!r}")
+        found += gaps
+    clips = [Clip(c.path, n_species + vocabulary.index(c.label), c.duration_s, c.start_s, c.end_s) for c in found]
+    return clips, bad
+
+
+def _background_per_batch(cfg: TrainConfig, available: int) -> int:
+    """Background crops per global batch: ``data.background_share`` of it, at least one, and never all."""
+    if not available or cfg.data.background_share <= 0:
+        return 0
+    if cfg.run.batch_size < 2:
+        raise BirdbridgeError("training with background audio needs run.batch_size of at least 2")
+    return min(max(1, round(cfg.data.background_share * cfg.run.batch_size)), cfg.run.batch_size - 1)
+
+
+def _background_meta(prepared: Prepared, per_batch: int) -> dict:
+    if prepared.vocabulary is None:
+        return {}
+    return {"background": {"vocabulary": prepared.vocabulary.as_dict(), "clips": prepared.n_background,
+                           "per_batch": per_batch, "first_class": prepared.targets.n_species}}
+
+
+def _calibrate(cfg: TrainConfig, student, model_dir: Path, teacher_meta: dict, device: torch.device,
+               vocabulary: BackgroundVocabulary | None) -> None:
+    """Fit and store the trained student's calibration (``calibration.*``), or say how to do it later."""
+    from birdbridge.evaluate.calibrate import calibrate_student
+
+    dataset = cfg.calibration.dataset or cfg.data.dataset
+    split = cfg.calibration.split or cfg.data.val_split
+    later = (f"calibrate it with `birdbridge calibrate --model {model_dir} --dataset DATASET --split SPLIT` "
+             "(a labelled split the model did not train on)")
+    if not cfg.calibration.enabled:
+        print(f"the model is uncalibrated (calibration.enabled is false); {later}")
+        return
+    if not split:
+        print(f"the model is uncalibrated: there is no validation split (data.val_split or calibration.split); "
+              f"{later}")
+        return
+    try:
+        teacher = load_teacher(cfg.teacher, device)
+        report = calibrate_student(
+            student, teacher, dataset, split=split, forms=cfg.calibration.forms,
+            templates=cfg.calibration.templates, background=cfg.data.background, background_vocabulary=vocabulary,
+            unsplit_background=False, teacher_fingerprint=teacher_meta["fingerprint"], progress=cfg.run.progress,
+        )
+    except BirdbridgeError as exc:
+        print(f"the model is uncalibrated: {exc}\n{later}")
+        return
+    finally:
+        clear_model_cache()
+    path = write_calibration(model_dir, report.calibration)
+    print("\n".join(report.lines()))
+    print(f"calibration written to {path}")
 
 
 def _video_clips(cfg: TrainConfig, dataset, teacher, progress):
@@ -286,7 +407,7 @@ def _report_variable_frame_rates(notes: list[str]) -> None:
         print(f"... and {len(notes) - 5} more videos with a variable frame rate")
 
 
-def _validated(clips: list[Clip]) -> tuple[list[Clip], list[str]]:
+def _validated(clips: list[Clip], what: str = "training") -> tuple[list[Clip], list[str]]:
     """Drop clips whose header cannot be read (each is reported), filling in missing durations."""
     from birdbridge.audio import AudioError, audio_info
 
@@ -294,11 +415,11 @@ def _validated(clips: list[Clip]) -> tuple[list[Clip], list[str]]:
     for clip in clips:
         try:
             duration = clip.duration_s or audio_info(clip.path).duration_s
-            good.append(Clip(clip.path, clip.species, duration))
+            good.append(replace(clip, duration_s=duration))
         except AudioError as exc:
             bad.append(f"{exc}")
     if not good:
-        raise BirdbridgeError("no training file could be read:\n  " + "\n  ".join(bad[:10]))
+        raise BirdbridgeError(f"no {what} file could be read:\n  " + "\n  ".join(bad[:10]))
     return good, bad
 
 
@@ -367,7 +488,8 @@ def _check_resumable(saved: dict, cfg: TrainConfig, path: Path) -> None:
         return out
 
     a, b = flat(saved), flat(cfg.as_dict())
-    changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUME_FREE)
+    changed = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUME_FREE
+                     and not k.startswith(RESUME_FREE_SECTIONS))
     if changed:
         raise BirdbridgeError(
             f"{path}: this output folder holds a checkpoint of a different run (changed: {', '.join(changed)}). "
