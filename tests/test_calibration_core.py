@@ -155,3 +155,28 @@ def test_a_student_carries_its_calibration_without_changing_its_fingerprint(tmp_
     after = load_distilled_student(folder, "cpu")
     assert after.calibration == cal
     assert after.fingerprint == before.fingerprint  # embeddings made before calibrating stay valid
+
+
+def test_load_student_sees_a_new_calibration_and_new_weights(tmp_path) -> None:
+    """The loader caches models, but never serves a stale calibration or weights rewritten in place."""
+    import shutil
+    from pathlib import Path
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from birdbridge.models.loader import load_student
+
+    folder = tmp_path / "student"
+    shutil.copytree(Path(__file__).parent / "data" / "student-v1-mlp", folder)
+    first = load_student(folder, "cpu")
+    assert load_student(folder, "cpu") is first  # cached
+    assert first.calibration is None
+    cal = Calibration(slope=7.0, intercept=-1.0)
+    write_calibration(folder, cal)
+    assert load_student(folder, "cpu").calibration == cal
+    head = load_file(str(folder / "head.safetensors"))
+    save_file({k: torch.zeros_like(v) for k, v in head.items()}, str(folder / "head.safetensors"))
+    again = load_student(folder, "cpu")
+    assert again is not first
+    assert all(float(p.abs().sum()) == 0 for p in again.head.parameters())

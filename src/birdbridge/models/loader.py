@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from pathlib import Path
@@ -65,7 +66,12 @@ def load_student(model: str | os.PathLike[str], device: str | torch.device | Non
             f"{ref.display_name}: is an image-text model ({layout}); audio needs a CLAP model such as "
             "biolingual or a student trained with `birdbridge train`."
         )
-    return _load_student(str(ref.folder), layout, _device_key(device), ref.display_name)
+    student = _load_student(str(ref.folder), layout, _device_key(device), ref.display_name, _stamp(ref.folder))
+    if layout == "birdbridge":  # recalibrating changes no weights: read the map fresh on every call
+        from birdbridge.models.calibration import read_calibration
+
+        student.calibration = read_calibration(ref.folder)
+    return student
 
 
 def load_teacher(model: str | os.PathLike[str], device: str | torch.device | None = None) -> Teacher:
@@ -76,7 +82,7 @@ def load_teacher(model: str | os.PathLike[str], device: str | torch.device | Non
             f"{ref.display_name}: is an audio model ({layout}); images need an image-text model such as "
             "bioclip-2."
         )
-    return _load_teacher(str(ref.folder), _device_key(device), ref.display_name)
+    return _load_teacher(str(ref.folder), _device_key(device), ref.display_name, _stamp(ref.folder))
 
 
 def load_text_encoder(
@@ -85,7 +91,7 @@ def load_text_encoder(
     """The text side of an image-text teacher or of a CLAP model."""
     ref, layout = _ref(model)
     if layout in IMAGE_TEXT_LAYOUTS:
-        return _load_teacher(str(ref.folder), _device_key(device), ref.display_name)
+        return _load_teacher(str(ref.folder), _device_key(device), ref.display_name, _stamp(ref.folder))
     if layout == "clap":
         return _load_clap_text(str(ref.folder), _device_key(device), ref.display_name)
     raise BirdbridgeError(
@@ -98,8 +104,24 @@ def model_layout(model: str | os.PathLike[str]) -> Layout:
     return _ref(model)[1]
 
 
+def _stamp(folder: str | os.PathLike[str]) -> tuple:
+    """What a cached model depends on: the name, size and time of each file in its folder (weights rewritten
+    in place, e.g. by a new training run into the same folder, load afresh). calibration.json is not part of it."""
+    entries = []
+    try:
+        with os.scandir(folder) as it:
+            for entry in it:
+                if entry.name != "calibration.json" and not entry.name.startswith("."):
+                    with contextlib.suppress(OSError):
+                        st = entry.stat()
+                        entries.append((entry.name, st.st_size, st.st_mtime_ns))
+    except OSError:
+        pass
+    return tuple(sorted(entries))
+
+
 @functools.lru_cache(maxsize=2)
-def _load_student(folder: str, layout: str, device: str, name: str) -> AudioStudent:
+def _load_student(folder: str, layout: str, device: str, name: str, stamp: tuple = ()) -> AudioStudent:
     if layout == "birdbridge":
         from birdbridge.models.distilled import load_distilled_student
 
@@ -108,14 +130,14 @@ def _load_student(folder: str, layout: str, device: str, name: str) -> AudioStud
 
 
 @functools.lru_cache(maxsize=2)
-def _load_teacher(folder: str, device: str, name: str) -> Teacher:
+def _load_teacher(folder: str, device: str, name: str, stamp: tuple = ()) -> Teacher:
     from birdbridge.models.teacher import Teacher
 
     return Teacher.from_folder(Path(folder), device=device, name=name)
 
 
 @functools.lru_cache(maxsize=2)
-def _load_clap_text(folder: str, device: str, name: str) -> ClapTextEncoder:
+def _load_clap_text(folder: str, device: str, name: str, stamp: tuple = ()) -> ClapTextEncoder:
     from birdbridge.models.clap_text import ClapTextEncoder
 
     return ClapTextEncoder.from_folder(Path(folder), device=device, name=name)
