@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from birdbridge.errors import BirdbridgeError
-from birdbridge.species.prompts import PromptSpec, TextForm, class_embeddings, species_prompts
+from birdbridge.species import PromptSpec, TextForm, class_embeddings, species_prompts
 from birdbridge.species.taxonomy import Species, Taxonomy
 from birdbridge.species.text_cache import (
     TextEncoder,
