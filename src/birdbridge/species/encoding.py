@@ -80,14 +80,8 @@ def _encode_taxonomy(
     return dim
 
 
-def class_embeddings(
-    taxonomy: Taxonomy,
-    spec: PromptSpec,
-    encode: Encode,
-    batch_size: int = 256,
-    *,
-    progress: bool | None = None,
-) -> np.ndarray:
+def class_embeddings(taxonomy: Taxonomy, spec: PromptSpec, encode: Encode, batch_size: int = 256, *,
+                     progress: bool | None = None) -> np.ndarray:
     """float32 [n_species, D]: per species, mean of its L2-normalised prompt embeddings, renormalised.
 
     This is pybioclip's zero-shot averaging, applied over all forms x templates. Texts are encoded in
@@ -109,14 +103,8 @@ def class_embeddings(
                         ).astype(np.float32)
 
 
-def prompt_embeddings(
-    taxonomy: Taxonomy,
-    spec: PromptSpec,
-    encode: Encode,
-    batch_size: int = 256,
-    *,
-    progress: bool | None = None,
-) -> np.ndarray:
+def prompt_embeddings(taxonomy: Taxonomy, spec: PromptSpec, encode: Encode, batch_size: int = 256, *,
+                      progress: bool | None = None) -> np.ndarray:
     """float32 [n_species, n_variants, D]: one L2-normalised embedding per prompt, not averaged.
 
     Variant ``v`` of a species is ``species_prompts(species, spec)[v]``.
