@@ -18,41 +18,21 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
 
 from birdbridge.errors import BirdbridgeError
 from birdbridge.models.calibration import Calibration
 from cli_fixtures import run
 from detection_fixtures import calibrated_copy, noise, noise_background, tone, window_vectors, write
-from train_fixtures import SPECIES, corpus, make_tone_dataset
+from search_fixtures import distilled_world
+from train_fixtures import SPECIES
 
 KEYS = [sci for sci, _, _ in SPECIES]
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from birdbridge.gallery.build import build_gallery
-    from birdbridge.models.standins import build_small_clap, build_small_clip
-    from birdbridge.train.config import load_config
-    from birdbridge.train.loop import train
-
-    root = tmp_path_factory.mktemp("detections")
-    manifest = make_tone_dataset(root / "data", per_species=6, test_per_species=2)
-    teacher = build_small_clip(root / "teacher")
-    student = build_small_clap(root / "student", corpus=corpus())
-    cfg = load_config(None, [f"data.dataset={manifest}", f"student={student}", f"teacher={teacher}",
-                             f"output={root / 'run'}", "run.batch_size=8", "run.epochs=2", "data.num_workers=0",
-                             "run.progress=false"])
-    model = train(cfg).model
-    photos = root / "photos"
-    rng = np.random.default_rng(0)
-    for s, (sci, common, _) in enumerate(SPECIES):
-        (photos / f"{sci}_{common}").mkdir(parents=True)
-        for i in range(2):
-            Image.fromarray(np.clip(60 * s + rng.normal(0, 25, (32, 32, 3)), 0, 255).astype(np.uint8)).save(
-                photos / f"{sci}_{common}" / f"{i}.png")
-    gallery = root / "gallery"
-    build_gallery([photos], gallery, str(teacher), progress=False)  # with the default background vocabulary
+    world = distilled_world(tmp_path_factory.mktemp("detections"), per_species=6, pictures=2)
+    root, model, teacher, gallery = world["root"], world["model"], world["teacher"], world["gallery"]
     calls = [write(root / "calls" / f"call{i}.wav", tone(3, freq)) for i, (_, _, freq) in enumerate(SPECIES)]
     quiet = write(root / "noise" / "noise.wav", noise(3))
     mixed = write(root / "mixed" / "mixed.wav", tone(2, SPECIES[0][2]), noise(2))  # its noise is noise.wav's start
@@ -65,9 +45,8 @@ def world(tmp_path_factory):
     shutil.copytree(gallery, quiet_gallery)
     vocabulary = root / "noise-vocabulary.txt"
     prompt = noise_background(quiet_gallery, teacher, model, [quiet], calls, vocabulary)
-    return {"root": root, "model": model, "calibrated": calibrated, "calibration": calibration, "teacher": teacher,
-            "gallery": gallery, "quiet_gallery": quiet_gallery, "vocabulary": vocabulary, "prompt": prompt,
-            "calls": calls, "noise": quiet, "mixed": mixed, "photos": photos}
+    return {**world, "calibrated": calibrated, "calibration": calibration, "quiet_gallery": quiet_gallery,
+            "vocabulary": vocabulary, "prompt": prompt, "calls": calls, "noise": quiet, "mixed": mixed}
 
 
 def _species_vectors(gallery: Path) -> np.ndarray:

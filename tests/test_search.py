@@ -13,7 +13,6 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
-from PIL import Image
 
 from birdbridge.errors import BirdbridgeError
 from birdbridge.gallery.build import build_gallery
@@ -21,41 +20,21 @@ from birdbridge.search import SearchEngine, search
 from birdbridge.search.formats import CSV_COLUMNS, RAVEN_COLUMNS
 from birdbridge.search.merge import merge_windows
 from birdbridge.search.results import SpeciesHit, WindowResult
-from birdbridge.train.config import load_config
-from birdbridge.train.loop import train
-from train_fixtures import SPECIES, corpus, make_tone_dataset
+from search_fixtures import distilled_world
+from train_fixtures import SPECIES
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from birdbridge.models.standins import build_small_clap, build_small_clip
-
-    root = tmp_path_factory.mktemp("search")
-    manifest = make_tone_dataset(root / "data", per_species=8, test_per_species=2)
-    teacher = build_small_clip(root / "teacher")
-    student = build_small_clap(root / "student", corpus=corpus())
-    cfg = load_config(None, [f"data.dataset={manifest}", f"student={student}", f"teacher={teacher}",
-                             f"output={root / 'run'}", "run.batch_size=8", "run.epochs=2", "data.num_workers=0",
-                             "run.progress=false"])
-    model = train(cfg).model
-    photos = root / "photos"
-    rng = np.random.default_rng(0)
-    for s, (sci, common, _) in enumerate(SPECIES):
-        folder = photos / f"{sci}_{common}"
-        folder.mkdir(parents=True)
-        for i in range(3):
-            Image.fromarray(np.clip(60 * s + rng.normal(0, 25, (32, 32, 3)), 0, 255).astype(np.uint8)).save(
-                folder / f"{i}.png")
-    gallery = root / "gallery"
-    build_gallery([photos], gallery, str(teacher), progress=False)
+    world = distilled_world(tmp_path_factory.mktemp("search"))
+    root = world["root"]
     recordings = root / "recordings"
     (recordings / "site1").mkdir(parents=True)
     t = np.arange(int(2.5 * 16_000)) / 16_000
     for i, (_, _, freq) in enumerate(SPECIES[:3]):
         sf.write(recordings / "site1" / f"rec{i}.wav", (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), 16_000)
     (recordings / "site1" / "broken.wav").write_bytes(b"RIFF not really")
-    return {"root": root, "model": model, "teacher": teacher, "student": student, "gallery": gallery,
-            "recordings": recordings, "manifest": manifest}
+    return {**world, "recordings": recordings}
 
 
 def cli(*args) -> subprocess.CompletedProcess:
