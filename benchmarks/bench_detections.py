@@ -84,11 +84,14 @@ def main() -> None:
     for name, where, which, scoring in [
         ("softmax, min_score 0.05", demo / "gallery", calibrated, Scoring("softmax")),
         ("confidence 0.25 + background", demo / "gallery", calibrated, Scoring()),
-        ("confidence 0.25, no background", bare, calibrated, Scoring()),
-        ("confidence 0.1 + background", demo / "gallery", calibrated, Scoring(min_conf=0.1)),
-        ("confidence 0.5 + background", demo / "gallery", calibrated, Scoring(min_conf=0.5)),
+        ("confidence 0.05 + background", demo / "gallery", calibrated, Scoring(min_conf=0.05)),
+        ("confidence 0.05, no background", bare, calibrated, Scoring(min_conf=0.05)),
+        ("confidence 0.05, sensitivity 1.25 + background", demo / "gallery", calibrated,
+         Scoring(min_conf=0.05, sensitivity=1.25)),
         ("uncalibrated: similarity 0.5 + background", demo / "gallery", model, Scoring()),
         ("uncalibrated: similarity 0.5, no background", bare, model, Scoring()),
+        ("similarity -1 + background (the background rule alone)", demo / "gallery", calibrated,
+         Scoring("similarity", min_sim=-1.0)),
     ]:
         engine = SearchEngine.open(where, which)
         results, _ = engine.search_audio(files, window_s=window_s, hop_s=window_s, top_k=5, n_images=0,
