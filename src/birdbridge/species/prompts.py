@@ -35,6 +35,11 @@ class PromptSpec:
     def resolved_templates(self) -> tuple[str, ...]:
         return self._resolved
 
+    def as_dict(self) -> dict[str, object]:
+        """The forms' and templates' names (a template set by name), as stored beside a calibration."""
+        templates = self.templates if isinstance(self.templates, str) else list(self.templates)
+        return {"forms": [f.value for f in self.forms], "templates": templates}
+
     @property
     def n_variants(self) -> int:
         """Prompts per species: forms x templates."""
