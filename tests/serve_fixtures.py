@@ -104,7 +104,7 @@ class FakeSearchEngine:
         return [replace(im, score=round(0.9 - 0.05 * i, 3)) for i, im in enumerate(ranked[:n_images])]
 
     def search_audio(self, inputs, *, window_s: float | None = None, hop_s: float | None = None, top_k: int = 5,
-                     n_images: int = 5, scoring: Scoring | None = None, progress=None,
+                     n_images: int = 5, scoring: Scoring | None = None, species=None, progress=None,
                      limits: WindowLimits | None = None, cancel=None) -> tuple[list[FileResult], list[Failure]]:
         self._enter()
         try:

@@ -16,6 +16,7 @@ from birdbridge.cli import (
     models_cmd,
     search_cmd,
     serve_cmd,
+    species_cmd,
     train_cmd,
 )
 from birdbridge.cli.common import console_err
@@ -33,6 +34,7 @@ calibrate_cmd.register(app)
 demo_cmd.register(app)
 index_cmd.register(app)
 search_cmd.register(app)
+species_cmd.register(app)
 serve_cmd.register(app)
 app.add_typer(embed_cmd.app, name="embed")
 app.add_typer(dataset_cmd.app, name="dataset")
@@ -55,12 +57,14 @@ def _click_exceptions() -> tuple[type[BaseException], ...]:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors print one clear message (no traceback) and exit with status 1."""
+    from rich.markup import escape
+
     from birdbridge.errors import BirdbridgeError
 
     try:
         code = app(args=argv, standalone_mode=False)  # a typer.Exit comes back as its code here
     except BirdbridgeError as exc:
-        console_err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        console_err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         console_err.print("[yellow]interrupted[/]")

@@ -58,6 +58,23 @@ Forms = Annotated[str, typer.Option(
 Templates = Annotated[str, typer.Option("--templates", help="Template set: openai (80, as pybioclip), single, none.")]
 
 # ---------------------------------------------------------------------------------------------------
+# Where and when: BirdNET's range model (birdbridge.species.where; BirdNET-Analyzer's names, needs birdbridge[geo])
+
+Latitude = Annotated[float | None, typer.Option(
+    "--lat", help="Recording location latitude in decimal degrees: keep the species BirdNET's range model expects "
+    "there (needs `pip install 'birdbridge[geo]'`).")]
+Longitude = Annotated[float | None, typer.Option("--lon", help="Recording location longitude in decimal degrees.")]
+Week = Annotated[str | None, typer.Option(
+    "--week", help="Week of the year, 1-48 (4 per month); -1 or none: the whole year; auto: each recording's, from its "
+    "AudioMoth-style name (YYYYMMDD_HHMMSS).")]
+Date = Annotated[str | None, typer.Option("--date", help="The recording date, YYYY-MM-DD (instead of --week).")]
+SfThresh = Annotated[float, typer.Option(
+    "--sf-thresh", "--sf_thresh", help="Lowest range-model score of a species kept (BirdNET-Analyzer's --sf_thresh).")]
+RangeModelPath = Annotated[Path | None, typer.Option(
+    "--range-model", help="A range model .tflite (its *_Labels.txt beside it) or a folder holding both; default: "
+    "BirdNET's, installed with birdbridge[geo].")]
+
+# ---------------------------------------------------------------------------------------------------
 # Detections (see birdbridge.models.detection; the defaults are given by the commands, from there)
 
 Score = Annotated[str, typer.Option(

@@ -10,19 +10,25 @@ from typing import Annotated
 import typer
 
 from birdbridge.cli.common import (
+    Date,
     Device,
     Format,
     GalleryFolder,
     Hop,
+    Latitude,
+    Longitude,
     MinConf,
     MinSim,
+    RangeModelPath,
     RecordedTeacher,
     Recordings,
     ResultsOutput,
     Score,
     Sensitivity,
+    SfThresh,
     SpeciesList,
     Student,
+    Week,
     Window,
     console,
     console_err,
@@ -49,6 +55,12 @@ def search_cmd(
     min_score: Annotated[float, typer.Option(
         "--min-score", min=0.0, max=1.0, help="Lowest softmax score shown, with --score softmax.")] = 0.05,
     species_list: SpeciesList = None,
+    lat: Latitude = None,
+    lon: Longitude = None,
+    week: Week = None,
+    date: Date = None,
+    sf_thresh: SfThresh = 0.03,  # birdbridge.species.geo.SF_THRESH (a test checks they agree)
+    range_model: RangeModelPath = None,
     merge: Annotated[bool, typer.Option("--merge", help="Merge consecutive windows with the same top species.")
                      ] = False,
     fmt: Format = "table",
@@ -63,15 +75,20 @@ def search_cmd(
 
     A window where no species reaches --min-conf, or that sounds more like the gallery's background (wind, rain,
     ...) than like any bird, has no detection. --species-list keeps only the listed species (those the gallery
-    lacks are left out with a warning).
+    lacks are left out with a warning). --lat/--lon with --week (or --date, or --week auto for each recording's date
+    from its name) keep the species BirdNET's range model expects there and then (needs birdbridge[geo]).
     """
     from birdbridge.audio.windows import check_window_args
     from birdbridge.errors import BirdbridgeError
     from birdbridge.search import SearchEngine, search
     from birdbridge.search.formats import check_format, format_text, results_summary, results_table
     from birdbridge.search.scoring import Scoring
+    from birdbridge.species.where import RangeFilter
 
     check_window_args(window, hop)  # before the model and gallery are loaded
+    where = RangeFilter.from_options(lat, lon, week, date, sf_thresh, range_model)
+    if where is not None and species_list is not None:
+        raise BirdbridgeError("give --species-list or --lat/--lon, not both (as BirdNET-Analyzer)")
     Scoring(score, min_conf=min_conf, sensitivity=sensitivity, min_sim=min_sim, min_score=min_score)
     check_format(fmt)
     if fmt == "parquet" and output is None and not (text or image or like):
@@ -89,13 +106,15 @@ def search_cmd(
         return
     report = search(inputs, engine=engine, window_s=window, hop_s=hop, top_k=top_k, n_images=images,
                     score=score, min_conf=min_conf, sensitivity=sensitivity, min_sim=min_sim, min_score=min_score,
-                    species=species_list, merge=merge,
+                    species=where or species_list, merge=merge,
                     output=None if fmt == "table" else output, format=fmt, combined=combined, overwrite=overwrite)
     if fmt == "table":
         console.print(results_table(report.results, images))
         console.print(results_summary(report.results), highlight=False)
     elif output is None:  # csv, raven or json on standard output
         sys.stdout.write(format_text(fmt, report.results, n_images=images, band_hz=engine.band_hz))
+    for note in report.notes:
+        console_err.print(note, highlight=False)
     if report.skipped:
         console_err.print(f"skipped {len(report.skipped)} recordings already done (use --overwrite to redo)")
     if report.written:

@@ -22,6 +22,7 @@ from birdbridge.search.results import FileResult, ImageHit, RunReport, SpeciesHi
 from birdbridge.search.runner import run_folder
 from birdbridge.search.scoring import DEFAULT_MIN_CONF, DEFAULT_MIN_SCORE, DEFAULT_MIN_SIM, SCORES, Scoring
 from birdbridge.species import SpeciesArg
+from birdbridge.species.where import RangeFilter
 
 PathLike = str | os.PathLike[str]
 
@@ -42,7 +43,7 @@ def search(
     sensitivity: float = DEFAULT_SENSITIVITY,
     min_sim: float = DEFAULT_MIN_SIM,
     min_score: float = DEFAULT_MIN_SCORE,
-    species: SpeciesArg | None = None,
+    species: SpeciesArg | RangeFilter | None = None,
     merge: bool = False,
     output: PathLike | None = None,
     format: str = "csv",  # as `birdbridge search --format`
@@ -69,7 +70,10 @@ def search(
             sensitivity (0.5-1.5; higher gives higher confidences).
         min_sim: the lowest similarity of a detection when ranking by similarity.
         min_score: the lowest softmax score kept when ranking by softmax.
-        species: only these species (a Taxonomy, a taxonomy CSV, a BirdNET-style list file, or labels).
+        species: only these species (a Taxonomy, a taxonomy CSV, a BirdNET-style list file, or labels), or a
+            :class:`~birdbridge.species.where.RangeFilter`: those BirdNET's range model expects at a place in a
+            week (``week="auto"``: each recording's, from its file name), of which the run's notes say how many
+            the gallery holds.
         merge: merge consecutive windows with the same top species.
         output: a folder for one result file per recording (or, with ``combined``, a file or folder for one
             file); without it the results stay in memory (:attr:`RunReport.results`).
@@ -79,7 +83,7 @@ def search(
 
     Returns:
         A :class:`RunReport`: results in memory (in input order), files written, recordings skipped as
-        already done, and the inputs that could not be searched (each named, with why).
+        already done, the inputs that could not be searched (each named, with why), and notes.
 
     Raises:
         BirdbridgeError: a gallery or model that cannot answer, a bad argument, or inputs of which not one

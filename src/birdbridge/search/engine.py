@@ -28,6 +28,7 @@ from birdbridge.models.student import AudioStudent
 from birdbridge.search.results import FileResult, ImageHit, SpeciesHit, WindowResult
 from birdbridge.search.scoring import DEFAULT_SCALE, Hit, Scoring, score_windows
 from birdbridge.species import SpeciesArg, Taxonomy, as_taxonomy
+from birdbridge.species.where import RangeFilter
 from birdbridge.utils.vectors import l2_normalize
 
 if TYPE_CHECKING:
@@ -134,13 +135,17 @@ class SearchEngine:
             self._taxonomy = index_taxonomy(self._species)
         return self._taxonomy
 
-    def species_subset(self, species: SpeciesArg | None) -> np.ndarray | None:
+    def species_subset(self, species: SpeciesArg | RangeFilter | None) -> np.ndarray | None:
         """Indices into the species index for ``species``: a Taxonomy, a taxonomy CSV, a BirdNET-style list
         file or labels (scientific or common names, codes, BirdNET labels), read by
         :func:`~birdbridge.species.as_taxonomy` through the index. Species the index lacks are left out
-        with a warning (as BirdNET-Analyzer does); none at all is an error."""
+        with a warning (as BirdNET-Analyzer does); none at all is an error. A :class:`RangeFilter` (with a
+        week, not ``"auto"``) gives the species BirdNET's range model expects there and then that the index
+        holds (the others are left out silently: a range list names far more species than a gallery holds)."""
         if species is None or (isinstance(species, list | tuple) and not species):
             return None
+        if isinstance(species, RangeFilter):
+            species = species.match(self.taxonomy).check()
         position = {sp.key: sp.index for sp in self._species}
         chosen, unknown = [], []
         for sp in as_taxonomy(species, known=self.taxonomy):
@@ -243,7 +248,7 @@ class SearchEngine:
         return DEFAULT_SCALE
 
     def search_table(self, table: EmbeddingTable, *, top_k: int = 5, n_images: int = 5, scoring: Scoring | None = None,
-                     species: SpeciesArg | None = None, durations: dict[str, float] | None = None,
+                     species: SpeciesArg | RangeFilter | None = None, durations: dict[str, float] | None = None,
                      ) -> list[FileResult]:
         """Per-window results for an embedded recording table (rows grouped by file, in order), scored under
         ``scoring`` (default: confidences at BirdNET-Analyzer's 0.25). A window without a detection has no
@@ -272,9 +277,9 @@ class SearchEngine:
 
     def search_audio(self, inputs: Sequence[str | os.PathLike[str]], *, window_s: float | None = None,
                      hop_s: float | None = None, top_k: int = 5, n_images: int = 5, scoring: Scoring | None = None,
-                     species: SpeciesArg | None = None, batch_size: int = 16, progress: bool | None = None,
-                     limits: WindowLimits | None = None, cancel: threading.Event | None = None,
-                     ) -> tuple[list[FileResult], list[Failure]]:
+                     species: SpeciesArg | RangeFilter | None = None, batch_size: int = 16,
+                     progress: bool | None = None, limits: WindowLimits | None = None,
+                     cancel: threading.Event | None = None) -> tuple[list[FileResult], list[Failure]]:
         """Per-window results for recordings (see :meth:`search_table`); ``limits`` and ``cancel`` as in
         :func:`~birdbridge.embed.audio.embed_audio_windows`."""
         if self.student is None:

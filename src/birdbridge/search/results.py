@@ -149,6 +149,7 @@ class RunReport:
     written: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)  # already done (resumed)
     failures: list[Failure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the run tells its user (e.g. the species filter's reach)
 
     @property
     def nothing_done(self) -> bool:

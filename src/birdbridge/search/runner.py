@@ -20,13 +20,14 @@ from pathlib import Path
 
 from birdbridge.audio import AUDIO_EXTENSIONS
 from birdbridge.embed.table import skipped
-from birdbridge.errors import BirdbridgeError, Failure
+from birdbridge.errors import BirdbridgeError, Failure, InputError
 from birdbridge.search.engine import SearchEngine
 from birdbridge.search.formats import SUFFIX, write_results
 from birdbridge.search.merge import merge_windows
 from birdbridge.search.results import FileResult, RunReport
 from birdbridge.search.scoring import Scoring
-from birdbridge.species import SpeciesArg, as_taxonomy
+from birdbridge.species import SpeciesArg, Taxonomy, as_taxonomy
+from birdbridge.species.where import RangeFilter
 from birdbridge.utils.atomic import write_text
 from birdbridge.utils.prefetch import batched
 from birdbridge.utils.progress import progress_bar
@@ -116,12 +117,12 @@ def _disambiguate(files: list[Path], names: list[Path]) -> list[Path]:
 
 def run_folder(engine: SearchEngine, inputs: Sequence[str | os.PathLike[str]], *, window_s: float | None = None,
                hop_s: float | None = None, top_k: int = 5, n_images: int = 5, scoring: Scoring | None = None,
-               species: SpeciesArg | None = None, merge: bool = False, output: Path | None = None,
+               species: SpeciesArg | RangeFilter | None = None, merge: bool = False, output: Path | None = None,
                fmt: str = "table", combined: bool = False, overwrite: bool = False, files_per_batch: int = 8,
                progress: bool | None = None) -> RunReport:
     """Search every recording; write per-file (or combined) outputs when ``output`` is given."""
     jobs, unreadable = audio_jobs(inputs)
-    if species is not None:  # read the species list once, and before any audio is embedded
+    if species is not None and not isinstance(species, RangeFilter):  # read once, before any audio is embedded
         species = as_taxonomy(species, known=engine.taxonomy)
     report = RunReport(failures=unreadable)
     band = engine.band_hz
@@ -136,12 +137,20 @@ def run_folder(engine: SearchEngine, inputs: Sequence[str | os.PathLike[str]], *
             report.skipped.append(job.file)
         else:
             todo.append((job.file, target))
+    species_of = {file: species for file, _ in todo}
+    if isinstance(species, RangeFilter):
+        species_of = _range_species(engine, species, [file for file, _ in todo], report)
+        todo = [(file, target) for file, target in todo if file in species_of]
     with progress_bar("Searching", len(todo), progress) as bar:
         for chunk in batched(todo, files_per_batch):
-            results, failures = engine.search_audio(
-                [f for f, _ in chunk], window_s=window_s, hop_s=hop_s, top_k=top_k, n_images=n_images,
-                scoring=scoring, species=species, progress=False,
-            )
+            results, failures = [], []
+            for group in _same_species([f for f, _ in chunk], species_of):
+                found, failed = engine.search_audio(
+                    group, window_s=window_s, hop_s=hop_s, top_k=top_k, n_images=n_images, scoring=scoring,
+                    species=species_of[group[0]], progress=False,
+                )
+                results += found
+                failures += failed
             report.failures += failures
             by_name = {r.file: r for r in results}
             for file, target in chunk:
@@ -170,6 +179,39 @@ def run_folder(engine: SearchEngine, inputs: Sequence[str | os.PathLike[str]], *
             part.unlink()
         partial_dir.rmdir()
     return report
+
+
+def _range_species(engine: SearchEngine, where: RangeFilter, files: Sequence[Path], report: RunReport
+                   ) -> dict[Path, Taxonomy]:
+    """The gallery's species expected for each recording (its week from its name with ``week="auto"``), with a note
+    per week on how many of the range list the gallery holds. Recordings without a date in their name, or of a week
+    for which the gallery holds none of the species, are failures; with a fixed week that is an error."""
+    found: dict[Path, Taxonomy] = {}
+    matches = {}
+    for file in files:
+        try:
+            place = where.for_file(file)
+        except InputError as exc:
+            report.failures.append(Failure(str(file), str(exc)))
+            continue
+        if place not in matches:
+            matches[place] = place.match(engine.taxonomy)
+            report.notes.append(matches[place].note)
+        if not where.auto:
+            matches[place].check()
+        if len(matches[place].taxonomy):
+            found[file] = matches[place].taxonomy
+        else:
+            report.failures.append(Failure(str(file), f"{file}: {matches[place].note}; nothing to search for"))
+    return found
+
+
+def _same_species(files: list[Path], species_of: dict[Path, object]) -> list[list[Path]]:
+    """``files`` in groups searched for the same species (in order of first appearance)."""
+    groups: dict[int, list[Path]] = {}
+    for file in files:
+        groups.setdefault(id(species_of[file]), []).append(file)
+    return list(groups.values())
 
 
 def _target(output: Path | None, name: Path, fmt: str, combined: bool, partial_dir: Path | None) -> Path | None:

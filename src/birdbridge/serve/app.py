@@ -43,6 +43,8 @@ from birdbridge.search.results import ImageHit as FoundImage  # ImageHit below i
 from birdbridge.search.scoring import DEFAULT_MIN_CONF, DEFAULT_MIN_SIM, Scoring
 from birdbridge.serve.uploads import Upload, UploadFolder, receive_upload
 from birdbridge.serve.work import ClientGone, WorkQueue
+from birdbridge.species.geo import SF_THRESH
+from birdbridge.species.where import RangeFilter
 
 __all__ = ["SearchEngineLike", "create_app", "receive_upload"]
 
@@ -68,7 +70,8 @@ class SearchEngineLike(Protocol):
 
     def search_audio(self, inputs: Sequence[str | os.PathLike[str]], *, window_s: float | None = None,
                      hop_s: float | None = None, top_k: int = 5, n_images: int = 5, scoring: Scoring | None = None,
-                     progress: bool | None = None, limits: WindowLimits | None = None,
+                     species: RangeFilter | None = None, progress: bool | None = None,
+                     limits: WindowLimits | None = None,
                      cancel: threading.Event | None = None) -> tuple[list[FileResult], list[Failure]]: ...
 
     def search_texts(self, texts: Sequence[str], *, n_images: int = 12
@@ -437,6 +440,12 @@ def create_app(
                                "ranking by similarity."),
         min_score: float = Query(0.0, ge=0, le=1, description="With score=softmax: leave out species below this."),
         spectrogram: bool = Query(True, description="Include a spectrogram picture (base64 PNG)."),
+        lat: float | None = Query(None, description="Recording latitude: keep the species BirdNET's range model "
+                                  "expects there (with `lon`; needs birdbridge[geo])."),
+        lon: float | None = Query(None, description="Recording longitude."),
+        week: str | None = Query(None, description="Week 1-48 (4 per month), -1 for the whole year, or `auto`: from "
+                                 "the file name (YYYYMMDD_HHMMSS)."),
+        sf_thresh: float = Query(SF_THRESH, description="Lowest range-model score of a species kept."),
     ) -> dict:
         """Cut the uploaded recording into windows; for each window give the species detected (with confidences) and
         the closest gallery pictures, plus a summary over all windows and, by default, a spectrogram. A window
@@ -450,10 +459,13 @@ def create_app(
         if step is not None:
             bounds.check_hop(step)  # before the upload is read
         scoring = Scoring(score, min_conf=min_conf, sensitivity=sensitivity, min_sim=min_sim, min_score=min_score)
+        where = RangeFilter.from_options(lat, lon, week, None, sf_thresh)
 
         def search(upload: Upload, cancel: threading.Event) -> dict:
+            species = None if where is None else where.for_file(upload.filename)
             result = _search_one(engine, upload.path, upload.filename, top_k=top_k, n_images=n_images,
-                                 window_s=window, hop_s=hop, scoring=scoring, limits=bounds, cancel=cancel)
+                                 window_s=window, hop_s=hop, scoring=scoring, species=species, limits=bounds,
+                                 cancel=cancel)
             if spectrogram and not cancel.is_set():
                 result["spectrogram"] = _spectrogram_info(upload.path, min(SPECTROGRAM_MAX_S, max_audio_s))
             return result
