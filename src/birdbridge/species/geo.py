@@ -143,11 +143,10 @@ class RangeModel:
         if sort not in SORTS:
             raise BirdbridgeError(f"--sortby {sort!r}: choose freq or alpha")
         scores = self.scores(lat, lon, week)
-        kept = [RangeSpecies(label, float(score)) for label, score in zip(self.labels, scores, strict=True)
-                if score >= sf_thresh]
-        if sort == "alpha":
-            return sorted(kept, key=lambda sp: sp.label)
-        return sorted(kept, key=lambda sp: sp.score, reverse=True)  # stable: equal scores keep label order
+        kept = np.flatnonzero(scores >= np.float32(sf_thresh))  # compared in float32, as BirdNET's numpy code does
+        kept = kept[np.argsort(-scores[kept], kind="stable")]  # best first; equal scores keep label order
+        found = [RangeSpecies(self.labels[i], float(scores[i])) for i in kept]
+        return sorted(found, key=lambda sp: sp.label) if sort == "alpha" else found
 
 
 @lru_cache(maxsize=4)
