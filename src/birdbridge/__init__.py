@@ -49,6 +49,7 @@ _EXPORTS = {
     "BirdbridgeError": "birdbridge.errors",
     "Taxonomy": "birdbridge.species",
     "Species": "birdbridge.species",
+    "RangeFilter": "birdbridge.species.where",
     "load_taxonomy_csv": "birdbridge.species",
 }
 
