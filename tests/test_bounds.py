@@ -462,6 +462,7 @@ def stop(proc: subprocess.Popen, timeout: float) -> float | None:
     return time.monotonic() - t0
 
 
+@pytest.mark.slow  # real processes: over 15 s on a loaded 2-core machine
 def test_sigterm_removes_uploads(world, tmp_path) -> None:
     """SIGTERM during a half-sent upload, and during a long search: the server ends soon, leaving no upload."""
     tmp = tmp_path / "tmp"

@@ -40,6 +40,7 @@ def committed(folder: Path) -> int:
         return 0
 
 
+@pytest.mark.slow  # real processes: over 15 s on a loaded 2-core machine
 def test_kill_and_resume_equals_a_one_shot_build(tmp_path, tiny_clip, many_photos, capsys):
     out = tmp_path / "killed"
     args = ["index", "--teacher", tiny_clip, "--images", many_photos, "--output", out, "--commit-every", "16",

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 import birdbridge
@@ -63,6 +64,7 @@ def make_workdir(root: Path) -> None:
     )
 
 
+@pytest.mark.slow  # real processes: over 15 s on a loaded 2-core machine
 def test_the_python_api_snippet_runs(tmp_path, tiny_clip) -> None:
     from birdbridge.models.standins import build_small_clap
 

@@ -298,6 +298,7 @@ def test_missing_chromium_fails_loudly(monkeypatch) -> None:
         launch(None)
 
 
+@pytest.mark.slow  # real processes: over 15 s on a loaded 2-core machine
 def test_cli_serve(world, tmp_path) -> None:
     """`birdbridge serve` prints its URL, answers the API and stops cleanly on SIGINT."""
     env = {**os.environ, "BIRDBRIDGE_NO_PROGRESS": "1"}
