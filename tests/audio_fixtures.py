@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -14,6 +15,17 @@ def tone(seconds: float, sr: int, freq: float = 1000.0, amp: float = 0.3, channe
     t = np.arange(round(seconds * sr)) / sr
     x = (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
     return np.stack([x] * channels, axis=1) if channels > 1 else x
+
+
+def write_wav(path: Path | BinaryIO, audio: np.ndarray | float, sr: int = 16_000, *, freq: float = 1000.0,
+              amp: float = 0.3, **soundfile: Any) -> Path | BinaryIO:
+    """Write a recording to ``path`` (its folder made) or an open binary file: the samples ``audio``, or a
+    :func:`tone` that many seconds long. WAV (16-bit), or what the name's suffix or ``soundfile``'s keywords
+    (``format``, ``subtype``, ...) say."""
+    if isinstance(path, Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, tone(audio, sr, freq, amp) if np.isscalar(audio) else audio, sr, **soundfile)
+    return path
 
 
 def signal(seconds: float, sr: int, channels: int = 1, seed: int = 0) -> np.ndarray:
@@ -52,9 +64,7 @@ class Fixture:
 
 
 def write(folder: Path, name: str, data: np.ndarray, sr: int, lossy: bool = False, **kwargs) -> Fixture:
-    path = folder / name
-    sf.write(path, data, sr, **kwargs)
-    return Fixture(path, data, sr, lossy)
+    return Fixture(write_wav(folder / name, data, sr, **kwargs), data, sr, lossy)
 
 
 GOOD = {
@@ -87,8 +97,7 @@ def make_bad(folder: Path) -> dict[str, Path]:
         bad[name].write_bytes(payload)
 
     put("empty.wav", b"")
-    bad["zero_frames.wav"] = folder / "zero_frames.wav"
-    sf.write(bad["zero_frames.wav"], np.zeros(0, dtype=np.float32), sr)
+    bad["zero_frames.wav"] = write_wav(folder / "zero_frames.wav", np.zeros(0, dtype=np.float32), sr)
     put("notes.wav", b"These are my field notes, not a recording.\n" * 20)
     put("photo.mp3", b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01" + np.random.default_rng(1).bytes(4000))
 

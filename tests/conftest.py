@@ -18,9 +18,8 @@ os.environ["BIRDBRIDGE_NO_PROGRESS"] = os.environ.get("BIRDBRIDGE_NO_PROGRESS", 
 from pathlib import Path
 
 import pytest
-import soundfile as sf
 
-from audio_fixtures import tone
+from audio_fixtures import tone, write_wav
 
 
 @pytest.fixture(autouse=True)
@@ -51,8 +50,8 @@ def audio_dir(tmp_path) -> Path:
     """A folder of small recordings in several formats, rates and lengths."""
     folder = tmp_path / "audio"
     folder.mkdir()
-    sf.write(folder / "a_tone.wav", tone(1.0, 16_000, 800), 16_000)
-    sf.write(folder / "b_stereo.flac", tone(2.5, 22_050, 1500, channels=2), 22_050)
-    sf.write(folder / "c_short.ogg", tone(0.3, 44_100, 3000), 44_100, format="OGG", subtype="VORBIS")
-    sf.write(folder / "d_long.mp3", tone(3.2, 48_000, 500), 48_000, format="MP3")
+    write_wav(folder / "a_tone.wav", 1.0, freq=800)
+    write_wav(folder / "b_stereo.flac", tone(2.5, 22_050, 1500, channels=2), 22_050)
+    write_wav(folder / "c_short.ogg", 0.3, 44_100, freq=3000, format="OGG", subtype="VORBIS")
+    write_wav(folder / "d_long.mp3", 3.2, 48_000, freq=500, format="MP3")
     return folder

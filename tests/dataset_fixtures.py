@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import soundfile as sf
 from PIL import Image
+
+from audio_fixtures import write_wav
 
 # species_code, common name, scientific name, family (eBird style, with description), order
 BIRDS = (
@@ -38,14 +38,6 @@ FROG = ("amebul", "American Bullfrog", "Lithobates catesbeianus", "Ranidae", "An
 SAMPLE_RATE = 22_050
 CLIP_S = 0.2
 MP4_BYTES = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(32)
-
-
-def write_wav(path: Path, seconds: float = CLIP_S, sr: int = SAMPLE_RATE, freq: float = 2000.0) -> int:
-    """A mono sine recording; returns its number of samples."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    n = round(seconds * sr)
-    sf.write(path, (0.2 * np.sin(2 * np.pi * freq * np.arange(n) / sr)).astype(np.float32), sr)
-    return n
 
 
 def write_jpeg(path: Path, size: int = 8) -> None:
@@ -135,7 +127,8 @@ def write_ssw60(
     for label in range(n_species):
         for k in range(audio_per_species):
             asset = str(100_000 + label * 100 + k)
-            samples = write_wav(root / "audio_ml" / f"{asset}.wav", freq=1000 + 300 * label)
+            write_wav(root / "audio_ml" / f"{asset}.wav", CLIP_S, SAMPLE_RATE, freq=1000 + 300 * label)
+            samples = round(CLIP_S * SAMPLE_RATE)
             split = "train" if k < audio_per_species - 1 else "test"
             splits[split] += 1
             audio_rows.append([asset, label, split, SAMPLE_RATE, 1, samples, samples / SAMPLE_RATE])
@@ -234,7 +227,7 @@ def write_inatsounds(
         for cat in categories:
             for k in range(n):
                 name = f"{split}/{cat['audio_dir_name']}/{cat['id']:04d}{k:04d}-{split}.wav"
-                write_wav(root / name, freq=800 + 200 * cat["id"])
+                write_wav(root / name, CLIP_S, SAMPLE_RATE, freq=800 + 200 * cat["id"])
                 audio.append(
                     {
                         "id": audio_id,
@@ -334,7 +327,7 @@ def write_manifest(
     for i in range(n_species):
         for k in range(per_species):
             rel = f"audio/{birds[i][0]}_{k}.wav"
-            write_wav(root / rel, freq=900 + 100 * i)
+            write_wav(root / rel, CLIP_S, SAMPLE_RATE, freq=900 + 100 * i)
             audio_rows.append([rel, species_cell(i, k), "train" if k < per_species - 1 else "test", CLIP_S, f"site{k}"])
     audio = _write_table(root / f"audio.{fmt}", ["path", "species", "split", "duration_s", "site"], audio_rows)
     image_path = video_path = None

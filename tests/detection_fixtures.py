@@ -11,7 +11,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 from birdbridge.models.calibration import Calibration, write_calibration
 
@@ -41,12 +40,6 @@ def tone(seconds: float, freq: float) -> np.ndarray:
 def noise(seconds: float, seed: int = 0) -> np.ndarray:
     """Loud white noise: no call in it."""
     return (0.5 * np.random.default_rng(seed).standard_normal(round(seconds * SR))).astype(np.float32)
-
-
-def write(path: Path, *parts: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, np.concatenate(parts), SR)
-    return path
 
 
 def window_vectors(model: Path, files: list[Path], window_s: float | None = None) -> np.ndarray:

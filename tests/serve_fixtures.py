@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import soundfile as sf
 from PIL import Image, ImageDraw
 
 from birdbridge.audio.io import audio_info, read_audio
@@ -51,13 +50,6 @@ def write_png(path: Path, colour: tuple[int, int, int], seed: int, size: tuple[i
     draw.ellipse((w * 0.62, h * 0.2, w * 0.85, h * 0.45), fill=colour)
     draw.polygon([(w * 0.84, h * 0.3), (w * 0.95, h * 0.34), (w * 0.84, h * 0.38)], fill=(230, 180, 40))
     image.save(path)
-    return path
-
-
-def write_wav(path: Path, seconds: float, sr: int = 16_000, freq: float = 2000.0) -> Path:
-    t = np.arange(round(seconds * sr)) / sr
-    x = 0.3 * np.sin(2 * np.pi * freq * t) * (np.sin(2 * np.pi * 3 * t) > 0)
-    sf.write(path, x.astype(np.float32), sr)
     return path
 
 

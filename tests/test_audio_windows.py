@@ -7,9 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 
-from audio_fixtures import signal
+from audio_fixtures import signal, write_wav
 from birdbridge.audio import (
     Window,
     WindowSpec,
@@ -165,8 +164,7 @@ def recordings(tmp_path_factory) -> dict[str, Path]:
     }
     out = {}
     for name, (x, sr, kwargs) in files.items():
-        sf.write(folder / name, x, sr, **kwargs)
-        out[name] = folder / name
+        out[name] = write_wav(folder / name, x, sr, **kwargs)
     return out
 
 

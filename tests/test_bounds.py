@@ -14,7 +14,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import tracemalloc
@@ -26,10 +25,12 @@ import pytest
 import soundfile as sf
 from fastapi.testclient import TestClient
 
+from audio_fixtures import write_wav
 from birdbridge.audio.windows import WindowSpec, WindowSpecError, window_starts, windows_from_array
 from birdbridge.errors import BirdbridgeError
 from birdbridge.serve.app import create_app
-from serve_fixtures import FakeSearchEngine, ServerThread, write_png, write_wav
+from cli_fixtures import run, start
+from serve_fixtures import FakeSearchEngine, ServerThread, write_png
 from train_fixtures import SPECIES, corpus, make_tone_dataset
 
 # Names new with the bounds are imported in the tests that use them, so that each test fails on its own
@@ -236,8 +237,6 @@ def test_long_arrays_are_windowed_one_window_at_a_time() -> None:
 @pytest.mark.parametrize("option", ["--hop", "--window"])
 @pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "1e-300", "1e300", "1e-9"])
 def test_cli_refuses_impossible_window_and_hop(world, tiny_clap, tmp_path, capsys, option, value) -> None:
-    from birdbridge.cli.app import main
-
     wav = write_wav(tmp_path / "call.wav", 2.5)
     commands = {
         "search": ["search", str(wav), "--model", str(world["model"]), "--gallery", str(world["gallery"])],
@@ -245,22 +244,18 @@ def test_cli_refuses_impossible_window_and_hop(world, tiny_clap, tmp_path, capsy
     }
     for name, args in commands.items():
         t0 = time.perf_counter()
-        with pytest.raises(SystemExit) as exit_:
-            main([*args, f"{option}={value}"])
-        err = capsys.readouterr().err
-        assert exit_.value.code == 1, (name, err)
+        result = run(capsys, *args, f"{option}={value}")
+        err = result.stderr
+        assert result.returncode == 1, (name, err)
         assert "Traceback" not in err and ("hop" if option == "--hop" else "window") in err, (name, err)
         assert time.perf_counter() - t0 < 30, name
     assert not (tmp_path / "e.npy").exists()
 
 
 def test_cli_serve_refuses_a_min_hop_below_the_floor(tmp_path, capsys) -> None:
-    from birdbridge.cli.app import main
-
-    with pytest.raises(SystemExit) as exit_:
-        main(["serve", "--model", str(tmp_path), "--gallery", str(tmp_path), "--min-hop", "1e-300"])
-    err = capsys.readouterr().err
-    assert exit_.value.code == 1 and "too short" in err and "Traceback" not in err
+    result = run(capsys, "serve", "--model", tmp_path, "--gallery", tmp_path, "--min-hop", "1e-300")
+    err = result.stderr
+    assert result.returncode == 1 and "too short" in err and "Traceback" not in err
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -436,11 +431,8 @@ def test_one_concurrency_limit(engine, tmp_path) -> None:
 
 def start_serve(world, tmp: Path, *extra: str) -> tuple[subprocess.Popen, int]:
     env = {**os.environ, "TMPDIR": str(tmp), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "birdbridge", "serve", "--model", str(world["model"]), "--gallery",
-         str(world["gallery"]), "--port", "0", "--device", "cpu", *extra],
-        stderr=subprocess.PIPE, text=True, env=env,
-    )
+    proc = start("serve", "--model", world["model"], "--gallery", world["gallery"], "--port", "0", "--device", "cpu",
+                 *extra, stdout=None, env=env)
     deadline = time.monotonic() + 120
     for line in proc.stderr:
         found = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
@@ -470,6 +462,7 @@ def stop(proc: subprocess.Popen, timeout: float) -> float | None:
     return time.monotonic() - t0
 
 
+@pytest.mark.slow  # real processes: over 15 s on a loaded 2-core machine
 def test_sigterm_removes_uploads(world, tmp_path) -> None:
     """SIGTERM during a half-sent upload, and during a long search: the server ends soon, leaving no upload."""
     tmp = tmp_path / "tmp"

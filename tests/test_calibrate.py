@@ -7,8 +7,6 @@ import csv
 import dataclasses
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +18,7 @@ from birdbridge.models.calibration import read_calibration
 from birdbridge.models.distilled import load_distilled_student
 from birdbridge.train.config import load_config
 from birdbridge.train.loop import train
+from cli_fixtures import run
 from train_fixtures import corpus, make_tone_dataset
 
 
@@ -36,11 +35,6 @@ def _settings(setup, output: Path, **extra) -> list[str]:
 def _rows(path: Path) -> list[dict[str, str]]:
     with open(path, newline="") as fh:
         return list(csv.DictReader(fh))
-
-
-def _cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "birdbridge", *map(str, args)], capture_output=True, text=True,
-                          timeout=900)
 
 
 @pytest.fixture(scope="module")
@@ -99,14 +93,14 @@ def test_the_fit_is_scikit_learns_logistic_regression(setup) -> None:
     assert report.figures["log_loss"] == pytest.approx(log_loss, abs=1e-5)
 
 
-def test_cli_writes_calibration_json_without_changing_the_fingerprint(setup, tmp_path) -> None:
+def test_cli_writes_calibration_json_without_changing_the_fingerprint(setup, tmp_path, capsys) -> None:
     model = tmp_path / "model"
     shutil.copytree(setup["model"], model)
     (model / "calibration.json").unlink()
     before = load_distilled_student(model)
     assert before.calibration is None
-    result = _cli("calibrate", "--model", model, "--dataset", setup["manifest"], "--split", "test",
-                  "--templates", "single", "--forms", "common,scientific")
+    result = run(capsys, "calibrate", "--model", model, "--dataset", setup["manifest"], "--split", "test",
+                 "--templates", "single", "--forms", "common,scientific")
     assert result.returncode == 0, result.stderr
     assert "logit =" in result.stdout and "AP" in result.stdout and "48 pairs (12 positive)" in result.stdout
     after = load_distilled_student(model)
@@ -119,10 +113,10 @@ def test_cli_writes_calibration_json_without_changing_the_fingerprint(setup, tmp
         saved["extra"])
 
 
-def test_refusals(setup, tmp_path, monkeypatch) -> None:
+def test_refusals(setup, tmp_path, monkeypatch, capsys) -> None:
     from birdbridge.models.standins import build_small_clip
 
-    plain = _cli("calibrate", "--model", setup["student"], "--dataset", setup["manifest"], "--split", "test")
+    plain = run(capsys, "calibrate", "--model", setup["student"], "--dataset", setup["manifest"], "--split", "test")
     assert plain.returncode == 1 and "not a birdbridge student" in plain.stderr and "Traceback" not in plain.stderr
     other = build_small_clip(tmp_path / "other-teacher", seed=3)
     with pytest.raises(BirdbridgeError, match="distilled for teacher"):

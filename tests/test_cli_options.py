@@ -11,6 +11,7 @@ import typer.core
 import typer.main
 
 from birdbridge.cli.app import app
+from cli_fixtures import run
 
 SHARED = ["--device", "--batch-size", "--window", "--hop", "--species-list", "--taxonomy", "--forms", "--templates",
           "--json", "--gallery", "--format"]
@@ -60,17 +61,12 @@ def test_every_command_is_importable() -> None:
         assert getattr(sys.modules[callback.__module__], callback.__name__) is callback
 
 
-def test_usage_errors_are_a_message_not_a_traceback(capfd) -> None:
+def test_usage_errors_are_a_message_not_a_traceback(capsys) -> None:
     """A missing option, a bad value or an unknown command: click's usage message and exit status 2."""
-    import pytest
-
-    from birdbridge.cli.app import main
-
     for argv, expected in ((["search", "x.wav"], "Missing option '--gallery'"),
                            (["search", "--top-k", "0", "-g", ".", "x.wav"], "Invalid value for '--top-k'"),
                            (["no-such-command"], "No such command")):
-        with pytest.raises(SystemExit) as stop:
-            main(argv)
-        err = capfd.readouterr().err
-        assert stop.value.code == 2, argv
+        result = run(capsys, *argv)
+        err = result.stderr
+        assert result.returncode == 2, argv
         assert expected in err and "Traceback" not in err, err

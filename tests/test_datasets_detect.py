@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
-import typer
-from typer.testing import CliRunner
 
-from birdbridge.cli import dataset_cmd
 from birdbridge.datasets import detect_layout, load_dataset
 from birdbridge.errors import InputError
+from cli_fixtures import run
 from dataset_fixtures import write_inatsounds, write_manifest, write_ssw60
 
 
@@ -145,45 +144,39 @@ def test_descriptor_paths_are_relative_to_it(tmp_path):
 # ------------------------------------------------------------------------------------------------- CLI
 
 
-@pytest.fixture()
-def cli():
-    app = typer.Typer()
-    app.add_typer(dataset_cmd.app, name="dataset")
-
-    def run(*args: str):
-        return CliRunner().invoke(app, ["dataset", *args])
-
-    return run
+def dataset_cli(capsys, *args: str | Path) -> tuple[int, str]:
+    """``birdbridge dataset ARGS``: its exit status and everything it printed."""
+    result = run(capsys, "dataset", *args)
+    return result.returncode, result.stdout + result.stderr
 
 
-def test_cli_info(cli, tmp_path):
+def test_cli_info(tmp_path, capsys):
     ssw = write_ssw60(tmp_path / "ssw60", n_species=3)
-    result = cli("info", str(ssw.root))
-    assert result.exit_code == 0, result.output
-    out = result.output
+    code, out = dataset_cli(capsys, "info", ssw.root)
+    assert code == 0, out
     assert "dataset  ssw60" in out and "species  3" in out
     assert re.search(r"audio\s+9\s+3\s+6\s+-\s+3", out)  # items, species, train, val, test
     assert re.search(r"images\s+12\s+3\s+6\s+3\s+3", out)
     assert re.search(r"videos\s+6\s+3\s+3\s+-\s+3", out)
-    result = cli("info", str(ssw.root), "--check-files")
-    assert result.exit_code == 0 and "all 27 files present" in result.output
+    code, out = dataset_cli(capsys, "info", ssw.root, "--check-files")
+    assert code == 0 and "all 27 files present" in out
 
 
-def test_cli_check_files_lists_missing(cli, tmp_path):
+def test_cli_check_files_lists_missing(tmp_path, capsys):
     fx = write_manifest(tmp_path / "m", per_species=9, images=False, taxonomy=False)
     gone = sorted((fx.root / "audio").glob("*.wav"))
     gone[0].unlink()
-    result = cli("info", str(fx.audio), "--check-files")
-    assert result.exit_code == 1
-    assert "1 of 27 files have problems" in result.output and f"missing: {gone[0]}" in result.output
+    code, out = dataset_cli(capsys, "info", fx.audio, "--check-files")
+    assert code == 1
+    assert "1 of 27 files have problems" in out and f"missing: {gone[0]}" in out
     for path in gone[1:]:
         path.unlink()
-    result = cli("info", str(fx.audio), "--check-files")
-    assert result.exit_code == 1 and "27 of 27 files have problems" in result.output
-    assert result.output.count("missing: ") == 20 and "... and 7 more" in result.output
+    code, out = dataset_cli(capsys, "info", fx.audio, "--check-files")
+    assert code == 1 and "27 of 27 files have problems" in out
+    assert out.count("missing: ") == 20 and "... and 7 more" in out
 
 
-def test_cli_reports_errors(cli, tmp_path):
-    result = cli("info", str(tmp_path / "nothing"))
-    assert result.exit_code == 1 and isinstance(result.exception, InputError)
-    assert "no such file or folder" in str(result.exception)
+def test_cli_reports_errors(tmp_path, capsys):
+    code, out = dataset_cli(capsys, "info", tmp_path / "nothing")
+    assert code == 1 and "no such file or folder" in out and "Traceback" not in out
+    assert "no such file or folder" in str(load_error(tmp_path / "nothing"))  # the InputError the command printed

@@ -11,18 +11,17 @@ import csv
 import itertools
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from audio_fixtures import write_wav
 from birdbridge.errors import BirdbridgeError
 from birdbridge.models.calibration import Calibration
 from cli_fixtures import run
-from detection_fixtures import calibrated_copy, noise, noise_background, tone, window_vectors, write
+from detection_fixtures import calibrated_copy, noise, noise_background, tone, window_vectors
 from search_fixtures import distilled_world
 from train_fixtures import SPECIES
 
@@ -33,9 +32,10 @@ KEYS = [sci for sci, _, _ in SPECIES]
 def world(tmp_path_factory):
     world = distilled_world(tmp_path_factory.mktemp("detections"), per_species=6, pictures=2)
     root, model, teacher, gallery = world["root"], world["model"], world["teacher"], world["gallery"]
-    calls = [write(root / "calls" / f"call{i}.wav", tone(3, freq)) for i, (_, _, freq) in enumerate(SPECIES)]
-    quiet = write(root / "noise" / "noise.wav", noise(3))
-    mixed = write(root / "mixed" / "mixed.wav", tone(2, SPECIES[0][2]), noise(2))  # its noise is noise.wav's start
+    calls = [write_wav(root / "calls" / f"call{i}.wav", tone(3, freq)) for i, (_, _, freq) in enumerate(SPECIES)]
+    quiet = write_wav(root / "noise" / "noise.wav", noise(3))
+    mixed = write_wav(root / "mixed" / "mixed.wav", np.concatenate([tone(2, SPECIES[0][2]), noise(2)]))  # its noise
+    # is noise.wav's start
     # A calibration written for the test: confidence 0.5 at the median similarity of the calls' windows.
     sims = window_vectors(model, calls) @ _species_vectors(gallery).T
     calibration = Calibration(slope=10.0, intercept=-10.0 * float(np.median(sims)), source="test")
@@ -55,15 +55,10 @@ def _species_vectors(gallery: Path) -> np.ndarray:
     return Gallery.open(gallery).species_vectors
 
 
-def cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "birdbridge", *map(str, args)], capture_output=True, text=True,
-                          timeout=600)
-
-
 @pytest.fixture(scope="module")
 def quiet_gallery(world) -> Path:
     """The quiet gallery, its background vocabulary written by `birdbridge gallery background --vocabulary`."""
-    result = cli("gallery", "background", world["quiet_gallery"], "--vocabulary", world["vocabulary"])
+    result = run(None, "gallery", "background", world["quiet_gallery"], "--vocabulary", world["vocabulary"])
     assert result.returncode == 0, result.stderr
     assert "1 classes (static)" in result.stdout
     return world["quiet_gallery"]
@@ -74,7 +69,7 @@ def bare_gallery(world, tmp_path_factory) -> Path:
     """A gallery without background vocabulary (removed with `birdbridge gallery background --none`)."""
     bare = tmp_path_factory.mktemp("bare") / "gallery"
     shutil.copytree(world["gallery"], bare)
-    result = cli("gallery", "background", bare, "--none")
+    result = run(None, "gallery", "background", bare, "--none")
     assert result.returncode == 0, result.stderr
     return bare
 
@@ -259,7 +254,7 @@ def test_no_rows_below_the_threshold_and_ravens_nocall_row(world, quiet_gallery,
 # ------------------------------------------------------------------------------------------ fallbacks
 
 
-def test_uncalibrated_model_warns_once_and_uses_the_similarity_threshold(world, quiet_gallery, caplog) -> None:
+def test_uncalibrated_model_warns_once_and_uses_the_similarity_threshold(world, quiet_gallery, caplog, capsys) -> None:
     from birdbridge.search import Scoring, SearchEngine
 
     engine = SearchEngine.open(quiet_gallery, world["model"])  # no calibration.json
@@ -277,7 +272,7 @@ def test_uncalibrated_model_warns_once_and_uses_the_similarity_threshold(world, 
     assert any(not w.species for w in windows)  # the windows whose best similarity is below the threshold
     assert all(w.background == "static" for w in windows if not w.species)
 
-    out = cli("search", world["calls"][0].parent, "-m", world["model"], "-g", quiet_gallery, "--format", "json")
+    out = run(capsys, "search", world["calls"][0].parent, "-m", world["model"], "-g", quiet_gallery, "--format", "json")
     assert out.returncode == 0, out.stderr
     assert out.stderr.count("has no calibration") == 1 and "birdbridge calibrate --model" in out.stderr
     data = json.loads(out.stdout)

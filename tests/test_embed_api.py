@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import soundfile as sf
 from PIL import Image
 
-from audio_fixtures import tone
+from audio_fixtures import tone, write_wav
 from birdbridge.audio import AudioError, repeat_pad
 from birdbridge.embed import (
     embed_audio,
@@ -37,7 +36,7 @@ def test_embed_audio_one_row_per_file_in_order(tiny_clap, audio_dir) -> None:
 
 def test_windows_and_times(tiny_clap, tmp_path) -> None:
     path = tmp_path / "long.wav"
-    sf.write(path, tone(3.5, 16_000, 700), 16_000)
+    write_wav(path, 3.5, freq=700)
     table = embed_audio_windows([path], tiny_clap, hop_s=0.5)  # 1 s windows every 0.5 s
     assert list(table.start_s) == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5]
     assert table.end_s[-1] == pytest.approx(3.5)
@@ -48,7 +47,7 @@ def test_short_clip_is_repeat_padded(tiny_clap, tmp_path) -> None:
     student = load_student(tiny_clap)
     x = tone(0.3, 16_000, 2000)
     path = tmp_path / "short.wav"
-    sf.write(path, x, 16_000, subtype="FLOAT")
+    write_wav(path, x, subtype="FLOAT")
     from_file = embed_audio(path, tiny_clap)
     by_hand = student.embed(repeat_pad(x, student.window_samples)[None])
     assert np.allclose(from_file, by_hand, atol=1e-5)
@@ -70,7 +69,7 @@ def test_bad_files_skipped_and_reported(tiny_clap, audio_dir, tmp_path) -> None:
     (bad / "text.wav").write_text("not audio at all")
     nan = np.zeros(16_000, np.float32)
     nan[100] = np.nan
-    sf.write(bad / "nan.wav", nan, 16_000, subtype="FLOAT")
+    write_wav(bad / "nan.wav", nan, subtype="FLOAT")
     good = sorted(audio_dir.iterdir())
     table = embed_audio_windows([*good, *sorted(bad.iterdir()), tmp_path / "missing.wav"], tiny_clap)
     failed = {f.source.split("/")[-1] for f in table.failures}

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -15,6 +13,7 @@ from birdbridge.errors import BirdbridgeError
 from birdbridge.evaluate import baselines as B
 from birdbridge.evaluate.metrics import retrieval_metrics
 from birdbridge.evaluate.runner import EvalSettings, evaluate
+from cli_fixtures import run
 from train_fixtures import SPECIES, corpus, make_tone_dataset
 
 
@@ -97,13 +96,10 @@ def test_runner_matches_a_direct_recomputation(world) -> None:
         assert methods["random projection"][key] == pytest.approx(value, abs=1e-4), key
 
 
-def test_cli_writes_results_json(world, tmp_path) -> None:
+def test_cli_writes_results_json(world, tmp_path, capsys) -> None:
     out = tmp_path / "results.json"
-    result = subprocess.run(
-        [sys.executable, "-m", "birdbridge", "evaluate", "-d", str(world["dataset"]), "--teacher",
-         str(world["teacher"]), "--base-student", str(world["student"]), "--baselines", "random,chain",
-         "--bootstrap", "20", "-o", str(out)], capture_output=True, text=True, timeout=600,
-    )
+    result = run(capsys, "evaluate", "-d", world["dataset"], "--teacher", world["teacher"], "--base-student",
+                 world["student"], "--baselines", "random,chain", "--bootstrap", "20", "-o", out)
     assert result.returncode == 0, result.stderr
     assert "random projection" in result.stdout and "A→I MAP" in result.stdout
     data = json.loads(out.read_text())

@@ -3,9 +3,7 @@ the same scores, intervals over recordings, failures reported; and the detection
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
 import json
 import logging
 import shutil
@@ -156,16 +154,14 @@ def _similarities(vectors: np.ndarray, classes: np.ndarray) -> np.ndarray:
 def evaluated(scapes):
     """``birdbridge evaluate`` on every row, with background classes the student is never nearer to: its output and
     results.json (read back as an EvalResult)."""
-    from birdbridge.cli.app import main
     from birdbridge.evaluate.results import EvalResult
 
-    out, stdout, stderr = scapes["root"] / "results.json", io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        main([str(a) for a in ("evaluate", "-m", scapes["student"], "-d", scapes["dataset"], "--base-student",
-                               scapes["clap"], "--bootstrap", 200, "--min-conf", MIN_CONF, "--background",
-                               scapes["background"], "-o", out)])  # exits only on errors
+    out = scapes["root"] / "results.json"
+    done = run(None, "evaluate", "-m", scapes["student"], "-d", scapes["dataset"], "--base-student", scapes["clap"],
+               "--bootstrap", 200, "--min-conf", MIN_CONF, "--background", scapes["background"], "-o", out)
+    assert done.returncode == 0, done.stderr
     data = json.loads(out.read_text())
-    return {"stdout": stdout.getvalue(), "stderr": stderr.getvalue(), "data": data,
+    return {"stdout": done.stdout, "stderr": done.stderr, "data": data,
             "result": EvalResult.from_dict(data)}
 
 
@@ -309,6 +305,25 @@ def test_results_round_trip_and_uncalibrated_rows_say_so(scapes, tmp_path, caplo
     back = EvalResult.from_dict(json.loads(result.write(tmp_path / "results.json").read_text()))
     assert back.method("zero_shot_chain").detection == chain and back.dataset == result.dataset
     assert json.dumps(back.to_dict()) == json.dumps(result.to_dict())  # NaN (no detections: no precision) included
+
+
+def refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def test_results_json_is_strict_json(scapes, tmp_path, capsys) -> None:
+    """A figure without a value (no detections, so no precision) is null in results.json, which strict JSON readers
+    (JavaScript's JSON.parse, jq) accept, and reads back as NaN."""
+    from birdbridge.evaluate.results import EvalResult
+
+    out = tmp_path / "results.json"
+    done = run(capsys, "evaluate", "-m", scapes["student"], "-d", scapes["dataset"], "--base-student", scapes["clap"],
+               "--baselines", "chain", "--bootstrap", "20", "--calibration-split", "", "--min-sim", "0.99", "-o", out)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(out.read_text(encoding="utf-8"), parse_constant=refuse_constant)
+    chain = data["methods"]["zero-shot chain"]
+    assert chain["precision"] is None and chain["n_windows"] == 18  # nothing reaches a cosine of 0.99
+    assert np.isnan(EvalResult.from_dict(data).method("zero_shot_chain").metrics["precision"])
 
 
 def test_bad_annotation_rows_and_missing_recordings_are_reported_and_the_rest_evaluated(scapes, tmp_path,

@@ -16,7 +16,9 @@ import pytest
 import torch
 from torch import nn
 
+from audio_fixtures import write_wav
 from birdbridge.errors import AudioError, BirdbridgeError, ImageError, InputError
+from cli_fixtures import run
 
 UMASKS = [0o022, 0o002, 0o077]
 
@@ -287,7 +289,6 @@ def test_unreadable_checkpoint(tmp_path, monkeypatch) -> None:
 
 
 def test_unreadable_picture_and_recording(tmp_path, monkeypatch) -> None:
-    import soundfile as sf
     from PIL import Image
 
     import birdbridge.utils.input_files as input_files
@@ -296,7 +297,7 @@ def test_unreadable_picture_and_recording(tmp_path, monkeypatch) -> None:
 
     picture, recording = tmp_path / "bird.png", tmp_path / "song.wav"
     Image.new("RGB", (4, 4)).save(picture)
-    sf.write(recording, np.zeros(16_000, np.float32), 16_000)
+    write_wav(recording, np.zeros(16_000, np.float32))
 
     def denied(path, *args, **kwargs):
         raise _denied(path)
@@ -311,21 +312,18 @@ def test_unreadable_picture_and_recording(tmp_path, monkeypatch) -> None:
     assert_permission_message(audio_info_.value, recording)
 
 
-def test_cli_prints_permission_denied_without_traceback(distilled, tmp_path, monkeypatch, capfd) -> None:
-    import soundfile as sf
+def test_cli_prints_permission_denied_without_traceback(distilled, tmp_path, monkeypatch, capsys) -> None:
 
-    from birdbridge.cli.app import main
     from birdbridge.models.loader import clear_model_cache
 
-    sf.write(tmp_path / "song.wav", np.zeros(16_000, np.float32), 16_000)
+    write_wav(tmp_path / "song.wav", np.zeros(16_000, np.float32))
     config = distilled / "config.json"
     deny_opening(monkeypatch, config)
     clear_model_cache()
-    with pytest.raises(SystemExit) as exit_info:
-        main(["embed", "audio", "--model", str(distilled), str(tmp_path / "song.wav"), "-o", str(tmp_path / "e.npy")])
+    result = run(capsys, "embed", "audio", "--model", distilled, tmp_path / "song.wav", "-o", tmp_path / "e.npy")
     clear_model_cache()
-    err = capfd.readouterr().err
-    assert exit_info.value.code == 1
+    err = result.stderr
+    assert result.returncode == 1
     assert "permission denied" in err and "config.json" in err and "Traceback" not in err, err
     assert not (tmp_path / "e.npy").exists()
     assert json.loads(config.read_text())  # the file itself is fine

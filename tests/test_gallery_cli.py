@@ -1,4 +1,4 @@
-"""``birdbridge index`` and ``birdbridge gallery`` through subprocesses, including a SIGKILL mid-build and resume."""
+"""``birdbridge index`` and ``birdbridge gallery`` from the command line, including a SIGKILL mid-build and resume."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,27 +14,10 @@ import pytest
 from PIL import Image
 
 from birdbridge.gallery import Gallery, build_gallery
-from cli_fixtures import run
+from cli_fixtures import run, start
 
-# Runs the birdbridge CLI with the gallery commands registered (whether or not cli/app.py has them yet).
-RUNNER = """
-import sys
-from birdbridge.cli import app as cli_app, index_cmd
-if not any(c.name == "index" for c in cli_app.app.registered_commands):
-    index_cmd.register(cli_app.app)
-    cli_app.app.add_typer(index_cmd.gallery_app, name="gallery")
-cli_app.main(sys.argv[1:])
-"""
 SPECIES = ["Pica hudsonia", "Turdus migratorius", "Corvus corax", "Cyanocitta cristata", "Sitta carolinensis",
            "Poecile atricapillus"]
-
-
-def cli(*args: str | Path, **kwargs) -> subprocess.Popen | subprocess.CompletedProcess:
-    command = [sys.executable, "-c", RUNNER, *map(str, args)]
-    env = {**os.environ, "BIRDBRIDGE_NO_PROGRESS": "1", "HF_HUB_OFFLINE": "1"}
-    if kwargs.pop("background", False):
-        return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -58,11 +40,13 @@ def committed(folder: Path) -> int:
         return 0
 
 
-def test_kill_and_resume_equals_a_one_shot_build(tmp_path, tiny_clip, many_photos):
+@pytest.mark.slow  # real processes: over 15 s on a loaded 2-core machine
+def test_kill_and_resume_equals_a_one_shot_build(tmp_path, tiny_clip, many_photos, capsys):
     out = tmp_path / "killed"
     args = ["index", "--teacher", tiny_clip, "--images", many_photos, "--output", out, "--commit-every", "16",
             "--batch-size", "4", "--templates", "single"]
-    proc = cli(*args, background=True)
+    proc = start(*args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                 env={**os.environ, "BIRDBRIDGE_NO_PROGRESS": "1", "HF_HUB_OFFLINE": "1"})
     deadline = time.monotonic() + 120
     while committed(out) < 16 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
@@ -72,7 +56,7 @@ def test_kill_and_resume_equals_a_one_shot_build(tmp_path, tiny_clip, many_photo
     assert 16 <= at_kill < 300, f"the build was not interrupted mid-way ({at_kill} committed)"
     assert json.loads((out / "gallery.json").read_text())["build"]["complete"] is False
 
-    resumed = cli(*args)
+    resumed = run(capsys, *args)
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed gallery" in resumed.stdout and f"{at_kill:,} already there" in resumed.stdout
 
@@ -140,7 +124,7 @@ def test_cli_errors(tmp_path, tiny_clip, capsys):
     photos = tmp_path / "photos" / "Pica hudsonia"
     photos.mkdir(parents=True)
     (photos / "a.png").write_bytes(b"garbage")
-    result = cli("index", "--teacher", tiny_clip, "--images", photos.parent, "--output", tmp_path / "g",
+    result = run(capsys, "index", "--teacher", tiny_clip, "--images", photos.parent, "--output", tmp_path / "g",
                  "--templates", "single")
     assert result.returncode == 1 and "cannot decode" in result.stderr  # nothing could be indexed
     result = run(capsys, "gallery", "info", tmp_path / "nowhere")

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 from PIL import Image
 
-from audio_fixtures import tone
+from audio_fixtures import write_wav
 from birdbridge.audio import MIN_SAMPLE_RATE, AudioError, audio_info, read_audio, stream_audio
 from birdbridge.embed.images import open_image
 from birdbridge.models.image_modes import standard_mode
@@ -315,7 +314,7 @@ def test_sixteen_bit_png_is_not_white(tmp_path) -> None:
 @pytest.mark.parametrize("rate", [1, 100, 4000, MIN_SAMPLE_RATE - 1])
 def test_sample_rate_below_the_floor_is_refused(tmp_path, rate: int) -> None:
     path = tmp_path / f"rate_{rate}.wav"
-    sf.write(path, np.zeros(max(rate, 8), np.float32), rate)
+    write_wav(path, np.zeros(max(rate, 8), np.float32), rate)
     for read in (audio_info, lambda p: read_audio(p, 16_000), lambda p: list(stream_audio(p, 16_000))):
         with pytest.raises(AudioError) as info:
             read(path)
@@ -326,7 +325,7 @@ def test_sample_rate_below_the_floor_is_refused(tmp_path, rate: int) -> None:
 def test_the_floor_itself_is_accepted(tmp_path) -> None:
     assert MIN_SAMPLE_RATE == 8000
     path = tmp_path / "phone.wav"
-    sf.write(path, tone(1.0, MIN_SAMPLE_RATE, 1000), MIN_SAMPLE_RATE)
+    write_wav(path, 1.0, MIN_SAMPLE_RATE, freq=1000)
     assert audio_info(path).sample_rate == MIN_SAMPLE_RATE
     assert read_audio(path, 16_000).shape == (16_000,)
 
@@ -336,9 +335,9 @@ def test_batch_jobs_skip_and_list_absurd_rates(tiny_clap, tmp_path) -> None:
 
     folder = tmp_path / "recordings"
     folder.mkdir()
-    sf.write(folder / "good.wav", tone(1.0, 16_000, 800), 16_000)
-    sf.write(folder / "one_hertz.wav", np.zeros(64, np.float32), 1)
-    sf.write(folder / "hundred.wav", np.zeros(400, np.float32), 100)
+    write_wav(folder / "good.wav", 1.0, freq=800)
+    write_wav(folder / "one_hertz.wav", np.zeros(64, np.float32), 1)
+    write_wav(folder / "hundred.wav", np.zeros(400, np.float32), 100)
     table = embed_audio_windows([folder], tiny_clap)
     assert set(table.names) == {str(folder / "good.wav")}
     failed = {Path(f.source).name: f.message for f in table.failures}

@@ -9,18 +9,15 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 from PIL import Image
 
-from audio_fixtures import tone
+from audio_fixtures import write_wav
 from birdbridge.errors import BirdbridgeError
-from cli_fixtures import run
+from cli_fixtures import finish, run, start
 
 SPECIES = ["Pica hudsonia", "Turdus migratorius", "Corvus corax"]
 
@@ -60,12 +57,6 @@ def search_cli(capsys, world, *inputs, out: Path, gallery: Path | None = None, f
                "--images", "1", *extra)
 
 
-def wav(path: Path, freq: float = 800.0) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, tone(1.2, 16_000, freq), 16_000)
-    return path
-
-
 def files_under(folder: Path) -> list[str]:
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
 
@@ -80,10 +71,10 @@ def csv_sources(path: Path) -> set[str]:
 
 def test_same_stem_different_extension_gets_one_result_file_each(world, tmp_path, capsys) -> None:
     rec = tmp_path / "rec"
-    wav(rec / "call.wav")
-    sf.write(rec / "call.ogg", tone(1.2, 16_000, 1500), 16_000, format="OGG", subtype="VORBIS")
-    wav(rec / "solo.wav")
-    wav(rec / "sub" / "call.flac")
+    write_wav(rec / "call.wav", 1.2, freq=800)
+    write_wav(rec / "call.ogg", 1.2, freq=1500, format="OGG", subtype="VORBIS")
+    write_wav(rec / "solo.wav", 1.2, freq=800)
+    write_wav(rec / "sub" / "call.flac", 1.2, freq=800)
     out = tmp_path / "out"
     result = search_cli(capsys, world, rec, out=out)
     assert result.returncode == 0, result.stderr
@@ -102,7 +93,7 @@ def test_same_stem_different_extension_gets_one_result_file_each(world, tmp_path
 
 
 def test_same_name_from_different_folders_do_not_collide(world, tmp_path, capsys) -> None:
-    a, b = wav(tmp_path / "a" / "x.wav", 600), wav(tmp_path / "b" / "x.wav", 2000)
+    a, b = write_wav(tmp_path / "a" / "x.wav", 1.2, freq=600), write_wav(tmp_path / "b" / "x.wav", 1.2, freq=2000)
     out = tmp_path / "out"
     result = search_cli(capsys, world, a, b, out=out)
     assert result.returncode == 0, result.stderr
@@ -112,7 +103,7 @@ def test_same_name_from_different_folders_do_not_collide(world, tmp_path, capsys
 
     # two input folders holding the same relative name, and one combined file
     for site in ("site1", "site2"):
-        wav(tmp_path / site / "dawn" / "x.wav")
+        write_wav(tmp_path / site / "dawn" / "x.wav", 1.2, freq=800)
     both = search_cli(capsys, world, tmp_path / "site1", tmp_path / "site2", out=tmp_path / "out2")
     assert both.returncode == 0, both.stderr
     assert files_under(tmp_path / "out2") == ["site1/dawn/x.birdbridge.results.csv",
@@ -170,7 +161,7 @@ def assert_reported(text: str, root: Path, ext: str) -> None:
 
 
 def test_unreadable_entries_of_audio_folders_are_reported(world, tmp_path, capsys, monkeypatch) -> None:
-    root = troubled_folder(tmp_path / "rec", wav, ".wav")
+    root = troubled_folder(tmp_path / "rec", lambda path: write_wav(path, 1.2, freq=800), ".wav")
     deny(monkeypatch, root / "locked")
     try:
         out = tmp_path / "out"
@@ -224,9 +215,9 @@ def test_unreadable_entries_of_image_folders_are_reported(world, tmp_path, capsy
 def test_a_really_unreadable_subfolder_is_reported(tmp_path) -> None:
     from birdbridge.utils.walk import walk_files
 
-    wav(tmp_path / "rec" / "a.wav")
+    write_wav(tmp_path / "rec" / "a.wav", 1.2, freq=800)
     locked = tmp_path / "rec" / "locked"
-    wav(locked / "b.wav")
+    write_wav(locked / "b.wav", 1.2, freq=800)
     locked.chmod(0)
     try:
         found = walk_files(tmp_path / "rec", {".wav"})
@@ -247,7 +238,7 @@ def gallery_copy(world, tmp_path) -> Path:
 
 def refuses(capsys, world, tmp_path, gallery: Path, *needles: str) -> None:
     """``birdbridge search`` stops, naming the gallery and the problem and the fix, and writes nothing."""
-    rec = wav(tmp_path / "rec" / "r.wav")
+    rec = write_wav(tmp_path / "rec" / "r.wav", 1.2, freq=800)
     out = tmp_path / "out"
     result = search_cli(capsys, world, rec.parent, out=out, gallery=gallery)
     text = " ".join(result.stderr.split())
@@ -268,13 +259,12 @@ def test_an_unfinished_gallery_is_refused(world, tmp_path, capsys) -> None:
     fix = "run the same `birdbridge index` command again to resume the build"
     refuses(capsys, world, tmp_path, gallery, "unfinished", fix)
     with pytest.raises(BirdbridgeError, match="unfinished"):
-        search(wav(tmp_path / "q.wav"), model=world["model"], gallery=gallery)
+        search(write_wav(tmp_path / "q.wav", 1.2, freq=800), model=world["model"], gallery=gallery)
     with pytest.raises(BirdbridgeError, match="unfinished"):
         SearchEngine.open(gallery)
     with pytest.raises(BirdbridgeError, match="unfinished"):  # what `birdbridge serve` opens at startup
         SearchEngine.open(gallery, world["model"])
-    served = subprocess.run([sys.executable, "-m", "birdbridge", "serve", "--model", str(world["model"]), "--gallery",
-                             str(gallery), "--port", "0"], capture_output=True, text=True, timeout=300)
+    served = finish(start("serve", "--model", world["model"], "--gallery", gallery, "--port", "0"), timeout=300)
     assert served.returncode == 1 and fix in " ".join(served.stderr.split())
 
 
@@ -321,7 +311,7 @@ def test_non_finite_vectors_are_a_clear_error(world, tmp_path, capsys) -> None:
     vectors.write_bytes(np.full(vectors.stat().st_size // 2, np.nan, "<f2").tobytes())
     refuses(capsys, world, tmp_path, gallery, "vectors.f16", "not finite", "Rebuild it with `birdbridge index`")
     with pytest.raises(BirdbridgeError, match="not finite"):  # softmax: every window looks for its pictures
-        search(wav(tmp_path / "q.wav"), model=world["model"], gallery=gallery, score="softmax")
+        search(write_wav(tmp_path / "q.wav", 1.2, freq=800), model=world["model"], gallery=gallery, score="softmax")
     g = Gallery.open(gallery)
     query = np.ones((1, g.dim), np.float32) / np.sqrt(g.dim)
     for exact in (True, False):  # exact search and the ANN's re-scoring

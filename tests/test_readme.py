@@ -15,10 +15,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
+import pytest
 from PIL import Image
 
 import birdbridge
+from audio_fixtures import write_wav
 from train_fixtures import SPECIES, corpus, make_tone_dataset
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -54,10 +55,7 @@ def make_workdir(root: Path) -> None:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(pixels).save(path)
             rows.append(f"images/{s}_{i}.png,{sci}_{common},test")
-        t = np.arange(int(1.5 * 16_000)) / 16_000
-        name = "call.wav" if s == 0 else f"other{s}.wav"
-        (root / "recordings").mkdir(exist_ok=True)
-        sf.write(root / "recordings" / name, (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), 16_000)
+        write_wav(root / "recordings" / ("call.wav" if s == 0 else f"other{s}.wav"), 1.5, freq=freq)
     (root / "data" / "images.csv").write_text("\n".join(rows) + "\n")
     (root / "data" / "dataset.yaml").write_text("type: manifest\nname: tones\naudio: audio.csv\nimages: images.csv\n")
     (root / "distill.yaml").write_text(
@@ -66,6 +64,7 @@ def make_workdir(root: Path) -> None:
     )
 
 
+@pytest.mark.slow  # real processes: over 15 s on a loaded 2-core machine
 def test_the_python_api_snippet_runs(tmp_path, tiny_clip) -> None:
     from birdbridge.models.standins import build_small_clap
 

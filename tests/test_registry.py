@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from birdbridge.errors import ModelFormatError, ModelNotFoundError
 from birdbridge.models.hub import resolve
 from birdbridge.models.loader import detect_layout, load_student, load_teacher
 from birdbridge.models.registry import get_preset, list_presets
+from cli_fixtures import run
 
 
 def test_presets() -> None:
@@ -59,19 +57,15 @@ def test_wrong_kind_is_refused(tiny_clap, tiny_clip) -> None:
         load_teacher(tiny_clap)
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "birdbridge", *args], capture_output=True, text=True, timeout=300)
-
-
-def test_cli_models_lists_presets() -> None:
-    out = run_cli("models")
+def test_cli_models_lists_presets(capsys) -> None:
+    out = run(capsys, "models")
     assert out.returncode == 0, out.stderr
     for name in ("biolingual", "bioclip-2", "bioclip", "davidrrobinson/BioLingual", "imageomics/bioclip-2"):
         assert name in out.stdout
 
 
-def test_cli_offline_model_error_has_no_traceback(tmp_path) -> None:
-    out = run_cli("embed", "text", "a bird", "--model", "bioclip-2", "--output", str(tmp_path / "x.npy"))
+def test_cli_offline_model_error_has_no_traceback(tmp_path, capsys) -> None:
+    out = run(capsys, "embed", "text", "a bird", "--model", "bioclip-2", "--output", str(tmp_path / "x.npy"))
     assert out.returncode == 1
     assert "Traceback" not in out.stderr
     assert "imageomics/bioclip-2" in out.stderr and "hf download" in out.stderr

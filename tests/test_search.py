@@ -5,21 +5,19 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
-import soundfile as sf
 
+from audio_fixtures import write_wav
 from birdbridge.errors import BirdbridgeError
 from birdbridge.gallery.build import build_gallery
 from birdbridge.search import SearchEngine, search
 from birdbridge.search.formats import CSV_COLUMNS, RAVEN_COLUMNS
 from birdbridge.search.merge import merge_windows
 from birdbridge.search.results import SpeciesHit, WindowResult
+from cli_fixtures import run
 from search_fixtures import distilled_world
 from train_fixtures import SPECIES
 
@@ -29,17 +27,10 @@ def world(tmp_path_factory):
     world = distilled_world(tmp_path_factory.mktemp("search"))
     root = world["root"]
     recordings = root / "recordings"
-    (recordings / "site1").mkdir(parents=True)
-    t = np.arange(int(2.5 * 16_000)) / 16_000
     for i, (_, _, freq) in enumerate(SPECIES[:3]):
-        sf.write(recordings / "site1" / f"rec{i}.wav", (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), 16_000)
+        write_wav(recordings / "site1" / f"rec{i}.wav", 2.5, freq=freq)
     (recordings / "site1" / "broken.wav").write_bytes(b"RIFF not really")
     return {**world, "recordings": recordings}
-
-
-def cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "birdbridge", *map(str, args)], capture_output=True, text=True,
-                          timeout=600)
 
 
 def test_python_api(world) -> None:
@@ -55,10 +46,10 @@ def test_python_api(world) -> None:
     assert window.species[0].common_name in {common for _, common, _ in SPECIES}
 
 
-def test_csv_raven_json_parquet_per_file(world, tmp_path) -> None:
+def test_csv_raven_json_parquet_per_file(world, tmp_path, capsys) -> None:
     out = tmp_path / "out"
     for fmt in ("csv", "raven", "json", "parquet"):
-        result = cli("search", world["recordings"], "--model", world["model"], "--gallery", world["gallery"],
+        result = run(capsys, "search", world["recordings"], "--model", world["model"], "--gallery", world["gallery"],
                      "--format", fmt, "--output", out, "--min-score", "0", "--top-k", "2", "--images", "2",
                      "--score", "softmax")
         assert result.returncode == 0, result.stderr
@@ -76,22 +67,22 @@ def test_csv_raven_json_parquet_per_file(world, tmp_path) -> None:
     assert {"file", "start_s", "end_s", "species", "score", "images"} <= set(table.column_names)
 
 
-def test_folder_runs_resume(world, tmp_path) -> None:
+def test_folder_runs_resume(world, tmp_path, capsys) -> None:
     out = tmp_path / "out"
     args = ["search", world["recordings"], "--model", world["model"], "--gallery", world["gallery"], "--format",
             "csv", "--output", out]
-    assert cli(*args).returncode == 0
+    assert run(capsys, *args).returncode == 0
     (out / "site1" / "rec1.birdbridge.results.csv").unlink()
     before = (out / "site1" / "rec0.birdbridge.results.csv").stat().st_mtime_ns
-    again = cli(*args)
+    again = run(capsys, *args)
     assert again.returncode == 0 and "skipped 2 recordings already done" in again.stderr
     assert (out / "site1" / "rec1.birdbridge.results.csv").exists()
     assert (out / "site1" / "rec0.birdbridge.results.csv").stat().st_mtime_ns == before
 
 
-def test_combined_output(world, tmp_path) -> None:
+def test_combined_output(world, tmp_path, capsys) -> None:
     target = tmp_path / "all.csv"
-    result = cli("search", world["recordings"], "--model", world["model"], "--gallery", world["gallery"],
+    result = run(capsys, "search", world["recordings"], "--model", world["model"], "--gallery", world["gallery"],
                  "--format", "csv", "--combined", "--output", target, "--min-score", "0", "--top-k", "1",
                  "--score", "softmax")
     assert result.returncode == 0, result.stderr
@@ -101,7 +92,7 @@ def test_combined_output(world, tmp_path) -> None:
     assert not (tmp_path / ".birdbridge-partial").exists()
 
 
-def test_species_list_restricts(world, tmp_path, caplog) -> None:
+def test_species_list_restricts(world, tmp_path, caplog, capsys) -> None:
     slist = tmp_path / "slist.txt"
     slist.write_text(f"{SPECIES[1][0]}_{SPECIES[1][1]}\n{SPECIES[2][0]}_{SPECIES[2][1]}\n")
     engine = SearchEngine.open(world["gallery"], world["model"])
@@ -110,7 +101,7 @@ def test_species_list_restricts(world, tmp_path, caplog) -> None:
     for window in results[0].windows:
         assert {h.key for h in window.species} <= {SPECIES[1][0], SPECIES[2][0]}
         assert {i.species for i in window.images} <= {SPECIES[1][0], SPECIES[2][0]}
-    result = cli("search", world["recordings"] / "site1" / "rec0.wav", "--model", world["model"], "--gallery",
+    result = run(capsys, "search", world["recordings"] / "site1" / "rec0.wav", "--model", world["model"], "--gallery",
                  world["gallery"], "--species-list", slist, "--format", "json", "--output", tmp_path / "o")
     assert result.returncode == 0, result.stderr
     with pytest.raises(BirdbridgeError, match="none of the listed species is in this gallery"):
@@ -121,13 +112,13 @@ def test_species_list_restricts(world, tmp_path, caplog) -> None:
     assert [engine._species[i].key for i in subset] == [SPECIES[1][0]]
     assert "1 listed species are not in this gallery's species index" in caplog.text
     slist.write_text(f"Nonexistus avis_Nowhere Bird\n{SPECIES[2][0]}_{SPECIES[2][1]}\n")
-    result = cli("search", world["recordings"] / "site1" / "rec0.wav", "--model", world["model"], "--gallery",
+    result = run(capsys, "search", world["recordings"] / "site1" / "rec0.wav", "--model", world["model"], "--gallery",
                  world["gallery"], "--species-list", slist, "--format", "csv", "--output", tmp_path / "p")
     assert result.returncode == 0, result.stderr
     assert "are left out: Nonexistus avis" in result.stderr
 
 
-def test_species_list_takes_every_label_form(world, tmp_path) -> None:
+def test_species_list_takes_every_label_form(world, tmp_path, capsys) -> None:
     """Codes and common names are looked up in the gallery's species index (here rebuilt from a taxonomy
     with codes); names in any case, folder-style, BirdNET-style and with a subspecies all find their species."""
     from birdbridge.gallery import Gallery, build_species_index
@@ -149,7 +140,7 @@ def test_species_list_takes_every_label_form(world, tmp_path) -> None:
     wanted = [SPECIES[0][0], SPECIES[1][0], SPECIES[2][0]]
     assert [engine._species[i].key for i in engine.species_subset(slist)] == wanted
     assert [engine._species[i].key for i in engine.species_subset(["american robin", "comrav"])] == wanted[1:]
-    result = cli("search", world["recordings"] / "site1", "--model", world["model"], "--gallery", gallery,
+    result = run(capsys, "search", world["recordings"] / "site1", "--model", world["model"], "--gallery", gallery,
                  "--species-list", slist, "--format", "json", "--min-score", "0", "--top-k", "4", "--images", "0",
                  "--score", "softmax")
     assert result.returncode == 0, result.stderr
@@ -157,38 +148,38 @@ def test_species_list_takes_every_label_form(world, tmp_path) -> None:
     keys = {hit["key"] for f in files for w in f["windows"] for hit in w["species"]}
     assert keys == set(wanted), keys
     slist.write_text("Pica hudsonia\nnocode1\n")
-    result = cli("search", world["recordings"] / "site1" / "rec0.wav", "--model", world["model"], "--gallery", gallery,
-                 "--species-list", slist)
+    result = run(capsys, "search", world["recordings"] / "site1" / "rec0.wav", "--model", world["model"], "--gallery",
+                 gallery, "--species-list", slist)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "forms.txt: line 2: 'nocode1' is not a species name" in result.stderr
 
 
-def test_text_image_and_like_queries(world, tmp_path) -> None:
+def test_text_image_and_like_queries(world, tmp_path, capsys) -> None:
     engine = SearchEngine.open(world["gallery"], world["model"])
     species, images = engine.search_texts([SPECIES[0][1]], n_images=3)[0]
     assert len(images) == 3 and species
     picture = next((world["root"] / "photos").rglob("*.png"))
     _, similar = engine.search_images([picture], n_images=1)[0]
     assert similar[0].score == pytest.approx(1.0, abs=1e-2)  # the picture itself is in the gallery
-    out = cli("search", "--gallery", world["gallery"], "--text", SPECIES[0][1], "--images", "2")
+    out = run(capsys, "search", "--gallery", world["gallery"], "--text", SPECIES[0][1], "--images", "2")
     assert out.returncode == 0, out.stderr
     store = tmp_path / "store.parquet"
-    made = cli("embed", "audio", "-m", world["model"], world["manifest"].parent / "audio", "-o", store)
+    made = run(capsys, "embed", "audio", "-m", world["model"], world["manifest"].parent / "audio", "-o", store)
     assert made.returncode == 0, made.stderr
-    like = cli("search", world["recordings"] / "site1" / "rec0.wav", "--model", world["model"], "--gallery",
+    like = run(capsys, "search", world["recordings"] / "site1" / "rec0.wav", "--model", world["model"], "--gallery",
                world["gallery"], "--like", store, "--top-k", "3", "--format", "json")
     assert like.returncode == 0, like.stderr
     rows = json.loads(like.stdout)
     assert len(rows[0]["similar"]) == 3 and rows[0]["similar"][0]["score"] <= 1.0
     other = tmp_path / "other.parquet"
-    assert cli("embed", "audio", "-m", world["student"], world["recordings"] / "site1" / "rec0.wav", "-o",
+    assert run(capsys, "embed", "audio", "-m", world["student"], world["recordings"] / "site1" / "rec0.wav", "-o",
                other).returncode == 0
-    refused = cli("search", world["recordings"] / "site1" / "rec0.wav", "--model", world["model"], "--gallery",
+    refused = run(capsys, "search", world["recordings"] / "site1" / "rec0.wav", "--model", world["model"], "--gallery",
                   world["gallery"], "--like", other)
     assert refused.returncode == 1 and "made by model" in refused.stderr
 
 
-def test_refuses_students_of_other_teachers(world, tmp_path) -> None:
+def test_refuses_students_of_other_teachers(world, tmp_path, capsys) -> None:
     from birdbridge.models.standins import build_small_clip
 
     with pytest.raises(BirdbridgeError, match="not a birdbridge student"):
@@ -196,7 +187,7 @@ def test_refuses_students_of_other_teachers(world, tmp_path) -> None:
     other = build_small_clip(tmp_path / "other-teacher", seed=5)
     other_gallery = tmp_path / "g2"
     build_gallery([world["root"] / "photos"], other_gallery, str(other), progress=False)
-    result = cli("search", world["recordings"], "--model", world["model"], "--gallery", other_gallery)
+    result = run(capsys, "search", world["recordings"], "--model", world["model"], "--gallery", other_gallery)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "teacher" in result.stderr
 

@@ -21,14 +21,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 from fastapi import HTTPException
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from audio_fixtures import write_wav
 from birdbridge.serve.app import create_app, image_url, receive_upload
 from birdbridge.serve.spectrogram import render_spectrogram, spectrogram_png
-from serve_fixtures import SPECIES, FakeSearchEngine, ServerThread, write_png, write_wav
+from cli_fixtures import run
+from serve_fixtures import SPECIES, FakeSearchEngine, ServerThread, write_png
 
 SECRET = b"top secret, outside the gallery"
 
@@ -187,7 +188,7 @@ def test_detections_confidences_and_no_bird(world, tmp_path) -> None:
     t = np.arange(sr) / sr
     call = 0.3 * np.sin(2 * np.pi * 2000 * t)
     wav = tmp_path / "call then silence.wav"
-    sf.write(wav, np.concatenate([call, np.zeros(sr), call]).astype(np.float32), sr)
+    write_wav(wav, np.concatenate([call, np.zeros(sr), call]).astype(np.float32), sr)
     with client_for(world) as client:
         result = upload(client, wav, spectrogram="false").json()
         quiet = result["windows"][1]
@@ -246,7 +247,7 @@ def test_spectrogram_endpoint_and_picture(world, tmp_path) -> None:
     assert clipped.seconds == pytest.approx(10.0)
     # A pure 4 kHz tone at 16 kHz is brightest half-way up (the top edge is 8 kHz).
     sr, t = 16_000, np.arange(32_000) / 16_000
-    sf.write(tmp_path / "tone.wav", (0.5 * np.sin(2 * np.pi * 4000 * t)).astype(np.float32), sr)
+    write_wav(tmp_path / "tone.wav", (0.5 * np.sin(2 * np.pi * 4000 * t)).astype(np.float32), sr)
     s = render_spectrogram(tmp_path / "tone.wav", height=100)
     assert s.max_hz == 8000
     rows = np.asarray(Image.open(io.BytesIO(s.png)).convert("L"), dtype=float).mean(axis=1)
@@ -327,12 +328,12 @@ def test_upload_limit_on_a_real_server(world) -> None:
 
 def corrupt_files(folder: Path) -> dict[str, bytes]:
     good = io.BytesIO()
-    sf.write(good, np.zeros(16_000, dtype=np.float32), 16_000, format="WAV", subtype="PCM_16")
+    write_wav(good, np.zeros(16_000, dtype=np.float32), format="WAV", subtype="PCM_16")
     wav = good.getvalue()
     png = io.BytesIO()
     Image.new("RGB", (4, 4)).save(png, format="PNG")
     flac = io.BytesIO()
-    sf.write(flac, np.random.default_rng(0).standard_normal(16_000).astype(np.float32) * 0.1, 16_000, format="FLAC")
+    write_wav(flac, np.random.default_rng(0).standard_normal(16_000).astype(np.float32) * 0.1, format="FLAC")
     return {
         "notes.wav": b"these are my field notes, not a recording\n" * 20,
         "picture.wav": png.getvalue(),
@@ -445,24 +446,17 @@ def test_busy_server_says_so(world) -> None:
 # CLI
 
 
-def test_cli_serve_is_registered() -> None:
-    from typer.testing import CliRunner
-
-    from birdbridge.cli.app import app
-
-    result = CliRunner().invoke(app, ["serve", "--help"])
-    assert result.exit_code == 0, result.output
+def test_cli_serve_is_registered(capsys) -> None:
+    result = run(capsys, "serve", "--help")
+    assert result.returncode == 0, result.stderr
     for option in ("--model", "--gallery", "--host", "--port", "--max-upload-mb", "--device"):
-        assert option in result.output
+        assert option in result.stdout
 
 
 def test_cli_serve_missing_gallery(tmp_path, capsys) -> None:
-    from birdbridge.cli.app import main
-
-    with pytest.raises(SystemExit) as exit_:
-        main(["serve", "--model", str(tmp_path), "--gallery", str(tmp_path / "no-gallery")])
-    assert exit_.value.code == 1
-    err = capsys.readouterr().err
+    result = run(capsys, "serve", "--model", tmp_path, "--gallery", tmp_path / "no-gallery")
+    assert result.returncode == 1
+    err = result.stderr
     assert "no-gallery" in err and "gallery not found" in err and "Traceback" not in err
 
 

@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -20,9 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 
-from detection_fixtures import calibrated_copy, noise, noise_background, window_vectors, write
+from audio_fixtures import write_wav
+from cli_fixtures import start
+from detection_fixtures import calibrated_copy, noise, noise_background, window_vectors
 from serve_fixtures import ServerThread, write_png
 from train_fixtures import SPECIES, corpus, make_tone_dataset
 
@@ -71,7 +71,7 @@ def world(tmp_path_factory) -> dict[str, Path]:
     gallery = root / "gallery"
     build_gallery([pictures], gallery, str(teacher))
     calls = calls_wav(root / "calls.wav")
-    quiet = write(root / "noise.wav", noise(3))
+    quiet = write_wav(root / "noise.wav", noise(3))
     top = (window_vectors(model, [calls]) @ Gallery.open(gallery).species_vectors.T).max(axis=1)
     calibrated = calibrated_copy(model, root / "calibrated", Calibration(10.0, -10.0 * float(top.min())))
     vocabulary = root / "vocabulary.txt"
@@ -111,8 +111,7 @@ def calls_wav(path: Path) -> Path:
     sr = 16_000
     t = np.arange(sr) / sr
     x = np.concatenate([0.3 * np.sin(2 * np.pi * freq * t) for _, _, freq in SPECIES])
-    sf.write(path, x.astype(np.float32), sr)
-    return path
+    return write_wav(path, x.astype(np.float32), sr)
 
 
 def shown_species(page) -> list[tuple[str, float]]:
@@ -299,12 +298,12 @@ def test_missing_chromium_fails_loudly(monkeypatch) -> None:
         launch(None)
 
 
+@pytest.mark.slow  # real processes: over 15 s on a loaded 2-core machine
 def test_cli_serve(world, tmp_path) -> None:
     """`birdbridge serve` prints its URL, answers the API and stops cleanly on SIGINT."""
-    command = [sys.executable, "-m", "birdbridge", "serve", "--model", str(world["model"]), "--gallery",
-               str(world["gallery"]), "--port", "0", "--max-upload-mb", "2", "--device", "cpu"]
     env = {**os.environ, "BIRDBRIDGE_NO_PROGRESS": "1"}
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+    process = start("serve", "--model", world["model"], "--gallery", world["gallery"], "--port", "0", "--max-upload-mb",
+                    "2", "--device", "cpu", stdout=subprocess.DEVNULL, env=env)
     try:
         lines = []
         deadline = time.monotonic() + 120

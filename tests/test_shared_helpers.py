@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -82,3 +83,18 @@ def test_input_file_checks(tmp_path) -> None:
 @pytest.mark.parametrize(("value", "text"), [(None, None), (math.nan, None), ("  ", None), (" a ", "a"), (3, "3")])
 def test_optional_text(value, text) -> None:
     assert optional_text(value) == text
+
+
+def refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def test_the_json_writer_writes_strict_json(tmp_path) -> None:
+    """NaN and infinities (Python's, numpy's, inside arrays) become null: strict readers refuse ``NaN``."""
+    from birdbridge.utils.atomic import write_json
+
+    path = tmp_path / "figures.json"
+    write_json(path, {"nan": math.nan, "inf": np.float32("inf"), "row": np.array([1.5, -np.inf]),
+                      "pair": (0.25, float("-inf")), "n": np.int64(3), "ok": np.float64(0.5)})
+    data = json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse_constant)
+    assert data == {"nan": None, "inf": None, "row": [1.5, None], "pair": [0.25, None], "n": 3, "ok": 0.5}

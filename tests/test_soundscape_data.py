@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from audio_fixtures import write_wav
 from birdbridge.audio.windows import WindowSpec, iter_windows, window_starts
 from birdbridge.datasets import load_dataset, load_soundscapes, read_soundscapes
 from birdbridge.errors import BirdbridgeError, InputError
-from dataset_fixtures import line_of, write_csv, write_taxonomy, write_wav
+from dataset_fixtures import line_of, write_csv, write_taxonomy
 
 SR = 8000
 MALLARD, WOODPECKER, JAY, CHICKADEE = "Anas platyrhynchos", "Dryobates pubescens", "Cyanocitta cristata", \

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from safetensors.torch import load_file
 from birdbridge.errors import InputError
 from birdbridge.train.config import load_config
 from birdbridge.train.loop import train
+from cli_fixtures import finish, run, start
 from train_fixtures import corpus, make_background, make_tone_dataset
 
 
@@ -42,11 +42,6 @@ def settings(setup, output: Path, **extra) -> list[str]:
     return [f"{k}={v}" for k, v in base.items()]
 
 
-def cli(*args, env=None, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "birdbridge", *map(str, args)], capture_output=True, text=True,
-                          timeout=900, env=env, **kwargs)
-
-
 def weights(model_dir: Path) -> dict[str, torch.Tensor]:
     return {**load_file(model_dir / "model.safetensors"), **{f"head.{k}": v for k, v in
                                                              load_file(model_dir / "head.safetensors").items()}}
@@ -59,10 +54,10 @@ def assert_same_weights(a: Path, b: Path, atol: float) -> None:
     assert worst <= atol, worst
 
 
-def test_cli_end_to_end(setup, tmp_path) -> None:
+def test_cli_end_to_end(setup, tmp_path, capsys) -> None:
     out = tmp_path / "run"
     args = [x for s in settings(setup, out, **{"data.val_split": "test", "run.eval_every": 4}) for x in ("--set", s)]
-    result = cli("train", *args)
+    result = run(capsys, "train", *args)
     assert result.returncode == 0, result.stderr
     model = out / "model"
     for name in ("config.json", "model.safetensors", "preprocessor_config.json", "head.safetensors",
@@ -81,7 +76,7 @@ def test_cli_end_to_end(setup, tmp_path) -> None:
 
     ClapAudioModelWithProjection.from_pretrained(model)
     # ... and birdbridge embeds with the whole student, in the teacher's space.
-    emb = cli("embed", "audio", "--model", model, setup["manifest"].parent / "audio", "-o", tmp_path / "e.npy")
+    emb = run(capsys, "embed", "audio", "--model", model, setup["manifest"].parent / "audio", "-o", tmp_path / "e.npy")
     assert emb.returncode == 0, emb.stderr
     assert np.load(tmp_path / "e.npy").shape[1] == 24
 
@@ -109,7 +104,7 @@ def test_training_lowers_the_loss(setup, tmp_path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("background", [False, True], ids=["birds", "with-background"])
-def test_exact_resume_after_kill(setup, tmp_path, background) -> None:
+def test_exact_resume_after_kill(setup, tmp_path, background, capsys) -> None:
     extra = {"run.epochs": 16, "data.num_workers": 2}
     if background:  # background crops (their own draws and crops) continue exactly too
         extra.update({"data.background": setup["background"], "data.background_share": 0.25})
@@ -118,8 +113,7 @@ def test_exact_resume_after_kill(setup, tmp_path, background) -> None:
 
     killed = tmp_path / "killed"
     args = [x for s in settings(setup, killed, **extra) for x in ("--set", s)]
-    proc = subprocess.Popen([sys.executable, "-m", "birdbridge", "train", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, start_new_session=True)
+    proc = start("train", *args, stdout=subprocess.DEVNULL, text=False, start_new_session=True)
     deadline = time.time() + 600
     while time.time() < deadline and not list((killed / "checkpoints").glob("step-*.pt")):
         if proc.poll() is not None:
@@ -128,7 +122,7 @@ def test_exact_resume_after_kill(setup, tmp_path, background) -> None:
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (killed / "model").exists(), "the run finished before it could be killed"
-    resumed = cli("train", *args)
+    resumed = run(capsys, "train", *args)
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed from step" in resumed.stderr
     assert_same_weights(reference / "model", killed / "model", atol=1e-6)
@@ -144,10 +138,8 @@ def test_torchrun_two_processes_match_one(setup, tmp_path) -> None:
     two = tmp_path / "two"
     args = [x for s in settings(setup, two, **{"run.epochs": 2}) for x in ("--set", s)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "birdbridge", "train", *args], capture_output=True, text=True, timeout=900, env=env,
-    )
+    result = finish(start("train", *args, launcher=("-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+                                                    "2"), env=env), timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "x2" in result.stdout
     assert_same_weights(one / "model", two / "model", atol=1e-4)
@@ -168,7 +160,7 @@ def test_trainable_subsets(setup, tmp_path) -> None:
                                    k.startswith("audio_projection.") for k in changed), sorted(changed)
 
 
-def test_config_errors(setup, tmp_path) -> None:
+def test_config_errors(setup, tmp_path, capsys) -> None:
     with pytest.raises(InputError, match=r"unknown key\(s\) optim\.lrr"):
         load_config(None, settings(setup, tmp_path, **{"optim.lrr": 1}))
     with pytest.raises(InputError, match=r"run\.batch_size"):
@@ -179,7 +171,7 @@ def test_config_errors(setup, tmp_path) -> None:
     bad.write_text("optim: [1, 2\n")
     with pytest.raises(InputError, match=r"bad\.yaml"):
         load_config(bad)
-    result = cli("train", tmp_path / "missing.yaml")
+    result = run(capsys, "train", tmp_path / "missing.yaml")
     assert result.returncode == 1 and "missing.yaml" in result.stderr and "Traceback" not in result.stderr
 
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 import csv
 import math
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -18,6 +16,7 @@ from birdbridge.errors import BirdbridgeError
 from birdbridge.train.config import load_config
 from birdbridge.train.loop import train
 from birdbridge.train.objectives import FrameTargets, Objective, StepInput, image_info_nce
+from cli_fixtures import run
 
 TIMES = np.arange(10) * 0.5  # one frame every 0.5 s over a 5 s clip
 DIM = 16
@@ -209,15 +208,14 @@ def test_text_and_image_resume_exactly_across_the_nearest_warmup(setup, tmp_path
     assert losses(reference) == pytest.approx(losses(resumed), rel=1e-6)
 
 
-def test_image_objective_without_videos_is_a_clear_error(setup, tmp_path) -> None:
+def test_image_objective_without_videos_is_a_clear_error(setup, tmp_path, capsys) -> None:
     from train_fixtures import make_tone_dataset
 
     manifest = make_tone_dataset(tmp_path / "tones", per_species=3, test_per_species=1)
     with pytest.raises(BirdbridgeError, match="no videos in split 'train'"):
         train(load_config(None, settings(setup, tmp_path / "run", **{"data.dataset": manifest})))
     args = [x for s in settings(setup, tmp_path / "run", **{"data.dataset": manifest}) for x in ("--set", s)]
-    cli = subprocess.run([sys.executable, "-m", "birdbridge", "train", *args], capture_output=True, text=True,
-                         timeout=600)
+    cli = run(capsys, "train", *args)
     assert cli.returncode != 0 and "no videos in split 'train'" in cli.stderr
     assert "Traceback" not in cli.stderr
 

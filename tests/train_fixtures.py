@@ -6,7 +6,8 @@ import csv
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
+
+from audio_fixtures import write_wav
 
 SPECIES = [
     ("Pica hudsonia", "Black-billed Magpie", 800.0),
@@ -28,7 +29,7 @@ def make_tone_dataset(root: Path, per_species: int = 10, test_per_species: int =
             f = freq * (1 + 0.05 * rng.standard_normal())
             x = 0.3 * np.sin(2 * np.pi * f * t) + 0.05 * rng.standard_normal(t.size)
             rel = f"audio/{s}_{i}.wav"
-            sf.write(root / rel, x.astype(np.float32), 16_000)
+            write_wav(root / rel, x.astype(np.float32))
             split = "test" if i >= per_species - test_per_species else "train"
             rows.append((rel, f"{sci}_{common}", split))
     manifest = root / "audio.csv"
@@ -49,9 +50,8 @@ def make_background(root: Path, per_class: int = 3) -> tuple[Path, Path]:
         for i in range(per_class):
             rng = np.random.default_rng([c, i])
             x = np.convolve(rng.standard_normal(int(seconds * 16_000) + smooth), np.ones(smooth) / smooth, "valid")
-            path = folder / label / f"{label}{i}.wav"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            sf.write(path, (0.2 * x[: int(seconds * 16_000)] / np.abs(x).max()).astype(np.float32), 16_000)
+            path = write_wav(folder / label / f"{label}{i}.wav",
+                             (0.2 * x[: int(seconds * 16_000)] / np.abs(x).max()).astype(np.float32))
             rows.append((path.relative_to(root).as_posix(), label, "test" if i == per_class - 1 else "train"))
     manifest = root / "background.csv"
     with open(manifest, "w", newline="") as fh:

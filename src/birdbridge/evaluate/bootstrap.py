@@ -28,12 +28,14 @@ _BLOCK_ELEMS = 4_000_000  # indices per block: 32 MB of int64, plus one gathered
 _NAN_AWARE: dict[Any, Any] = {np.mean: np.nanmean, np.median: np.nanmedian}
 
 
-def _check_count(value: int, name: str) -> None:
+def check_count(value: int, name: str) -> None:
+    """A clear error unless ``value`` is an integer of at least 1 (``name`` says which argument it is)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise BirdbridgeError(f"{name} must be an integer >= 1, got {value!r}")
 
 
-def _check_confidence(confidence: float) -> None:
+def check_confidence(confidence: float) -> None:
+    """A clear error unless ``confidence`` (an interval's level) lies strictly between 0 and 1."""
     if not 0 < confidence < 1:
         raise BirdbridgeError(f"confidence must lie strictly between 0 and 1, got {confidence!r}")
 
@@ -61,8 +63,8 @@ def bootstrap_indices(
     These are the indices ``bootstrap_cis`` uses (after it drops all-NaN positions), so a caller can compute
     any paired statistic on the same resamples.
     """
-    _check_count(n, "n (the number of values)")
-    _check_count(n_resamples, "n_resamples")
+    check_count(n, "n (the number of values)")
+    check_count(n_resamples, "n_resamples")
     rng = np.random.default_rng(seed)
     groups = _strata_groups(strata, n) if strata is not None else None
     block = max(1, min(n_resamples, _BLOCK_ELEMS // n))
@@ -114,8 +116,8 @@ def bootstrap_cis(
     ``RetrievalResult.per_query()`` for MAP and R@k together, or two models' per-query AP on one query set).
     ``strata`` (one label per value, e.g. the query classes) resamples within each stratum.
     """
-    _check_count(n_resamples, "n_resamples")
-    _check_confidence(confidence)
+    check_count(n_resamples, "n_resamples")
+    check_confidence(confidence)
     if not values:
         raise BirdbridgeError("no metrics given to bootstrap")
     names = list(values)

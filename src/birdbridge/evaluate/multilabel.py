@@ -50,7 +50,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from birdbridge.errors import BirdbridgeError
-from birdbridge.evaluate.bootstrap import _check_confidence, _check_count, bootstrap_indices
+from birdbridge.evaluate.bootstrap import bootstrap_indices, check_confidence, check_count
 
 __all__ = ["EmbeddingScores", "MultilabelResult", "ScoreFn", "multilabel_metrics"]
 
@@ -206,8 +206,8 @@ def multilabel_metrics(
     n = lab.n
     score_fn: ScoreFn = (lambda r, c: scores[r, c]) if isinstance(scores, np.ndarray) else scores
     if n_resamples:
-        _check_count(n_resamples, "n_resamples")
-        _check_confidence(confidence)
+        check_count(n_resamples, "n_resamples")
+        check_confidence(confidence)
     if threshold is not None and np.isnan(threshold):
         raise BirdbridgeError("threshold is NaN: give a score, or None for no detection figures")
     if not max_block_mb > 0:

@@ -13,6 +13,7 @@ detections were made (:class:`DetectionSummary`; ``results.json``'s ``detection`
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -154,7 +155,7 @@ class EvalResult:
         }
 
     def write(self, path: str | os.PathLike[str]) -> Path:
-        """Write ``results.json`` (atomically)."""
+        """Write ``results.json`` (atomically; strict JSON, a figure without a value (NaN) as null)."""
         path = Path(path)
         write_json(path, self.to_dict())
         return path
@@ -166,9 +167,9 @@ class EvalResult:
         cis, per_species, detection = data.get("ci", {}), data.get("per_species", {}), data.get("detection", {})
         by_name = {name: method_id for method_id, name in ids.items()}
         methods = {
-            method_id: MethodResult(method_id, name, dict(data["methods"][name]),
-                                    {k: (lo, hi) for k, (lo, hi) in cis.get(name, {}).items()},
-                                    per_species.get(name, {}),
+            method_id: MethodResult(method_id, name, _figures(data["methods"][name]),
+                                    {k: (_nan(lo), _nan(hi)) for k, (lo, hi) in cis.get(name, {}).items()},
+                                    {k: _figures(v) for k, v in per_species.get(name, {}).items()},
                                     _known(DetectionSummary, detection[name]) if name in detection else None)
             for method_id, name in ids.items()
         }
@@ -196,6 +197,15 @@ def infer_ids(names: list[str]) -> dict[str, str]:
         else:
             ids[DISTILLED if len(trained) == 1 else name] = name
     return ids
+
+
+def _nan(value: float | None) -> float:
+    """A figure read back: results.json writes NaN (no value) as null, strict JSON having no NaN."""
+    return math.nan if value is None else value
+
+
+def _figures(values: dict[str, float | None]) -> dict[str, float]:
+    return {k: _nan(v) for k, v in values.items()}
 
 
 def _known(cls: type, data: dict[str, Any]) -> Any:

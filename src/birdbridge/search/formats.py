@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +24,7 @@ from rich.table import Table
 
 from birdbridge.errors import BirdbridgeError
 from birdbridge.search.results import FileResult
-from birdbridge.utils.atomic import atomic_path, write_text
+from birdbridge.utils.atomic import atomic_path, json_text, write_text
 
 FORMATS = ("table", "csv", "raven", "json", "parquet")
 FILE_FORMATS = FORMATS[1:]
@@ -80,7 +79,7 @@ def to_raven(results: Sequence[FileResult], low_hz: float, high_hz: float) -> st
 
 
 def to_json(results: Sequence[FileResult]) -> str:
-    return json.dumps([r.to_dict(all_windows=False) for r in results], indent=2) + "\n"
+    return json_text([r.to_dict(all_windows=False) for r in results])
 
 
 def write_parquet(path: Path, results: Sequence[FileResult]) -> None:

@@ -28,7 +28,7 @@ from birdbridge.search.results import FileResult, RunReport
 from birdbridge.search.scoring import Scoring
 from birdbridge.species import SpeciesArg, Taxonomy, as_taxonomy
 from birdbridge.species.where import RangeFilter
-from birdbridge.utils.atomic import write_text
+from birdbridge.utils.atomic import write_json
 from birdbridge.utils.prefetch import batched
 from birdbridge.utils.progress import progress_bar
 from birdbridge.utils.walk import walk_files
@@ -162,7 +162,7 @@ def run_folder(engine: SearchEngine, inputs: Sequence[str | os.PathLike[str]], *
                 if target is None:
                     report.results.append(result)
                 elif combined:
-                    write_text(target, json.dumps(result.to_dict()))
+                    write_json(target, result.to_dict())
                 else:
                     report.written.append(write_results(target, fmt, [result], n_images=n_images, band_hz=band))
             bar.advance(len(chunk))

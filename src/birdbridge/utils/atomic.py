@@ -5,9 +5,9 @@ never see half a file. Whatever the writer did to the temporary file (``mkstemp`
 safetensors and ``save_pretrained`` write their own owner-only files), the result gets the mode a
 plain ``open(path, "w")`` would give: ``0o666`` minus the process umask (0o644 under umask 0o022).
 
-JSON files are written by :func:`write_json` only: UTF-8, fsynced before the rename (a power cut leaves
-the old file or the new one, never an empty one), with one rule for values JSON has no type for
-(:func:`json_default`).
+JSON files are written by :func:`write_json` only: strict JSON (NaN and infinities as null), UTF-8, fsynced
+before the rename (a power cut leaves the old file or the new one, never an empty one), with one rule for
+values JSON has no type for (:func:`json_default`).
 """
 
 from __future__ import annotations
@@ -103,9 +103,27 @@ def write_text(target: str | os.PathLike[str], text: str) -> None:
 
 
 def write_json(target: str | os.PathLike[str], obj: Any) -> None:
-    """Write ``obj`` as indented UTF-8 JSON, atomically and durably; other types by :func:`json_default`."""
-    text = json.dumps(obj, indent=2, ensure_ascii=False, default=json_default) + "\n"
-    write_bytes(target, text.encode("utf-8"), durable=True)
+    """Write ``obj`` as :func:`json_text`, UTF-8, atomically and durably."""
+    write_bytes(target, json_text(obj).encode("utf-8"), durable=True)
+
+
+def json_text(obj: Any) -> str:
+    """``obj`` as strict, indented JSON text ending in a newline: NaN and infinities become null (JSON has no
+    number for them, and strict readers refuse ``NaN``), other types as :func:`json_default` says."""
+    return json.dumps(_finite(obj), indent=2, ensure_ascii=False, default=json_default, allow_nan=False) + "\n"
+
+
+def _finite(obj: Any) -> Any:
+    """``obj`` with every non-finite float (numpy's too, arrays included) replaced by None."""
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _finite(obj.tolist())
+    return obj
 
 
 def fsync_path(path: str | os.PathLike[str]) -> None:
