@@ -20,6 +20,7 @@ from PIL import Image
 
 from audio_fixtures import tone
 from birdbridge.errors import BirdbridgeError
+from birdbridge.search.params import PARAMS_FILE
 from cli_fixtures import run
 
 SPECIES = ["Pica hudsonia", "Turdus migratorius", "Corvus corax"]
@@ -67,7 +68,8 @@ def wav(path: Path, freq: float = 800.0) -> Path:
 
 
 def files_under(folder: Path) -> list[str]:
-    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    """The result files under ``folder`` (not the run's params file)."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name != PARAMS_FILE)
 
 
 def csv_sources(path: Path) -> set[str]:

@@ -158,6 +158,20 @@ def test_birdnets_file_matching_finds_birdnet_names(world, tmp_path, capsys) -> 
         scientific = sorted((s, e, sci, conf) for s, e, _, sci, conf in ours)
         assert sorted(birdnet_find_segments(str(out / f"{path.stem}.BirdNET.results.kaleidoscope.csv"))) == scientific
 
+    # birdbridge's own segments command reads all four (each detection once) and finds the recordings
+    result = run(capsys, "segments", out, "--audio", recordings, "--output", tmp_path / "clips", "--collection-mode",
+                 "confidence", "--max-segments", "1")
+    assert result.returncode == 0, result.stderr
+    index = csv_rows(tmp_path / "clips" / "birdbridge.segments.csv")
+    detected = [r for path in flat for r in csv_rows(out / f"{path.stem}.BirdNET.results.csv")]
+    assert sorted(r["Common name"] for r in index) == sorted({r["Common name"] for r in detected})  # 1 per species
+    for row in index:
+        best = max(float(r["Confidence"]) for r in detected if r["Common name"] == row["Common name"])
+        assert float(row["Confidence"]) == best and Path(row["Source file"]).parent == recordings
+    assert f"of {4 * len(detected)} detections read" in result.stderr
+    result = run(capsys, "segments", out, "--audio", recordings, "--output", tmp_path / "all")
+    assert result.returncode == 0 and len(csv_rows(tmp_path / "all" / "birdbridge.segments.csv")) == len(detected)
+
     # results beside the recordings, in their subfolders (BirdNET's default --results is the input folder)
     result = run(capsys, *search_args(world, recordings, "--format", "csv", "--output", recordings, "--birdnet-names"))
     assert result.returncode == 0, result.stderr

@@ -137,5 +137,5 @@ class ExtraColumns:
                     value = self.where.for_file(file).week
                 except InputError:
                     value = None
-            row[name] = "" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+            row[name] = "" if value is None else f"{value:.10g}" if isinstance(value, float) else str(value)
         return row

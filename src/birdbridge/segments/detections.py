@@ -61,8 +61,9 @@ class Detection:
 
     @property
     def key(self) -> str:
-        """What groups detections by species: the scientific name when the file has one."""
-        return (self.scientific_name or self.common_name or "").casefold()
+        """What groups detections by species (and names their folder): :attr:`species`, in any letter case. Raven
+        tables of BirdNET-Analyzer 2.4 hold common names only, so the common name is what every kind shares."""
+        return self.species.casefold()
 
 
 def is_result_file(path: Path) -> bool:
