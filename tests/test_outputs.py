@@ -228,11 +228,12 @@ def test_params_file_records_the_run(world, tmp_path, capsys) -> None:
     assert params["species_filter"] == {"kind": "list", "source": str(species_list.resolve())}
     assert params["output"]["format"] == "json" and params["output"]["birdnet_names"] is False
 
-    # a combined file: the params file beside it; the model's window and hop when none are given
+    # a combined file: its own params file beside it; the model's window and hop when none are given
     report = search(world["recordings"], model=world["model"], gallery=world["gallery"], format="csv",
                     output=tmp_path / "c" / "all.csv", combined=True, species=["Pica hudsonia"], score="softmax")
     assert report.written == [tmp_path / "c" / "all.csv"]
-    params = json.loads((tmp_path / "c" / PARAMS_FILE).read_text())
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["all.csv", "all.csv.search-params.json"]
+    params = json.loads((tmp_path / "c" / "all.csv.search-params.json").read_text())
     assert params["window_s"] == params["hop_s"] == student.window_s and params["command"] is None
     assert params["species_filter"] == {"kind": "labels", "source": "names given", "species": ["Pica hudsonia"]}
 

@@ -18,12 +18,13 @@ from birdbridge.models.calibration import DEFAULT_SENSITIVITY
 from birdbridge.search.engine import SearchEngine
 from birdbridge.search.formats import COLUMN_FORMATS, FILE_FORMATS, check_format
 from birdbridge.search.like import SimilarWindows, search_like
-from birdbridge.search.params import ExtraColumns, check_columns, run_params, write_params
+from birdbridge.search.params import ExtraColumns, check_columns, params_path, run_params
 from birdbridge.search.results import FileResult, ImageHit, RunReport, SpeciesHit, WindowResult
-from birdbridge.search.runner import output_folder, run_folder
+from birdbridge.search.runner import run_folder
 from birdbridge.search.scoring import DEFAULT_MIN_CONF, DEFAULT_MIN_SCORE, DEFAULT_MIN_SIM, SCORES, Scoring
 from birdbridge.species import SpeciesArg
 from birdbridge.species.where import RangeFilter
+from birdbridge.utils.atomic import write_json
 
 PathLike = str | os.PathLike[str]
 
@@ -92,8 +93,8 @@ def search(
             :data:`birdbridge.search.params.ADDITIONAL_COLUMNS`).
         command: the command line to record in the params file (the CLI gives its own).
 
-    A run with ``output`` writes its settings to ``birdbridge.search-params.json`` in the outputs' folder
-    (:mod:`birdbridge.search.params`).
+    A run with ``output`` writes its settings beside its outputs (:func:`birdbridge.search.params.params_path`):
+    ``birdbridge.search-params.json`` in their folder, or ``<file>.search-params.json`` beside a combined file.
 
     Returns:
         A :class:`RunReport`: results in memory (in input order), files written, recordings skipped as
@@ -121,7 +122,7 @@ def search(
         params = run_params(engine, window_s=window_s, hop_s=hop_s, scoring=scoring, species=species, top_k=top_k,
                             n_images=n_images, merge=merge, fmt=format, combined=combined, birdnet_names=birdnet_names,
                             additional_columns=columns, output=Path(output), command=command)
-        write_params(output_folder(Path(output), combined), params)
+        write_json(params_path(Path(output), combined), params)
         if columns:
             extra = ExtraColumns(params, columns, species if isinstance(species, RangeFilter) else None)
     report = run_folder(

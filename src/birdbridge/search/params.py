@@ -1,7 +1,7 @@
 """A search run's settings: the params file beside its outputs, and BirdNET-Analyzer's ``--additional_columns``.
 
-Every run that writes files also writes :data:`PARAMS_FILE` (JSON, atomically) into the folder of its outputs, as
-BirdNET-Analyzer writes ``birdnet.analyze-params.csv``: the model and teacher (with their fingerprints), the
+Every run that writes files also writes its params file (JSON, atomically; :func:`params_path`) beside its
+outputs, as BirdNET-Analyzer writes ``birdnet.analyze-params.csv``: the model and teacher (with their fingerprints), the
 gallery, window and hop, the score and thresholds, the species filter and its source (a list file, labels, or
 BirdNET's range model at a place and week), the output options, the birdbridge version and the command line.
 A resumed run rewrites it.
@@ -25,7 +25,6 @@ from birdbridge.search.scoring import Scoring
 from birdbridge.species import SpeciesArg, Taxonomy
 from birdbridge.species.geo import MODEL_FILE
 from birdbridge.species.where import RangeFilter
-from birdbridge.utils.atomic import write_json
 
 PARAMS_FILE = "birdbridge.search-params.json"
 BIRDNET_COLUMNS = ("lat", "lon", "week", "overlap", "sensitivity", "min_conf", "species_list", "model")
@@ -100,11 +99,12 @@ def run_params(engine: SearchEngine, *, window_s: float | None, hop_s: float | N
     }
 
 
-def write_params(folder: Path, params: dict[str, Any]) -> Path:
-    """Write ``params`` to :data:`PARAMS_FILE` in ``folder`` (atomically); its path."""
-    path = Path(folder) / PARAMS_FILE
-    write_json(path, params)
-    return path
+def params_path(output: Path, combined: bool = False) -> Path:
+    """Where a run's params file goes: :data:`PARAMS_FILE` in the folder of per-file (or combined) outputs, or
+    ``<file>.search-params.json`` beside a combined file (two of them in one folder keep theirs)."""
+    if combined and output.suffix:
+        return output.with_name(f"{output.name}.search-params.json")
+    return output / PARAMS_FILE
 
 
 class ExtraColumns:

@@ -129,7 +129,7 @@ def run_folder(engine: SearchEngine, inputs: Sequence[str | os.PathLike[str]], *
     band = engine.band_hz
     partial_dir = None
     if output is not None and fmt != "table":
-        base = output_folder(output, combined)
+        base = output.parent if combined and output.suffix else output
         partial_dir = base / PARTIAL if combined else None
     todo = []
     for job in jobs:
@@ -214,11 +214,6 @@ def _same_species(files: list[Path], species_of: dict[Path, object]) -> list[lis
     for file in files:
         groups.setdefault(id(species_of[file]), []).append(file)
     return list(groups.values())
-
-
-def output_folder(output: Path, combined: bool) -> Path:
-    """The folder of a run's outputs: ``output``, or the folder of a combined file."""
-    return output.parent if combined and output.suffix else output
 
 
 def _target(output: Path | None, name: Path, fmt: str, combined: bool, partial_dir: Path | None,
