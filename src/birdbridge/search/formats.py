@@ -4,14 +4,18 @@
   File``, plus ``Similarity`` and ``Image 1`` … ``Image n`` (paths, or ids for pictures without a file);
 * ``raven``: a Raven selection table with BirdNET-Analyzer's columns (tab-separated); a file without a
   detection gets BirdNET-Analyzer 2.4's ``nocall`` row, so that every file searched is in its table;
-* ``audacity``: Audacity labels as BirdNET-Analyzer writes them: ``start<TAB>end<TAB>Scientific, Common<TAB>
-  confidence``, no header (Audacity reads the first three; BirdNET's segments command reads the fourth);
+* ``audacity``: Audacity labels as BirdNET-Analyzer 2.4 writes them: ``start<TAB>end<TAB>Scientific, Common<TAB>
+  confidence``, no header (BirdNET's segments command takes the common name after ``", "`` and the confidence
+  from the last field);
 * ``kaleidoscope``: a Kaleidoscope CSV, ``INDIR,FOLDER,IN FILE,OFFSET,DURATION`` (the recording's grandparent
   folder, its folder, its name; the window's start and length), then ``scientific_name,common_name,confidence``
   (BirdNET-Analyzer 2.4's columns, which its segments command reads) and ``TOP1MATCH,TOP1DIST`` (the common
   name and confidence under Kaleidoscope's own names, as BirdNET-Analyzer 2.5 writes them);
 * ``json``: one object per file, with its windows that hold a detection and a summary of the rest;
 * ``parquet``: one row per (window, species) with the picture ids as a list column.
+
+With ``--birdnet-names`` per-file results are named as BirdNET-Analyzer names them (:data:`BIRDNET_SUFFIX`;
+combined files :data:`BIRDNET_COMBINED`), so that its segments and review tools pair them with the recordings.
 
 Rows are detections only: a window where no species reaches the threshold has none. ``Confidence`` is the
 score the species were ranked and thresholded by (:attr:`FileResult.ranked_by`): the calibrated confidence
