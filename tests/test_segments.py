@@ -49,19 +49,23 @@ def detection(species: str, confidence: float, n: int = 0) -> Detection:
 
 
 def test_collection_modes_and_the_per_species_cap() -> None:
-    low = [detection("A", 0.12 + 0.001 * i, i) for i in range(20)]
-    mid = [detection("A", 0.55, 20 + i) for i in range(5)]
-    high = [detection("A", 0.95, 25 + i) for i in range(5)]
-    other = [detection("B", 0.3, 30 + i) for i in range(3)]
+    low = [detection("A", 0.12 + 0.0005 * i, i) for i in range(100)]
+    mid = [detection("A", 0.55, 100 + i) for i in range(5)]
+    high = [detection("A", 0.95, 105 + i) for i in range(5)]
+    other = [detection("B", 0.3, 110 + i) for i in range(3)]
     every = low + mid + high + other
 
     confident = per_species(every, mode="confidence", max_per_species=6)
     assert [d.confidence for d in confident["a"]] == [0.95] * 5 + [0.55]
     assert len(confident["b"]) == 3  # fewer than the cap: all
 
-    balanced = per_species(every, mode="balanced", max_per_species=6, n_bins=10)["a"]
-    assert sorted(d.confidence for d in balanced).count(0.55) == 2 and [d.confidence for d in balanced].count(0.95) == 2
-    assert sum(d.confidence < 0.2 for d in balanced) == 2  # each of the three confidence levels gets its share
+    for seed in range(5):  # each of the three confidence levels gets its share, whatever the seed
+        balanced = per_species(every, mode="balanced", max_per_species=6, n_bins=10, seed=seed)["a"]
+        levels = [0 if d.confidence < 0.2 else 1 if d.confidence < 0.9 else 2 for d in balanced]
+        assert (levels.count(0), levels.count(1), levels.count(2)) == (2, 2, 2), levels
+        assert len(set(balanced)) == 6
+    sampled = per_species(every, mode="random", max_per_species=6, seed=0)["a"]
+    assert sum(d.confidence < 0.2 for d in sampled) > 2  # a random sample follows the 100 low ones
 
     first = per_species(every, mode="random", max_per_species=6, seed=1)["a"]
     assert len(first) == 6 and len(set(first)) == 6 and set(first) <= set(low + mid + high)
