@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from birdbridge.errors import BirdbridgeError, InputError
-from birdbridge.search.formats import to_csv
+from birdbridge.search.formats import SUFFIX, to_csv, write_results
 from birdbridge.search.results import FileResult, SpeciesHit, WindowResult
 from birdbridge.segments import INDEX_FILE, Detection, clip_span, cut_segments, read_detections
 from birdbridge.segments.cut import MAX_CLIP_S
@@ -163,6 +163,21 @@ def test_reads_birdnets_raven_audacity_and_kaleidoscope_files(tmp_path) -> None:
     assert not report.failures, report.failures
     assert sorted((c.recording.name, c.detection.start_s) for c in report.clips) == [
         ("rec0.wav", 3.0), ("rec1.wav", 3.0), ("rec1.wav", 9.0), ("rec2.wav", 6.0)]  # Audacity's by its file's name
+
+
+def test_reads_every_birdbridge_format(tmp_path) -> None:
+    """The same detections from each format `search` writes (Audacity labels name no recording: their file does)."""
+    hits = [SpeciesHit(MAGPIE[0], MAGPIE[0], MAGPIE[1], None, 0.9, 0.4, confidence=0.9),
+            SpeciesHit(ROBIN[0], ROBIN[0], ROBIN[1], None, 0.3, 0.2, confidence=0.3)]
+    result = FileResult(str(tmp_path / "rec.wav"), 9.0, [WindowResult(0, 0.0, 3.0, hits), WindowResult(1, 3.0, 6.0),
+                                                          WindowResult(2, 6.0, 9.0, hits[1:])])
+    expected = {(0.0, 3.0, MAGPIE[1], 0.9), (0.0, 3.0, ROBIN[1], 0.3), (6.0, 9.0, ROBIN[1], 0.3)}
+    for fmt, suffix in SUFFIX.items():
+        path = write_results(tmp_path / f"rec{suffix}", fmt, [result], n_images=1, band_hz=(0, 8000))
+        found, failures = read_detections(path)
+        assert not failures and {(d.start_s, d.end_s, d.common_name, d.confidence) for d in found} == expected, fmt
+        assert {d.recording and Path(d.recording).name for d in found} == {None if fmt == "audacity" else "rec.wav"}
+        assert fmt in ("raven", "audacity") or {d.scientific_name for d in found} == {MAGPIE[0], ROBIN[0]}
 
 
 def test_a_detection_in_two_result_files_is_cut_once(tmp_path) -> None:
