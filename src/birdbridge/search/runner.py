@@ -166,7 +166,7 @@ def run_folder(engine: SearchEngine, inputs: Sequence[str | os.PathLike[str]], *
                     write_text(target, json.dumps(result.to_dict()))
                 else:
                     report.written.append(write_results(target, fmt, [result], n_images=n_images, band_hz=band,
-                                                                    extra=extra))
+                                                        extra=extra))
             bar.advance(len(chunk))
     if combined and partial_dir is not None:
         done = []
