@@ -17,6 +17,7 @@ from PIL import Image
 
 from audio_fixtures import write_wav
 from birdbridge.errors import BirdbridgeError
+from birdbridge.search.params import PARAMS_FILE
 from cli_fixtures import finish, run, start
 
 SPECIES = ["Pica hudsonia", "Turdus migratorius", "Corvus corax"]
@@ -58,7 +59,8 @@ def search_cli(capsys, world, *inputs, out: Path, gallery: Path | None = None, f
 
 
 def files_under(folder: Path) -> list[str]:
-    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    """The result files under ``folder`` (not the run's params file)."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name != PARAMS_FILE)
 
 
 def csv_sources(path: Path) -> set[str]:

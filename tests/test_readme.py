@@ -90,7 +90,7 @@ def test_the_python_api_snippet_runs(tmp_path, tiny_clip) -> None:
     assert set(results["method_ids"]) == {"distilled", "random_projection", "text_mapping", "zero_shot_chain",
                                           "undistilled"}
     assert sorted(p.name for p in (work / "results").iterdir()) == sorted(
-        f"{p.stem}.birdbridge.results.csv" for p in recordings)
+        [*(f"{p.stem}.birdbridge.results.csv" for p in recordings), "birdbridge.search-params.json"])
 
 
 def test_the_root_exports_stay_the_functions_once_their_packages_are_imported() -> None:

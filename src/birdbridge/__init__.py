@@ -27,6 +27,7 @@ _EXPORTS = {
     # the product
     "search": "birdbridge.search",
     "SearchEngine": "birdbridge.search",
+    "cut_segments": "birdbridge.segments",
     "train": "birdbridge.train.loop",
     "evaluate": "birdbridge.evaluate.runner",
     "EvalSettings": "birdbridge.evaluate.runner",

@@ -15,11 +15,12 @@ from birdbridge.cli import (
     index_cmd,
     models_cmd,
     search_cmd,
+    segments_cmd,
     serve_cmd,
     species_cmd,
     train_cmd,
 )
-from birdbridge.cli.common import console_err
+from birdbridge.cli.common import console_err, set_command_line
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -34,6 +35,7 @@ calibrate_cmd.register(app)
 demo_cmd.register(app)
 index_cmd.register(app)
 search_cmd.register(app)
+segments_cmd.register(app)
 species_cmd.register(app)
 serve_cmd.register(app)
 app.add_typer(embed_cmd.app, name="embed")
@@ -61,6 +63,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from birdbridge.errors import BirdbridgeError
 
+    set_command_line(sys.argv[1:] if argv is None else argv)
     try:
         code = app(args=argv, standalone_mode=False)  # a typer.Exit comes back as its code here
     except BirdbridgeError as exc:

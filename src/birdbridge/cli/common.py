@@ -93,7 +93,8 @@ MinSim = Annotated[float, typer.Option(
 # Outputs
 
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table or text.")]
-Format = Annotated[str, typer.Option("--format", "-f", help="table, csv, raven, json or parquet.")]
+Format = Annotated[str, typer.Option(
+    "--format", "-f", help="table, csv, raven, audacity, kaleidoscope, json or parquet.")]
 EmbeddingsFile = Annotated[Path, typer.Option(
     "--output", "-o", help=".npy (float32 [N, D]), .parquet or .csv (with input names and, for audio, window times).")]
 ResultsOutput = Annotated[Path | None, typer.Option(
@@ -101,6 +102,19 @@ ResultsOutput = Annotated[Path | None, typer.Option(
 ResultsJson = Annotated[Path, typer.Option("--output", "-o", help="Where to write results.json.")]
 GalleryOutput = Annotated[Path, typer.Option("--output", "-o", help="The gallery folder.")]
 DemoOutput = Annotated[Path, typer.Option("--output", "--out", "-o", help="Output folder (replaced if it is a demo).")]
+
+
+_COMMAND: list[str] = []
+
+
+def set_command_line(args: Sequence[str]) -> None:
+    """Remember the arguments the ``birdbridge`` command was run with (``cli.app.main`` does, for params files)."""
+    _COMMAND[:] = ["birdbridge", *map(str, args)]
+
+
+def command_line() -> list[str] | None:
+    """``["birdbridge", arg, ...]`` as this command was run (None when it was not run through ``main``)."""
+    return list(_COMMAND) or None
 
 
 def comma_list(text: str) -> list[str]:

@@ -30,6 +30,7 @@ from birdbridge.cli.common import (
     Student,
     Week,
     Window,
+    command_line,
     console,
     console_err,
     report_failures,
@@ -68,10 +69,20 @@ def search_cmd(
     combined: Annotated[bool, typer.Option("--combined", help="One file for all recordings.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo recordings whose results already exist.")
                          ] = False,
+    birdnet_names: Annotated[bool, typer.Option(
+        "--birdnet-names", help="Name result files as BirdNET-Analyzer does (<stem>.BirdNET.results.csv, "
+        "<stem>.BirdNET.selection.table.txt, ...), so that its segments and review tools find them.")] = False,
+    additional_columns: Annotated[list[str] | None, typer.Option(
+        "--additional-columns", "--additional_columns", help="Settings added to each csv/parquet row, comma-separated "
+        "or repeated (BirdNET-Analyzer's: lat, lon, week, overlap, sensitivity, min_conf, species_list, model; and "
+        "sf_thresh, score, threshold, window, hop, gallery, teacher).")] = None,
     teacher: RecordedTeacher = None,
     device: Device = None,
 ) -> None:
     """Species detected, with confidences, and the closest pictures for each window of each recording.
+
+    Runs that write files also write birdbridge.search-params.json beside them: the model, teacher, gallery, window,
+    thresholds, species filter, version and command line.
 
     A window where no species reaches --min-conf, or that sounds more like the gallery's background (wind, rain,
     ...) than like any bird, has no detection. --species-list keeps only the listed species (those the gallery
@@ -82,6 +93,7 @@ def search_cmd(
     from birdbridge.errors import BirdbridgeError
     from birdbridge.search import SearchEngine, search
     from birdbridge.search.formats import check_format, format_text, results_summary, results_table
+    from birdbridge.search.params import check_columns
     from birdbridge.search.scoring import Scoring
     from birdbridge.species.where import RangeFilter
 
@@ -91,6 +103,10 @@ def search_cmd(
         raise BirdbridgeError("give --species-list or --lat/--lon, not both (as BirdNET-Analyzer)")
     Scoring(score, min_conf=min_conf, sensitivity=sensitivity, min_sim=min_sim, min_score=min_score)
     check_format(fmt)
+    if (additional_columns or birdnet_names) and (output is None or fmt == "table"):
+        raise BirdbridgeError("--birdnet-names and --additional-columns are for result files: give --format and "
+                              "--output")
+    check_columns(additional_columns)
     if fmt == "parquet" and output is None and not (text or image or like):
         raise BirdbridgeError("--format parquet writes files: give --output (a folder, or a file with --combined)")
     engine = SearchEngine.open(gallery, model, teacher=teacher, device=device)
@@ -107,7 +123,8 @@ def search_cmd(
     report = search(inputs, engine=engine, window_s=window, hop_s=hop, top_k=top_k, n_images=images,
                     score=score, min_conf=min_conf, sensitivity=sensitivity, min_sim=min_sim, min_score=min_score,
                     species=where or species_list, merge=merge,
-                    output=None if fmt == "table" else output, format=fmt, combined=combined, overwrite=overwrite)
+                    output=None if fmt == "table" else output, format=fmt, combined=combined, overwrite=overwrite,
+                    birdnet_names=birdnet_names, additional_columns=additional_columns, command=command_line())
     if fmt == "table":
         console.print(results_table(report.results, images))
         console.print(results_summary(report.results), highlight=False)

@@ -16,13 +16,15 @@ from birdbridge.errors import BirdbridgeError
 from birdbridge.gallery import Gallery
 from birdbridge.models.calibration import DEFAULT_SENSITIVITY
 from birdbridge.search.engine import SearchEngine
-from birdbridge.search.formats import FILE_FORMATS, check_format
+from birdbridge.search.formats import COLUMN_FORMATS, FILE_FORMATS, check_format
 from birdbridge.search.like import SimilarWindows, search_like
+from birdbridge.search.params import ExtraColumns, check_columns, params_path, run_params
 from birdbridge.search.results import FileResult, ImageHit, RunReport, SpeciesHit, WindowResult
 from birdbridge.search.runner import run_folder
 from birdbridge.search.scoring import DEFAULT_MIN_CONF, DEFAULT_MIN_SCORE, DEFAULT_MIN_SIM, SCORES, Scoring
 from birdbridge.species import SpeciesArg
 from birdbridge.species.where import RangeFilter
+from birdbridge.utils.atomic import write_json
 
 PathLike = str | os.PathLike[str]
 
@@ -49,6 +51,9 @@ def search(
     format: str = "csv",  # as `birdbridge search --format`
     combined: bool = False,
     overwrite: bool = False,
+    birdnet_names: bool = False,
+    additional_columns: Sequence[str] | None = None,
+    command: Sequence[str] | None = None,
     device: str | None = None,
     progress: bool | None = None,
 ) -> RunReport:
@@ -77,9 +82,19 @@ def search(
         merge: merge consecutive windows with the same top species.
         output: a folder for one result file per recording (or, with ``combined``, a file or folder for one
             file); without it the results stay in memory (:attr:`RunReport.results`).
-        format: the output files' format: csv (BirdNET-Analyzer's columns), raven, json or parquet.
+        format: the output files' format: csv (BirdNET-Analyzer's columns), raven, audacity, kaleidoscope, json or
+            parquet (see :mod:`birdbridge.search.formats`).
         combined: one file for all recordings.
         overwrite: redo recordings whose result files exist (by default they are skipped: runs resume).
+        birdnet_names: name the files as BirdNET-Analyzer does (``<stem>.BirdNET.results.csv``,
+            ``<stem>.BirdNET.selection.table.txt``, ...; combined: ``BirdNET_CombinedTable.csv``, ...), so that its
+            segments and review tools find them.
+        additional_columns: settings added to each csv or parquet row (BirdNET-Analyzer's ``--additional_columns``;
+            :data:`birdbridge.search.params.ADDITIONAL_COLUMNS`).
+        command: the command line to record in the params file (the CLI gives its own).
+
+    A run with ``output`` writes its settings beside its outputs (:func:`birdbridge.search.params.params_path`):
+    ``birdbridge.search-params.json`` in their folder, or ``<file>.search-params.json`` beside a combined file.
 
     Returns:
         A :class:`RunReport`: results in memory (in input order), files written, recordings skipped as
@@ -92,16 +107,29 @@ def search(
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     scoring = Scoring(score, min_conf=min_conf, sensitivity=sensitivity, min_sim=min_sim, min_score=min_score)
+    columns = check_columns(additional_columns)
     if output is not None:
         check_format(format, FILE_FORMATS)
+    if columns and (output is None or format not in COLUMN_FORMATS):
+        raise BirdbridgeError(f"--additional-columns adds columns to {' and '.join(COLUMN_FORMATS)} files (as "
+                              "BirdNET-Analyzer's): give --format csv or parquet and --output")
     if engine is None:
         if gallery is None:
             raise BirdbridgeError("give a gallery (and the model distilled for it), or an open SearchEngine")
         engine = SearchEngine.open(gallery, model, teacher=teacher, device=device)
+    extra = None
+    if output is not None:
+        params = run_params(engine, window_s=window_s, hop_s=hop_s, scoring=scoring, species=species, top_k=top_k,
+                            n_images=n_images, merge=merge, fmt=format, combined=combined, birdnet_names=birdnet_names,
+                            additional_columns=columns, output=Path(output), command=command)
+        write_json(params_path(Path(output), combined), params)
+        if columns:
+            extra = ExtraColumns(params, columns, species if isinstance(species, RangeFilter) else None)
     report = run_folder(
         engine, [Path(p) for p in inputs], window_s=window_s, hop_s=hop_s, top_k=top_k, n_images=n_images,
         scoring=scoring, species=species, merge=merge, output=None if output is None else Path(output),
-        fmt=format, combined=combined, overwrite=overwrite, progress=progress,
+        fmt=format, combined=combined, overwrite=overwrite, progress=progress, birdnet_names=birdnet_names,
+        extra=extra,
     )
     if report.nothing_done:
         raise BirdbridgeError("; ".join(f.message for f in report.failures))

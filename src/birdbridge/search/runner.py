@@ -22,7 +22,7 @@ from birdbridge.audio import AUDIO_EXTENSIONS
 from birdbridge.embed.table import skipped
 from birdbridge.errors import BirdbridgeError, Failure, InputError
 from birdbridge.search.engine import SearchEngine
-from birdbridge.search.formats import SUFFIX, write_results
+from birdbridge.search.formats import Extra, combined_name, result_name, write_results
 from birdbridge.search.merge import merge_windows
 from birdbridge.search.results import FileResult, RunReport
 from birdbridge.search.scoring import Scoring
@@ -119,8 +119,9 @@ def run_folder(engine: SearchEngine, inputs: Sequence[str | os.PathLike[str]], *
                hop_s: float | None = None, top_k: int = 5, n_images: int = 5, scoring: Scoring | None = None,
                species: SpeciesArg | RangeFilter | None = None, merge: bool = False, output: Path | None = None,
                fmt: str = "table", combined: bool = False, overwrite: bool = False, files_per_batch: int = 8,
-               progress: bool | None = None) -> RunReport:
-    """Search every recording; write per-file (or combined) outputs when ``output`` is given."""
+               progress: bool | None = None, birdnet_names: bool = False, extra: Extra | None = None) -> RunReport:
+    """Search every recording; write per-file (or combined) outputs when ``output`` is given (``birdnet_names``:
+    named as BirdNET-Analyzer names its own; ``extra``: each recording's additional columns)."""
     jobs, unreadable = audio_jobs(inputs)
     if species is not None and not isinstance(species, RangeFilter):  # read once, before any audio is embedded
         species = as_taxonomy(species, known=engine.taxonomy)
@@ -132,7 +133,7 @@ def run_folder(engine: SearchEngine, inputs: Sequence[str | os.PathLike[str]], *
         partial_dir = base / PARTIAL if combined else None
     todo = []
     for job in jobs:
-        target = _target(output, job.name, fmt, combined, partial_dir)
+        target = _target(output, job.name, fmt, combined, partial_dir, birdnet_names)
         if target is not None and target.exists() and not overwrite:
             report.skipped.append(job.file)
         else:
@@ -164,7 +165,8 @@ def run_folder(engine: SearchEngine, inputs: Sequence[str | os.PathLike[str]], *
                 elif combined:
                     write_json(target, result.to_dict())
                 else:
-                    report.written.append(write_results(target, fmt, [result], n_images=n_images, band_hz=band))
+                    report.written.append(write_results(target, fmt, [result], n_images=n_images, band_hz=band,
+                                                        extra=extra))
             bar.advance(len(chunk))
     if combined and partial_dir is not None:
         done = []
@@ -172,8 +174,8 @@ def run_folder(engine: SearchEngine, inputs: Sequence[str | os.PathLike[str]], *
             part = _target(output, job.name, fmt, True, partial_dir)
             if part is not None and part.exists():
                 done.append(FileResult.from_dict(json.loads(part.read_text())))
-        target = output if output.suffix else output / SUFFIX[fmt].lstrip(".")
-        report.written.append(write_results(target, fmt, done, n_images=n_images, band_hz=band))
+        target = output if output.suffix else output / combined_name(fmt, birdnet_names)
+        report.written.append(write_results(target, fmt, done, n_images=n_images, band_hz=band, extra=extra))
         report.results = done
         for part in partial_dir.glob("*.json"):
             part.unlink()
@@ -214,10 +216,11 @@ def _same_species(files: list[Path], species_of: dict[Path, object]) -> list[lis
     return list(groups.values())
 
 
-def _target(output: Path | None, name: Path, fmt: str, combined: bool, partial_dir: Path | None) -> Path | None:
+def _target(output: Path | None, name: Path, fmt: str, combined: bool, partial_dir: Path | None,
+            birdnet_names: bool = False) -> Path | None:
     if output is None or fmt == "table":
         return None
     if combined:
         digest = hashlib.sha256(name.as_posix().encode()).hexdigest()[:20]
         return partial_dir / f"{digest}.json"
-    return output / name.parent / (name.name + SUFFIX[fmt])
+    return output / name.parent / (name.name + result_name(fmt, birdnet_names))
