@@ -15,12 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 
+from audio_fixtures import write_wav
 from birdbridge.errors import BirdbridgeError, InputError
 from birdbridge.species import Species, Taxonomy
 from birdbridge.species.geo import SF_THRESH, RangeSpecies, load_range_model, model_files
 from birdbridge.species.where import RangeFilter, check_week, date_from_filename, week_of_date
+from cli_fixtures import run
 from train_fixtures import SPECIES
 
 DATA = Path(__file__).parent / "data" / "geo"
@@ -36,8 +37,7 @@ def birdnet_list(path: Path) -> tuple[dict[str, float], list[str]]:
 
 
 def cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "birdbridge", *map(str, args)], capture_output=True, text=True,
-                          timeout=600)
+    return run(None, *args)
 
 
 @pytest.mark.parametrize("path", EXPECTED, ids=[p.stem for p in EXPECTED])
@@ -203,7 +203,7 @@ def world(tmp_path_factory):
     recordings.mkdir()
     t = np.arange(int(2.5 * 16_000)) / 16_000
     for name, (_, _, freq) in zip(("20240515_063000.wav", "20240105_063000.wav", "nodate.wav"), SPECIES, strict=False):
-        sf.write(recordings / name, (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), 16_000)
+        write_wav(recordings / name, (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32))
     return {**world, "recordings": recordings}
 
 

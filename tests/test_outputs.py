@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-import soundfile as sf
 
+from audio_fixtures import write_wav
 from birdbridge import __version__
 from birdbridge.gallery import Gallery
 from birdbridge.models.loader import load_student
@@ -108,8 +108,7 @@ def world(tmp_path_factory):
     t = np.arange(int(2.5 * 16_000)) / 16_000
     names = ("20240515_063000.wav", "20240105_063000.wav", "site2/20240105_070000.wav")
     for name, (_, _, freq) in zip(names, SPECIES, strict=False):
-        (recordings / name).parent.mkdir(parents=True, exist_ok=True)
-        sf.write(recordings / name, (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), 16_000)
+        write_wav(recordings / name, (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32))
     return {**world, "recordings": recordings}
 
 

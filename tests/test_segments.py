@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from audio_fixtures import write_wav
 from birdbridge.errors import BirdbridgeError, InputError
 from birdbridge.search.formats import SUFFIX, to_csv, write_results
 from birdbridge.search.results import FileResult, SpeciesHit, WindowResult
@@ -27,8 +28,7 @@ ROBIN = ("Turdus migratorius", "American Robin")
 def recording(path: Path, seconds: float, seed: int = 0, rate: int = RATE) -> np.ndarray:
     """Noise with a known sample at every instant (float WAV: read back exactly)."""
     x = (0.1 * np.random.default_rng(seed).standard_normal(int(seconds * rate))).astype(np.float32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, x, rate, subtype="FLOAT")
+    write_wav(path, x, rate, subtype="FLOAT")
     return x
 
 
