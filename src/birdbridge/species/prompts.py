@@ -35,6 +35,11 @@ class PromptSpec:
     def resolved_templates(self) -> tuple[str, ...]:
         return self._resolved
 
+    def as_dict(self) -> dict[str, str | list[str]]:
+        """``{"forms": [...], "templates": set name or list}``, as a calibration records its species texts."""
+        return {"forms": [f.value for f in self.forms],
+                "templates": self.templates if isinstance(self.templates, str) else list(self.templates)}
+
     @property
     def n_variants(self) -> int:
         """Prompts per species: forms x templates."""
