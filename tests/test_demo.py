@@ -49,7 +49,7 @@ def test_image_pivots_learn_and_nearest_frames_beat_random_ones(demo) -> None:
     assert m["text + image pivot (nearest)"] > m["image pivot, nearest frame"]  # the text adds the species' names
     share = results["bird_frame_share"]["image pivot, nearest frame"]
     assert share["nearest"] > share["random"] + 0.05 and share["windows"] > 100
-    assert results["ordering_a2i_map"][0] == "text distillation (birdbridge)"
+    assert results["ordering_a2i_map"][0] in (OURS, OURS_BACKGROUND)  # a text pivot first (with or without background)
 
 
 def test_a_gallery_left_by_an_earlier_run_is_rebuilt(demo) -> None:
