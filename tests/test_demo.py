@@ -1,13 +1,16 @@
-"""The offline demo end to end, as `birdbridge demo --pivots` runs it, with the paper's inequalities and the
-image-pivot orderings the design guarantees asserted."""
+"""The offline demo end to end, as `birdbridge demo --pivots` runs it, with the paper's inequalities, the
+image-pivot orderings the design guarantees, and the soundscape table of students trained with and without
+background audio."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
+from PIL import Image
 
-from birdbridge.demo.run import DemoSettings, index_pictures, run_demo
+from birdbridge.demo.run import OURS, OURS_BACKGROUND, DemoSettings, index_pictures, run_demo
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +49,7 @@ def test_image_pivots_learn_and_nearest_frames_beat_random_ones(demo) -> None:
     assert m["text + image pivot (nearest)"] > m["image pivot, nearest frame"]  # the text adds the species' names
     share = results["bird_frame_share"]["image pivot, nearest frame"]
     assert share["nearest"] > share["random"] + 0.05 and share["windows"] > 100
-    assert results["ordering_a2i_map"][0] == "text distillation (birdbridge)"
+    assert results["ordering_a2i_map"][0] in (OURS, OURS_BACKGROUND)  # a text pivot first (with or without background)
 
 
 def test_a_gallery_left_by_an_earlier_run_is_rebuilt(demo) -> None:
@@ -58,9 +61,63 @@ def test_a_gallery_left_by_an_earlier_run_is_rebuilt(demo) -> None:
         assert len(gallery) == PICTURES
 
 
+def test_soundscape_table_has_both_students_and_the_baselines(demo) -> None:
+    out, results = demo
+    assert results["soundscapes"]["low"]["settings"]["min_conf"] < 0.25
+    scapes = results["soundscapes"]["default"]
+    assert scapes["settings"]["min_conf"] == 0.25
+    assert set(scapes["method_ids"]) == {"distilled", "distilled_background", "random_projection", "zero_shot_chain",
+                                         "undistilled"}
+    names = scapes["method_ids"]
+    assert names["distilled"] == OURS and names["distilled_background"] == OURS_BACKGROUND
+    for name in names.values():
+        assert set(scapes["methods"][name]) >= {"cmap", "auroc", "t1", "precision", "recall", "f1",
+                                                "false_alarm_rate"}, name
+    for student in (OURS, OURS_BACKGROUND):  # both calibrated at the end of training, on the valid soundscapes
+        rule = scapes["detection"][student]
+        assert rule["score"] == "confidence" and rule["calibration"] == "model" and rule["threshold"] == 0.25
+    with open(out / "distill_background" / "model" / "calibration.json", encoding="utf-8") as fh:
+        assert "soundscapes" in json.load(fh)["source"]
+    dataset = scapes["dataset"]
+    assert dataset["window_s"] == 2.0 and dataset["calibration_split"] == "valid"
+    assert dataset["recordings"] == 7 and dataset["queries"] == 7 * 30  # 10 soundscapes of 60 s: 3 valid, 7 test
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "## Soundscapes" in report and f"| {OURS_BACKGROUND} |" in report and "figures/soundscape.png" in report
+    with Image.open(out / "figures" / "soundscape.png") as img:
+        assert img.width > 1000 and img.height > 300
+
+
+def test_silent_and_noise_windows_get_far_fewer_detections_than_under_softmax(demo) -> None:
+    """Softmax names a species in every window; calibrated confidences with the background rule name one in few
+    bird-free windows, silent or noisy, for both students."""
+    from birdbridge.demo.world import World
+    from birdbridge.search import Scoring, SearchEngine
+
+    out, _ = demo
+    world = World.load(out / "world")
+    items = world.soundscape_items("test")
+    truth = [w for s in items for w in s.windows(2.0, 2.0)]
+    quiet = np.array([not w.species for w in truth])
+    silent = quiet & np.array([w.background == "silence" for w in truth])
+    assert quiet.sum() > 100 and silent.sum() >= 3 and (quiet & ~silent).sum() > 50
+    for model in ("distill", "distill_background"):
+        engine = SearchEngine.open(out / "gallery", out / model / "model")
+        detected = {}
+        for score in ("softmax", "confidence"):
+            results, _ = engine.search_audio([world.path(s) for s in items], window_s=2.0, hop_s=2.0, n_images=0,
+                                             scoring=Scoring(score))
+            detected[score] = np.array([bool(w.species) for r in results for w in r.windows])
+            assert len(detected[score]) == len(truth)
+        assert detected["softmax"][quiet].all()  # softmax always names a species
+        for windows in (silent, quiet & ~silent):
+            assert detected["confidence"][windows].mean() <= 0.25 * detected["softmax"][windows].mean(), model
+
+
 def test_output_folder(demo) -> None:
     out, results = demo
     for rel in ("results.json", "report.md", "figures/a2i_map.png", "figures/embeddings.png",
+                "figures/soundscape.png", "world/soundscapes/dataset.yaml", "world/background.csv",
+                "distill_background/model/calibration.json", "distill/model/calibration.json",
                 "world/taxonomy.csv", "world/audio.csv", "world/images.csv", "world/videos.csv", "world/dataset.yaml",
                 "pivots/0/model/birdbridge.json", "pivots/3/model/head.safetensors",
                 "models/teacher/open_clip_config.json", "models/teacher/open_clip_model.safetensors",

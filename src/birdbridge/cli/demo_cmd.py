@@ -18,19 +18,34 @@ def demo_cmd(
     pivots: Annotated[bool, typer.Option(
         "--pivots", help="Also train image-pivot students (VIP-ANT with random, nearest and multiframe frame "
         "selection, and text + image) on the world's videos, and compare them all in one table.")] = False,
+    soundscapes: Annotated[int, typer.Option(
+        "--soundscapes", min=0, help="Soundscapes in the world (a share for calibration, the rest for the "
+        "soundscape table); a second student is trained with background audio. 0: none.")] = 10,
 ) -> None:
-    """Generate a world, pretrain stand-in models, distil, evaluate against the baselines, report."""
+    """Generate a world, pretrain stand-in models, distil, evaluate against the baselines, report; on soundscapes,
+    students trained with and without background audio."""
     from birdbridge.demo.run import DemoSettings, run_demo, summary_lines
-    from birdbridge.evaluate.report import results_table
+    from birdbridge.evaluate.report import detection_lines, results_table
     from birdbridge.evaluate.results import EvalResult
 
-    results = run_demo(out, DemoSettings(species=species, seed=seed, distill_epochs=distill_epochs, pivots=pivots),
-                       log=lambda m: console_err.print(m, highlight=False, markup=False))
+    settings = DemoSettings(species=species, seed=seed, distill_epochs=distill_epochs, pivots=pivots,
+                            soundscapes=soundscapes)
+    results = run_demo(out, settings, log=lambda m: console_err.print(m, highlight=False, markup=False))
     console.print(results_table(EvalResult.from_dict(results), "demo world: audio→image retrieval and friends"))
     for line in summary_lines(results):
         console.print(line)
     if pivots:
         console.print("audio→image MAP, best first: " + " > ".join(results["ordering_a2i_map"]))
+    for key, scapes in ((k, EvalResult.from_dict(v)) for k, v in results.get("soundscapes", {}).items()):
+        d = scapes.dataset
+        console.print(results_table(scapes, f"demo soundscapes: {d.queries} windows of {d.window_s:g} s, "
+                                            f"{d.bird_free_windows} bird-free; min-conf {scapes.settings.min_conf:g}"
+                                            + (" (default)" if key == "default" else "")))
+        if key == "default":
+            for line in detection_lines(scapes):
+                console.print(line, highlight=False, markup=False)
+    for name, rel in results["figures"].items():
+        console.print(f"figure: {out / rel} ({name})", highlight=False, markup=False)
     console.print(f"results: {out / 'results.json'}; report: {out / 'report.md'}; "
                   f"student: {out / 'distill' / 'model'}; gallery: {out / 'gallery'}")
     console.print(f"try:  birdbridge search --model {out / 'distill' / 'model'} --gallery {out / 'gallery'} "

@@ -1,4 +1,4 @@
-"""The demo's short report: Markdown with the results table and two figures drawn with Pillow."""
+"""The demo's short report: Markdown with the results tables and figures drawn with Pillow."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from birdbridge.evaluate.report import detection_lines
 from birdbridge.evaluate.results import EvalResult
 from birdbridge.utils.atomic import atomic_path, write_text
 
@@ -16,13 +17,47 @@ METRICS = [("a2i_map", "A→I MAP"), ("a2i_r1", "A→I R@1"), ("i2a_map", "I→A
            ("zero_shot_top1", "zero-shot top-1"), ("knn_acc", "kNN acc")]
 
 
-def markdown_table(evaluation: EvalResult) -> str:
-    lines = ["| method | " + " | ".join(label for _, label in METRICS) + " |",
-             "|---|" + "---:|" * len(METRICS)]
+SOUNDSCAPE_METRICS = [("cmap", "cmAP"), ("auroc", "AUROC"), ("t1", "T1"), ("precision", "Prec"), ("recall", "Rec"),
+                      ("f1", "F1"), ("false_alarm_rate", "False alarm")]
+
+
+def markdown_table(evaluation: EvalResult, metrics: list[tuple[str, str]] = METRICS) -> str:
+    """One row per method, one column per metric (×100, one decimal; — where a method has no such figure)."""
+    lines = ["| method | " + " | ".join(label for _, label in metrics) + " |",
+             "|---|" + "---:|" * len(metrics)]
     for method in evaluation.methods.values():
-        cells = [f"{method.metrics[key]:.1f}" if key in method.metrics else "—" for key, _ in METRICS]
+        cells = [f"{method.metrics[key]:.1f}" if not math.isnan(method.metrics.get(key, math.nan)) else "—"
+                 for key, _ in metrics]
         lines.append(f"| {method.name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def soundscape_lines(results: dict[str, Any]) -> list[str]:
+    """The soundscape section of the report: both students and the baselines, at the default and a low threshold."""
+    if "soundscapes" not in results:
+        return []
+    default, low = (EvalResult.from_dict(results["soundscapes"][key]) for key in ("default", "low"))
+    d = default.dataset
+    return [
+        "## Soundscapes",
+        "",
+        f"{d.recordings} test soundscapes cut into {d.queries} windows of {d.window_s:g} s (the students' input), "
+        f"{d.bird_free_windows} of them bird-free. ×100. cmAP, AUROC and T1 rank the cosine similarities; "
+        "Prec/Rec/F1 and False alarm (the share of bird-free windows with a detection) count the detections: a "
+        f"calibrated confidence ≥ min-conf, none where background is nearer. Calibrations: fitted on the "
+        f"{d.calibration_windows} windows of the `{d.calibration_split}` soundscapes.",
+        "",
+        f"At the default threshold, min-conf {default.settings.min_conf:g}:",
+        "",
+        markdown_table(default, SOUNDSCAPE_METRICS),
+        "",
+        f"At min-conf {low.settings.min_conf:g}:",
+        "",
+        markdown_table(low, SOUNDSCAPE_METRICS[3:]),
+        "",
+        *[f"- {line}" for line in detection_lines(default)],
+        "",
+    ]
 
 
 def bar_chart(path: Path, evaluation: EvalResult, metric: str = "a2i_map", title: str = "audio→image MAP") -> Path:
@@ -60,7 +95,7 @@ def embedding_plot(path: Path, audio: np.ndarray, audio_labels: np.ndarray, imag
     draw = ImageDraw.Draw(img)
     draw.text((10, 8), title, fill="black")
     n_classes = int(max(audio_labels.max(initial=0), image_labels.max(initial=0))) + 1
-    colours = [_colour(c, n_classes) for c in range(n_classes)]
+    colours = [colour(c, n_classes) for c in range(n_classes)]
     for (x, y), label in zip(pts[len(audio):], image_labels, strict=True):
         draw.rectangle([x - 4, y + 26, x + 4, y + 34], outline=colours[label], width=2)
     for (x, y), label in zip(pts[: len(audio)], audio_labels, strict=True):
@@ -70,7 +105,8 @@ def embedding_plot(path: Path, audio: np.ndarray, audio_labels: np.ndarray, imag
     return path
 
 
-def _colour(i: int, n: int) -> tuple[int, int, int]:
+def colour(i: int, n: int) -> tuple[int, int, int]:
+    """The ``i``-th of ``n`` distinct colours round the hue circle (mid-bright, readable on white)."""
     h = i / max(n, 1)
     r, g, b = (0.5 + 0.5 * math.cos(2 * math.pi * (h + o)) for o in (0.0, 1 / 3, 2 / 3))
     return int(40 + 180 * r), int(40 + 180 * g), int(40 + 180 * b)
@@ -114,6 +150,7 @@ def write_report(out: Path, results: dict[str, Any], timings: dict[str, float], 
         markdown_table(evaluation),
         "",
         *_frame_share_lines(results),
+        *soundscape_lines(results),
         "## Checks",
         "",
         *[f"- {'pass' if ok else 'FAIL'}: {name}" for name, ok in checks.items()],

@@ -7,6 +7,14 @@
 4. evaluate it against the paper's baselines with ``birdbridge evaluate``;
 5. index the world's pictures into a gallery for ``birdbridge search`` and ``birdbridge serve``;
 6. write ``results.json``, a Markdown report with figures, and the trained student.
+
+With soundscapes (``DemoSettings.soundscapes`` > 0, the default) the world also holds minutes-long recordings of
+changing backgrounds with calls now and then, and background-only clips; a second student is distilled with
+those clips as background audio (``data.background``), both students are calibrated at the end of training on
+the soundscapes' ``valid`` split, and both are evaluated with the baselines on the ``test`` soundscapes in
+windows as long as the students' input (2 s; the soundscapes are planned on 5 s windows), at the default
+threshold and a low one (``demo.soundscape_eval``). A figure shows one test soundscape's spectrogram with the
+annotated species above and each student's detections below.
 """
 
 from __future__ import annotations
@@ -19,13 +27,17 @@ from typing import Any
 
 import numpy as np
 
-from birdbridge.demo.pretrain import PretrainSettings, pretrain_student, pretrain_teacher
+from birdbridge.demo.pretrain import DEMO_FRONTEND, PretrainSettings, pretrain_student, pretrain_teacher
 from birdbridge.demo.report import bar_chart, embedding_plot, write_report
+from birdbridge.demo.soundscape_eval import dataset_path, evaluate_on_soundscapes, soundscape_figure
+from birdbridge.demo.soundscapes import WINDOW_S
 from birdbridge.demo.world import World, WorldConfig, generate_world
 from birdbridge.evaluate.results import DISTILLED, EvalResult
 from birdbridge.utils.atomic import write_json
 
 OURS = "text distillation (birdbridge)"  # the distilled student's display name
+WITH_BACKGROUND = "distilled_background"  # the method id of the student trained with background audio
+OURS_BACKGROUND = "text distillation + background audio"
 VIDEO_FPS = 4.0  # frames per second sampled from the world's videos (8 fps) for image-pivot training
 PIVOTS = {  # method id -> (display name, training settings) of the image-pivot students (video frames as targets)
     "pivot_random": ("image pivot, random frame (VIP-ANT)", ["objective=image", "video.frame_selection=random"]),
@@ -49,12 +61,17 @@ class DemoSettings:
     videos_per_species: int = 10
     pivot_epochs: int = 40
     nearest_warmup_epochs: int = 5
+    soundscapes: int = 10  # 0: no soundscapes, no background clips, no student trained with background audio
+    soundscape_s: float = 60.0
+    background_per_class: int = 16  # background-only clips per class, to train the second student with
 
     def world_config(self) -> WorldConfig:
         orders = max(1, round(self.species / 8))
         return WorldConfig(n_orders=orders, recordings_per_species=self.recordings_per_species,
                            images_per_species=self.images_per_species, seed=self.seed,
-                           videos_per_species=self.videos_per_species if self.pivots else 0)
+                           videos_per_species=self.videos_per_species if self.pivots else 0,
+                           soundscapes=self.soundscapes, soundscape_s=self.soundscape_s,
+                           background_per_class=self.background_per_class if self.soundscapes else 0)
 
 
 def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), progress: bool | None = None,
@@ -94,9 +111,16 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), progress:
         ])
         return train(cfg, fresh=True).model
 
+    # calibrated at the end of training: on the valid soundscapes when there are some, else on the test clips
+    calibrate = [f"calibration.dataset={dataset_path(out)}", "calibration.split=valid"] if world.soundscapes else []
     names = {DISTILLED: OURS}
     trained = {DISTILLED: step("distil (birdbridge train)", lambda: distil("distill", settings.distill_epochs,
-                                                                            ["data.val_split=test"]))}
+                                                                            ["data.val_split=test", *calibrate]))}
+    if world.soundscapes:
+        names[WITH_BACKGROUND] = OURS_BACKGROUND
+        trained[WITH_BACKGROUND] = step("distil with background audio", lambda: distil(
+            "distill_background", settings.distill_epochs,
+            ["data.val_split=test", f"data.background={out / 'world' / 'background.csv'}", *calibrate]))
     if settings.pivots:
         for i, (method, (name, extra)) in enumerate(PIVOTS.items()):
             names[method] = name
@@ -117,14 +141,24 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), progress:
             method: bird_frame_share(world, path, teacher, VIDEO_FPS) for method, path in trained.items()})
         results["bird_frame_share"] = {names[method]: share for method, share in shares.items()}
     checks = _checks(evaluation, shares, settings.pivots)
+    window_s = min(WINDOW_S, DEMO_FRONTEND.window_s)  # a window may not be longer than the students' input
+    students = {method: trained[method] for method in (DISTILLED, WITH_BACKGROUND) if method in trained}
+    if world.soundscapes:
+        results["soundscapes"] = step("evaluate on the soundscapes", lambda: evaluate_on_soundscapes(
+            out, students, names, window_s, progress))
     step("index the pictures (birdbridge index)", lambda: index_pictures(out, teacher, progress))
     results["checks"] = checks
     results["timings"] = timings
     ranked = sorted((m for m in evaluation.methods.values() if "a2i_map" in m.metrics),
                     key=lambda m: -m.metrics["a2i_map"])
     results["ordering_a2i_map"] = [m.name for m in ranked]
-    write_json(out / "results.json", results)
     figures = _figures(out, evaluation, trained[DISTILLED], world)
+    if world.soundscapes:
+        figures["soundscape: true species above, detected below"] = step(
+            "draw a soundscape's detections", lambda: soundscape_figure(
+                out, world, {names[m]: path for m, path in students.items()}, window_s))
+    results["figures"] = figures
+    write_json(out / "results.json", results)
     write_report(out, results, timings, checks, figures)
     return results
 
