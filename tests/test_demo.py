@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from birdbridge.demo.run import OURS, OURS_BACKGROUND, DemoSettings, index_pictures, run_demo
+from cli_fixtures import run
 
 pytestmark = pytest.mark.slow
 
@@ -130,15 +131,9 @@ def test_output_folder(demo) -> None:
     assert "text distillation (birdbridge)" in (out / "report.md").read_text()
 
 
-def test_trained_student_works_from_the_cli(demo, tmp_path) -> None:
-    import subprocess
-    import sys
-
+def test_trained_student_works_from_the_cli(demo, tmp_path, capsys) -> None:
     out, _ = demo
-    result = subprocess.run(
-        [sys.executable, "-m", "birdbridge", "embed", "audio", "--model", str(out / "distill" / "model"),
-         str(out / "world" / "audio"), "--pool", "-o", str(tmp_path / "e.parquet")],
-        capture_output=True, text=True, timeout=600,
-    )
+    result = run(capsys, "embed", "audio", "--model", out / "distill" / "model", out / "world" / "audio", "--pool",
+                 "-o", tmp_path / "e.parquet")
     assert result.returncode == 0, result.stderr
     assert f"wrote {RECORDINGS} × 64 embeddings" in result.stderr
