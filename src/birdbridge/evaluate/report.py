@@ -14,6 +14,8 @@ COLUMNS = [
     ("a2i_map", "A→I MAP"), ("a2i_r1", "A→I R@1"), ("a2i_r5", "R@5"), ("a2i_r10", "R@10"),
     ("i2a_map", "I→A MAP"), ("a2t_map", "A→T MAP"), ("a2t_r1", "A→T R@1"), ("a2t_r5", "A→T R@5"),
     ("zero_shot_top1", "ZS top-1"), ("zero_shot_top5", "ZS top-5"), ("knn_acc", "kNN acc"),
+    ("a2i_map_genus", "A→I MAP genus"), ("a2i_map_family", "A→I MAP family"),
+    ("zero_shot_top1_genus", "ZS top-1 genus"), ("zero_shot_top1_family", "ZS top-1 family"),
     # soundscapes
     ("cmap", "cmAP"), ("auroc", "AUROC"), ("t1", "T1"), ("precision", "Prec"), ("recall", "Rec"), ("f1", "F1"),
     ("false_alarm_rate", "False alarm"),
