@@ -238,3 +238,36 @@ def test_cli_search_at_genus_rank(world, tmp_path, capsys) -> None:
     assert table.returncode == 0 and "rank" in table.stdout
     bad = run(capsys, "search", world["recording"], "-m", world["model"], "-g", world["gallery"], "--rank", "class")
     assert bad.returncode != 0 and "unknown rank 'class'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_page_shows_the_rank_and_the_taxons_pictures(engine, tmp_path) -> None:
+    """The web page's Rank option: the window names the genus, says the species is uncertain and which species it
+    stands for, and shows pictures of those species."""
+    from playwright.sync_api import sync_playwright
+
+    from serve_fixtures import ServerThread
+    from test_serve_browser import launch
+
+    wav = write_wav(tmp_path / "crow.wav", 1.0)
+    problems: list[str] = []
+    with ServerThread(create_app(CrowService(engine), upload_dir=tmp_path)) as server, sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_page()
+        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        page.goto(server.url + "/")
+        page.click("details.options summary")
+        page.select_option("#opt-score", "softmax")
+        page.select_option("#opt-rank", "genus")
+        page.set_input_files("#file-input", str(wav))
+        page.wait_for_selector("#results:not([hidden]) #species-list li.species", timeout=60_000)
+        top = page.locator("#species-list li.species").first
+        assert top.get_attribute("data-rank") == "genus"
+        assert top.locator(".common").text_content() == "Corvus"
+        assert top.locator(".rank").text_content() == "genus, species uncertain: one of Corvus corax, Corvus corone"
+        page.wait_for_selector("#image-grid img")
+        species = page.eval_on_selector_all("#image-grid figcaption .scientific, #image-grid figcaption .common",
+                                            "e => e.map(x => x.textContent)")
+        assert species and set(species) <= {"Corvus corax", "Corvus corone", "Common Raven", "Carrion Crow"}
+        assert "Corvus (genus)" in page.text_content("#windows")
+        browser.close()
+    assert problems == []
