@@ -177,7 +177,7 @@ class CrowService:
         self.scorings: list[Scoring] = []
 
     def info(self) -> dict:
-        return self.engine.info()
+        return {**self.engine.info(), "model": "crow-mix", "window_s": 1.0, "sample_rate": 16_000}
 
     def search_audio(self, inputs, *, top_k: int = 5, n_images: int = 5, scoring: Scoring | None = None, **_):
         self.scorings.append(scoring)
@@ -255,6 +255,7 @@ def test_page_shows_the_rank_and_the_taxons_pictures(engine, tmp_path) -> None:
         page = browser.new_page()
         page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
         page.goto(server.url + "/")
+        page.wait_for_function("() => document.getElementById('info').textContent.includes('gallery of')")
         page.click("details.options summary")
         page.select_option("#opt-score", "softmax")
         page.select_option("#opt-rank", "genus")
