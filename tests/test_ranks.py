@@ -61,6 +61,7 @@ def test_combination_rule_by_hand() -> None:
     assert np.allclose(combine_scores(probs, genus, "softmax"), [[0.55, 0.40, 0.05], [0.2, 0.1, 0.7]])
     conf = np.array([[0.4, 0.5, 0.3, 0.9]])
     assert np.allclose(combine_scores(conf, genus, "confidence"), [[1 - 0.6 * 0.5, 0.3, 0.9]])
+    assert np.allclose(combine_scores(np.array([[1.0, 0.5, 0.0, 0.0]]), genus, "confidence"), [[1.0, 0.0, 0.0]])
     sims = np.array([[0.2, 0.35, -0.1, 0.0]])
     assert np.allclose(combine_scores(sims, genus, "similarity"), [[0.35, -0.1, 0.0]])
     family = rank_groups(species_of(), "family")

@@ -122,18 +122,17 @@ def combine_scores(values: np.ndarray, groups: RankGroups, how: str) -> np.ndarr
     """``[windows, species]`` scores combined per taxon of ``groups`` into ``[windows, taxa]``: ``softmax`` sums,
     ``confidence`` takes the noisy-OR ``1 - prod(1 - c)``, ``similarity`` the max (see the module's text)."""
     values = np.asarray(values, dtype=np.float64)
-    out = np.empty((values.shape[0], len(groups)), dtype=np.float64)
-    for g, columns in enumerate(groups.members):
-        part = values[:, columns]
-        if how == "softmax":
-            out[:, g] = part.sum(axis=1)
-        elif how == "confidence":
-            out[:, g] = 1.0 - np.prod(1.0 - part, axis=1)
-        elif how == "similarity":
-            out[:, g] = part.max(axis=1)
-        else:
-            raise BirdbridgeError(f"unknown score {how!r}; use one of {', '.join(SCORES)}")
-    return out
+    if not len(groups):
+        return np.zeros((values.shape[0], 0))
+    part, starts = values[:, groups.order], groups.starts
+    if how == "softmax":
+        return np.add.reduceat(part, starts, axis=1)
+    if how == "confidence":
+        with np.errstate(divide="ignore"):  # a confidence of 1: log 0, and the taxon's is 1
+            return -np.expm1(np.add.reduceat(np.log1p(-part), starts, axis=1))
+    if how == "similarity":
+        return np.maximum.reduceat(part, starts, axis=1)
+    raise BirdbridgeError(f"unknown score {how!r}; use one of {', '.join(SCORES)}")
 
 
 def score_windows(similarities: np.ndarray, scoring: Scoring, calibration: Calibration | None, *, top_k: int,

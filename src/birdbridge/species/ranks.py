@@ -51,6 +51,17 @@ class RankGroups:
     def __len__(self) -> int:
         return len(self.names)
 
+    @property
+    def order(self) -> np.ndarray:
+        """The columns sorted by group (each group's columns together, groups in order)."""
+        return np.concatenate(self.members) if self.members else np.zeros(0, dtype=np.int64)
+
+    @property
+    def starts(self) -> np.ndarray:
+        """Where each group's columns start in :attr:`order` (for ``np.ufunc.reduceat``)."""
+        sizes = np.array([len(m) for m in self.members], dtype=np.int64)
+        return np.cumsum(sizes) - sizes
+
 
 def rank_groups(species: Sequence[tuple[str, Sequence[str]]], rank: str) -> RankGroups:
     """Group ``species`` (scientific name, taxonomy path) at ``rank``, groups in order of first appearance."""
@@ -66,7 +77,8 @@ def rank_groups(species: Sequence[tuple[str, Sequence[str]]], rank: str) -> Rank
             names.append(key[1])
             ranks.append(key[0])
         of[column] = position[key]
-    members = [np.flatnonzero(of == g) for g in range(len(names))]
+    by_group = np.argsort(of, kind="stable")
+    members = np.split(by_group, np.cumsum(np.bincount(of, minlength=len(names)))[:-1]) if len(names) else []
     return RankGroups(rank, of, names, ranks, members)
 
 
