@@ -234,6 +234,12 @@ def test_cli_search_at_genus_rank(world, tmp_path, capsys) -> None:
     assert {r["Scientific name"] for r in rows} <= {"Pica", "Turdus", "Corvus", "Sitta"}
     params = json.loads((out / "birdbridge.search-params.json").read_text())
     assert params["score"]["rank"] == "genus"
+    # This gallery's species index has no families (pictures in folders, no taxonomy): each species stays a species.
+    family = run(capsys, "search", world["recording"], "-m", world["model"], "-g", world["gallery"], "--rank", "family",
+                 "--score", "softmax", "--min-score", "0", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(family.stdout)))
+    assert rows and {r["Rank"] for r in rows} == {"species"}
+    assert {r["Scientific name"] for r in rows} <= {sci for sci, _, _ in SPECIES}
     table = run(capsys, "search", world["recording"], "-m", world["model"], "-g", world["gallery"], "--rank", "auto",
                 "--score", "softmax")
     assert table.returncode == 0 and "rank" in table.stdout

@@ -175,14 +175,14 @@ class SearchEngine:
                 self._warn_once(what, note)
             if self._background is not None:
                 background = vectors @ self._background[1].T
-        groups = self.rank_groups(index, scoring.levels)
+        groups = self._taxa(index, scoring.levels)
         scored = score_windows(sims, scoring, self.calibration, top_k=top_k, background=background,
                                scale=self._scale(), groups=groups)
         labels = [] if self._background is None else self._background[0].labels
         hits = [[self._hit(index, groups, h) for h in row] for row in scored.hits]
         return hits, [None if b is None else labels[b] for b in scored.background], scored.ranked_by
 
-    def rank_groups(self, index: np.ndarray, levels: Sequence[str]) -> dict[str, RankGroups]:
+    def _taxa(self, index: np.ndarray, levels: Sequence[str]) -> dict[str, RankGroups]:
         """The species at positions ``index`` of the species index grouped at each rank above species in ``levels``
         (genus from the scientific name where the index keeps no taxonomy)."""
         species = [(self._species[int(i)].scientific_name, self._species[int(i)].taxonomy) for i in index]
@@ -193,9 +193,10 @@ class SearchEngine:
         if hit.level == "species":
             return self._species_hit(int(index[hit.column]), hit)
         group = groups[hit.level]
-        members = [self._species[int(index[c])] for c in group.members[hit.column]]
+        positions = [int(index[c]) for c in group.members[hit.column]]
         if group.ranks[hit.column] == "species":  # a species whose taxon at this rank is unknown
-            return self._species_hit(members[0].index, hit)
+            return self._species_hit(positions[0], hit)
+        members = [self._species[p] for p in positions]
         return SpeciesHit(group.names[hit.column], group.names[hit.column], None, None, hit.score, hit.similarity,
                           any(sp.has_images for sp in members), hit.confidence, group.ranks[hit.column],
                           tuple(sp.key for sp in members))
@@ -283,7 +284,7 @@ class SearchEngine:
         among: dict[tuple[str, ...] | None, list[int]] = {}
         for i, hits in enumerate(ranked):
             if ranked_by == "softmax" or hits:
-                among.setdefault(hits[0].members or None if hits else None, []).append(i)
+                among.setdefault((hits[0].members or None) if hits else None, []).append(i)
         pictures: list[list[ImageHit]] = [[] for _ in ranked]
         for members, rows in among.items():
             only = subset if members is None else np.array([position[k] for k in members], dtype=np.int64)
