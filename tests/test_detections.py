@@ -230,7 +230,7 @@ def test_no_rows_below_the_threshold_and_ravens_nocall_row(world, quiet_gallery,
     low, high = engine.band_hz
     assert noise_table == ["\t".join(RAVEN_COLUMNS), "\t".join(
         ["1", "Spectrogram 1", "1", "0", "1", f"{low:g}", f"{high:g}", "nocall", "nocall", "1.0",
-         str(world["noise"].resolve()), "0"])]  # BirdNET-Analyzer 2.4's row for a file without detections
+         str(world["noise"].resolve()), "0", ""])]  # BirdNET-Analyzer 2.4's row for a file without detections
     mixed_table = (tmp_path / "raven" / "mixed.birdbridge.selection.table.txt").read_text().splitlines()
     assert len(mixed_table) > 1 and "nocall" not in "".join(mixed_table)
 

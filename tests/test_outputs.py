@@ -198,9 +198,9 @@ def test_audacity_and_kaleidoscope_columns(tmp_path) -> None:
                                  "3.0\t6.0\tCorvus corax, Corvus corax\t0.5000"]  # no header; a window without none
     rows = list(csv.reader(format_text("kaleidoscope", [result], n_images=0, band_hz=(0, 0)).splitlines()))
     assert rows[0] == ["INDIR", "FOLDER", "IN FILE", "OFFSET", "DURATION", "scientific_name", "common_name",
-                       "confidence", "TOP1MATCH", "TOP1DIST"]
+                       "confidence", "TOP1MATCH", "TOP1DIST", "RANK"]
     assert rows[1] == [str(tmp_path.resolve()), "site", "rec.wav", "0.0", "3.0", "Pica hudsonia", "Black-billed Magpie",
-                       "0.9123", "Black-billed Magpie", "0.9123"]
+                       "0.9123", "Black-billed Magpie", "0.9123", "species"]
     assert Path(rows[1][0], rows[1][1], rows[1][2]) == recording.resolve()
     assert rows[2][5:8] == ["Corvus corax", "Corvus corax", "0.5000"] and len(rows) == 3
 

@@ -88,6 +88,10 @@ Sensitivity = Annotated[float, typer.Option(
 MinSim = Annotated[float, typer.Option(
     "--min-sim", min=-1.0, max=1.0, help="Lowest cosine similarity of a detection, with --score similarity or a model "
     "without calibration.")]
+Rank = Annotated[str, typer.Option(
+    "--rank", help="Answer at this rank: species, genus, family, order (the scores of each taxon's species combined: "
+    "summed softmax probability, noisy-OR of confidences), or auto: per window, the lowest rank that reaches "
+    "--min-conf (\"Corvus, species uncertain\").")]
 
 # ---------------------------------------------------------------------------------------------------
 # Outputs

@@ -62,7 +62,7 @@ def evaluate_cmd(
     the dataset's windows (5 s; --window/--hop override).
     """
     from birdbridge.evaluate.baselines import BASELINES
-    from birdbridge.evaluate.report import detection_lines, results_table
+    from birdbridge.evaluate.report import detection_lines, rank_table, results_table
     from birdbridge.evaluate.runner import EvalSettings, evaluate
 
     models = dict(_named(m) for m in model or [])
@@ -74,6 +74,9 @@ def evaluate_cmd(
     result = evaluate(models, dataset, teacher=teacher, base_student=base_student, baselines=chosen,
                       settings=settings, device=device)
     console.print(results_table(result, f"{result.dataset.name}: {split} split"))
+    ranks = rank_table(result)
+    if ranks is not None:
+        console.print(ranks)
     for i, line in enumerate(detection_lines(result)):
         console.print(("detections:\n" if i == 0 else "") + f"  {line}", highlight=False, markup=False, soft_wrap=True)
     report_failures(result.failures, "inputs", shown=20)

@@ -20,6 +20,7 @@ from birdbridge.cli.common import (
     MinConf,
     MinSim,
     RangeModelPath,
+    Rank,
     RecordedTeacher,
     Recordings,
     ResultsOutput,
@@ -55,6 +56,7 @@ def search_cmd(
     min_sim: MinSim = 0.5,
     min_score: Annotated[float, typer.Option(
         "--min-score", min=0.0, max=1.0, help="Lowest softmax score shown, with --score softmax.")] = 0.05,
+    rank: Rank = "species",
     species_list: SpeciesList = None,
     lat: Latitude = None,
     lon: Longitude = None,
@@ -101,7 +103,7 @@ def search_cmd(
     where = RangeFilter.from_options(lat, lon, week, date, sf_thresh, range_model)
     if where is not None and species_list is not None:
         raise BirdbridgeError("give --species-list or --lat/--lon, not both (as BirdNET-Analyzer)")
-    Scoring(score, min_conf=min_conf, sensitivity=sensitivity, min_sim=min_sim, min_score=min_score)
+    Scoring(score, min_conf=min_conf, sensitivity=sensitivity, min_sim=min_sim, min_score=min_score, rank=rank)
     check_format(fmt)
     if (additional_columns or birdnet_names) and (output is None or fmt == "table"):
         raise BirdbridgeError("--birdnet-names and --additional-columns are for result files: give --format and "
@@ -122,7 +124,7 @@ def search_cmd(
         return
     report = search(inputs, engine=engine, window_s=window, hop_s=hop, top_k=top_k, n_images=images,
                     score=score, min_conf=min_conf, sensitivity=sensitivity, min_sim=min_sim, min_score=min_score,
-                    species=where or species_list, merge=merge,
+                    rank=rank, species=where or species_list, merge=merge,
                     output=None if fmt == "table" else output, format=fmt, combined=combined, overwrite=overwrite,
                     birdnet_names=birdnet_names, additional_columns=additional_columns, command=command_line())
     if fmt == "table":

@@ -5,6 +5,7 @@ on how its detections were made (``results.json``: :meth:`EvalResult.write
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from rich.table import Table
 
@@ -19,11 +20,25 @@ COLUMNS = [
     ("false_alarm_rate", "False alarm"),
 ]
 
+RANK_COLUMNS = [  # the same figures at genus and family rank (birdbridge.evaluate.ranks): a table of their own
+    ("a2i_map_genus", "A→I MAP genus"), ("a2i_map_family", "A→I MAP family"),
+    ("zero_shot_top1_genus", "ZS top-1 genus"), ("zero_shot_top1_family", "ZS top-1 family"),
+]
 
-def results_table(result: EvalResult, title: str = "birdbridge evaluation") -> Table:
-    """One row per method (by display name), one column per metric any method has, with 95% intervals."""
+
+def rank_table(result: EvalResult) -> Table | None:
+    """The figures at genus and family rank (:data:`RANK_COLUMNS`); None when no method has any (soundscapes)."""
+    if not any(key in m.metrics for m in result.methods.values() for key, _ in RANK_COLUMNS):
+        return None
+    return results_table(result, "the same at genus and family rank", RANK_COLUMNS)
+
+
+def results_table(result: EvalResult, title: str = "birdbridge evaluation",
+                  columns: Sequence[tuple[str, str]] = COLUMNS) -> Table:
+    """One row per method (by display name), one column per metric of ``columns`` any method has, with 95%
+    intervals."""
     methods = list(result.methods.values())
-    used = [(key, label) for key, label in COLUMNS if any(key in m.metrics for m in methods)]
+    used = [(key, label) for key, label in columns if any(key in m.metrics for m in methods)]
     table = Table(title=title)
     table.add_column("method")
     for _, label in used:

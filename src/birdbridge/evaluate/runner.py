@@ -4,7 +4,8 @@ A soundscape dataset (``type: soundscape``) is evaluated on its windows instead
 (:mod:`birdbridge.evaluate.soundscape`). Otherwise audio clips of ``split`` are the queries. In the teacher's
 space they are scored on audio→image retrieval against the dataset's pictures (MAP over the full ranked
 gallery, R@1/5/10), image→audio MAP, audio→text retrieval against each species' names, and zero-shot species
-classification through the teacher's species text embeddings. In each method's own space, a weighted kNN
+classification through the teacher's species text embeddings (both also at genus and family rank:
+:mod:`birdbridge.evaluate.ranks`). In each method's own space, a weighted kNN
 classifier over the ``knn_split`` clips measures what the audio embedding still knows about species.
 """
 
@@ -25,6 +26,7 @@ from birdbridge.evaluate import baselines as B
 from birdbridge.evaluate.bootstrap import bootstrap_cis
 from birdbridge.evaluate.methods import BaselineMaps, prepare_methods
 from birdbridge.evaluate.metrics import knn_correct, per_class_accuracy, retrieval_metrics, topk_accuracy
+from birdbridge.evaluate.ranks import rank_metrics
 from birdbridge.evaluate.results import (
     BASELINE_IDS,
     DISPLAY_NAMES,
@@ -171,6 +173,10 @@ def evaluate(
             per_query["zero_shot_top1"] = 100 * hits[1].astype(float)
             for label, (acc, n) in per_class_accuracy(hits[1], ql).items():
                 breakdown.setdefault(taxonomy[int(label)].key, {}).update(zero_shot_top1=acc, n=n)
+        with_images = space.teacher is not None and image_table is not None and len(image_table)
+        metrics.update(rank_metrics(taxonomy, ql, audio=space.teacher if with_images else None,
+                                    images=image_table.vectors if with_images else None,
+                                    image_labels=image_labels if with_images else None, scores=scores))
         if space.own_train is not None and len(space.own_train):
             tl = train_labels_all[train_keep[name]]
             correct = knn_correct(space.own_train, tl, space.own_query, ql, k=s.k, tau=s.tau)

@@ -45,6 +45,7 @@ def search(
     sensitivity: float = DEFAULT_SENSITIVITY,
     min_sim: float = DEFAULT_MIN_SIM,
     min_score: float = DEFAULT_MIN_SCORE,
+    rank: str = "species",
     species: SpeciesArg | RangeFilter | None = None,
     merge: bool = False,
     output: PathLike | None = None,
@@ -75,6 +76,9 @@ def search(
             sensitivity (0.5-1.5; higher gives higher confidences).
         min_sim: the lowest similarity of a detection when ranking by similarity.
         min_score: the lowest softmax score kept when ranking by softmax.
+        rank: the rank answered at: ``species``, ``genus``, ``family``, ``order`` (the scores of each taxon's
+            species combined, see :mod:`birdbridge.search.scoring`), or ``auto``: per window, the lowest rank
+            whose best taxon reaches ``min_conf`` ("a Corvus, species uncertain").
         species: only these species (a Taxonomy, a taxonomy CSV, a BirdNET-style list file, or labels), or a
             :class:`~birdbridge.species.where.RangeFilter`: those BirdNET's range model expects at a place in a
             week (``week="auto"``: each recording's, from its file name), of which the run's notes say how many
@@ -106,7 +110,8 @@ def search(
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
-    scoring = Scoring(score, min_conf=min_conf, sensitivity=sensitivity, min_sim=min_sim, min_score=min_score)
+    scoring = Scoring(score, min_conf=min_conf, sensitivity=sensitivity, min_sim=min_sim, min_score=min_score,
+                      rank=rank)
     columns = check_columns(additional_columns)
     if output is not None:
         check_format(format, FILE_FORMATS)

@@ -28,6 +28,7 @@ from birdbridge.models.student import AudioStudent
 from birdbridge.search.results import FileResult, ImageHit, SpeciesHit, WindowResult
 from birdbridge.search.scoring import DEFAULT_SCALE, Hit, Scoring, score_windows
 from birdbridge.species import SpeciesArg, Taxonomy, as_taxonomy
+from birdbridge.species.ranks import RankGroups, rank_groups
 from birdbridge.species.where import RangeFilter
 from birdbridge.utils.vectors import l2_normalize
 
@@ -174,11 +175,31 @@ class SearchEngine:
                 self._warn_once(what, note)
             if self._background is not None:
                 background = vectors @ self._background[1].T
+        groups = self._taxa(index, scoring.levels)
         scored = score_windows(sims, scoring, self.calibration, top_k=top_k, background=background,
-                               scale=self._scale())
+                               scale=self._scale(), groups=groups)
         labels = [] if self._background is None else self._background[0].labels
-        hits = [[self._species_hit(int(index[h.column]), h) for h in row] for row in scored.hits]
+        hits = [[self._hit(index, groups, h) for h in row] for row in scored.hits]
         return hits, [None if b is None else labels[b] for b in scored.background], scored.ranked_by
+
+    def _taxa(self, index: np.ndarray, levels: Sequence[str]) -> dict[str, RankGroups]:
+        """The species at positions ``index`` of the species index grouped at each rank above species in ``levels``
+        (genus from the scientific name where the index keeps no taxonomy)."""
+        species = [(self._species[int(i)].scientific_name, self._species[int(i)].taxonomy) for i in index]
+        return {level: rank_groups(species, level) for level in levels if level != "species"}
+
+    def _hit(self, index: np.ndarray, groups: dict[str, RankGroups], hit: Hit) -> SpeciesHit:
+        """The SpeciesHit of a scored species, or of a taxon (its name, rank and member species) at a higher rank."""
+        if hit.level == "species":
+            return self._species_hit(int(index[hit.column]), hit)
+        group = groups[hit.level]
+        positions = [int(index[c]) for c in group.members[hit.column]]
+        if group.ranks[hit.column] == "species":  # a species whose taxon at this rank is unknown
+            return self._species_hit(positions[0], hit)
+        members = [self._species[p] for p in positions]
+        return SpeciesHit(group.names[hit.column], group.names[hit.column], None, None, hit.score, hit.similarity,
+                          any(sp.has_images for sp in members), hit.confidence, group.ranks[hit.column],
+                          tuple(sp.key for sp in members))
 
     def _species_hit(self, position: int, hit: Hit) -> SpeciesHit:
         sp = self._species[position]
@@ -258,16 +279,22 @@ class SearchEngine:
         vectors = l2_normalize(table.vectors)
         ranked, background, ranked_by = self.rank_species(vectors, top_k=top_k, scoring=scoring, subset=subset)
         # Pictures of a species nobody heard mislead: windows without a detection get none (softmax names one always).
-        shown = np.array([ranked_by == "softmax" or bool(hits) for hits in ranked], dtype=bool)
+        # A window answered with a higher taxon gets the closest pictures of that taxon's species.
+        position = {sp.key: sp.index for sp in self._species}
+        among: dict[tuple[str, ...] | None, list[int]] = {}
+        for i, hits in enumerate(ranked):
+            if ranked_by == "softmax" or hits:
+                among.setdefault((hits[0].members or None) if hits else None, []).append(i)
         pictures: list[list[ImageHit]] = [[] for _ in ranked]
-        if shown.any():
-            for i, found in zip(np.flatnonzero(shown), self.rank_images(vectors[shown], n_images, subset), strict=True):
+        for members, rows in among.items():
+            only = subset if members is None else np.array([position[k] for k in members], dtype=np.int64)
+            for i, found in zip(rows, self.rank_images(vectors[rows], n_images, only), strict=True):
                 pictures[i] = found
         threshold = scoring.threshold(ranked_by)
         files: dict[str, FileResult] = {}
         for i, name in enumerate(table.names):
             result = files.setdefault(name, FileResult(name, (durations or {}).get(name, 0.0), [], ranked_by,
-                                                       threshold))
+                                                       threshold, scoring.rank))
             result.windows.append(WindowResult(len(result.windows), float(table.start_s[i]), float(table.end_s[i]),
                                                ranked[i], pictures[i], background[i]))
         for result in files.values():

@@ -17,6 +17,10 @@
 With ``--birdnet-names`` per-file results are named as BirdNET-Analyzer names them (:data:`BIRDNET_SUFFIX`;
 combined files :data:`BIRDNET_COMBINED`), so that its segments and review tools pair them with the recordings.
 
+Every format says the rank each row answers at (``Rank``; Kaleidoscope's ``RANK``; parquet's ``taxon_rank``;
+Audacity's label, after the name, for a taxon above species): with ``--rank`` a row may name a genus, a family or
+an order (:mod:`birdbridge.search.scoring`).
+
 Rows are detections only: a window where no species reaches the threshold has none. ``Confidence`` is the
 score the species were ranked and thresholded by (:attr:`FileResult.ranked_by`): the calibrated confidence
 by default.
@@ -52,13 +56,13 @@ BIRDNET_COMBINED = {"csv": "BirdNET_CombinedTable.csv", "raven": "BirdNET_Select
                     "json": "BirdNET_Results.json", "parquet": "BirdNET_CombinedTable.parquet"}
 """BirdNET-Analyzer's names of combined result files (``--birdnet-names --combined`` into a folder)."""
 KALEIDOSCOPE_COLUMNS = ["INDIR", "FOLDER", "IN FILE", "OFFSET", "DURATION", "scientific_name", "common_name",
-                        "confidence", "TOP1MATCH", "TOP1DIST"]
+                        "confidence", "TOP1MATCH", "TOP1DIST", "RANK"]
 BIRDNET_CSV_COLUMNS = ["Start (s)", "End (s)", "Scientific name", "Common name", "Confidence", "File"]
-CSV_COLUMNS = [*BIRDNET_CSV_COLUMNS, "Similarity"]
+CSV_COLUMNS = [*BIRDNET_CSV_COLUMNS, "Similarity", "Rank"]
 Extra = Callable[[str], dict[str, str]]  # a recording's additional columns: name -> value (see search.params)
 NOCALL = "nocall"  # BirdNET-Analyzer 2.4's common name and code of the row of a file without a detection
 RAVEN_COLUMNS = ["Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)", "High Freq (Hz)",
-                 "Common Name", "Species Code", "Confidence", "Begin Path", "File Offset (s)"]
+                 "Common Name", "Species Code", "Confidence", "Begin Path", "File Offset (s)", "Rank"]
 
 
 def detections(results: Sequence[FileResult]):
@@ -67,6 +71,11 @@ def detections(results: Sequence[FileResult]):
         for window in result.windows:
             for hit in window.species:
                 yield result, window, hit
+
+
+def _rank_note(taxon_rank: str) -> str:
+    """What a one-field label adds after the name of a taxon above species: `` (genus)``."""
+    return "" if taxon_rank == "species" else f" ({taxon_rank})"
 
 
 def result_name(fmt: str, birdnet_names: bool = False) -> str:
@@ -98,7 +107,7 @@ def to_csv(results: Sequence[FileResult], n_images: int, extra: Extra | None = N
         images = [img.path or img.id for img in window.images[:n_images]]
         writer.writerow([f"{window.start_s:.1f}", f"{window.end_s:.1f}", hit.scientific_name,
                          hit.common_name or hit.scientific_name, f"{hit.score:.4f}", result.file,
-                         f"{hit.similarity:.4f}", *images, *[""] * (n_images - len(images)),
+                         f"{hit.similarity:.4f}", hit.taxon_rank, *images, *[""] * (n_images - len(images)),
                          *values.get(result.file, [])])
     return buffer.getvalue()
 
@@ -106,7 +115,7 @@ def to_csv(results: Sequence[FileResult], n_images: int, extra: Extra | None = N
 def to_audacity(results: Sequence[FileResult]) -> str:
     """Audacity labels, BirdNET-Analyzer's way: ``start, end, "Scientific, Common", confidence`` tab-separated."""
     return "".join(f"{window.start_s:.1f}\t{window.end_s:.1f}\t{hit.scientific_name}, "
-                   f"{hit.common_name or hit.scientific_name}\t{hit.score:.4f}\n"
+                   f"{hit.common_name or hit.scientific_name}{_rank_note(hit.taxon_rank)}\t{hit.score:.4f}\n"
                    for _, window, hit in detections(results))
 
 
@@ -120,7 +129,7 @@ def to_kaleidoscope(results: Sequence[FileResult]) -> str:
         common = hit.common_name or hit.scientific_name
         writer.writerow([str(path.parent.parent), path.parent.name, path.name, f"{window.start_s:.1f}",
                          f"{window.end_s - window.start_s:.1f}", hit.scientific_name, common, f"{hit.score:.4f}",
-                         common, f"{hit.score:.4f}"])
+                         common, f"{hit.score:.4f}", hit.taxon_rank])
     return buffer.getvalue()
 
 
@@ -135,12 +144,12 @@ def to_raven(results: Sequence[FileResult], low_hz: float, high_hz: float) -> st
             lines.append("\t".join([
                 str(len(lines)), "Spectrogram 1", "1", f"{window.start_s:.1f}", f"{window.end_s:.1f}", f"{low_hz:g}",
                 f"{high_hz:g}", hit.common_name or hit.scientific_name, hit.code or "", f"{hit.score:.4f}", path,
-                f"{window.start_s:.1f}",
+                f"{window.start_s:.1f}", hit.taxon_rank,
             ]))
         if not rows:
             end = result.windows[0].end_s - result.windows[0].start_s if result.windows else 0.0
             lines.append("\t".join([str(len(lines)), "Spectrogram 1", "1", "0", f"{end:g}", f"{low_hz:g}",
-                                    f"{high_hz:g}", NOCALL, NOCALL, "1.0", path, "0"]))
+                                    f"{high_hz:g}", NOCALL, NOCALL, "1.0", path, "0", ""]))
     return "\n".join(lines) + "\n"
 
 
@@ -157,12 +166,14 @@ def write_parquet(path: Path, results: Sequence[FileResult], extra: Extra | None
         ("file", pa.string()), ("start_s", pa.float64()), ("end_s", pa.float64()), ("rank", pa.int64()),
         ("species", pa.string()), ("common_name", pa.string()), ("code", pa.string()), ("score", pa.float64()),
         ("confidence", pa.float64()), ("similarity", pa.float64()), ("ranked_by", pa.string()),
+        ("taxon_rank", pa.string()),
         ("images", pa.list_(pa.string())), ("image_scores", pa.list_(pa.float64())),
         *[(name, pa.string()) for name in names],
     ])
     rows = [{"file": r.file, "start_s": w.start_s, "end_s": w.end_s, "rank": rank + 1, "species": h.key,
              "common_name": h.common_name, "code": h.code, "score": h.score, "confidence": h.confidence,
-             "similarity": h.similarity, "ranked_by": r.ranked_by, "images": [i.id for i in w.images],
+             "similarity": h.similarity, "ranked_by": r.ranked_by, "taxon_rank": h.taxon_rank,
+             "images": [i.id for i in w.images],
              "image_scores": [i.score for i in w.images], **dict(zip(names, values.get(r.file, []), strict=True))}
             for r in results for w in r.windows for rank, h in enumerate(w.species)]
     table = pa.Table.from_pylist(rows, schema=schema)
@@ -206,16 +217,15 @@ def results_table(results: Sequence[FileResult], n_images: int) -> Table:
     """The windows with a detection (see :func:`results_summary` for the rest)."""
     ranked_by = results[0].ranked_by if results else "confidence"
     table = Table(title="birdbridge search", show_lines=False)
-    for column in ("file", "start (s)", "end (s)", "species", ranked_by, "closest pictures"):
+    for column in ("file", "start (s)", "end (s)", "species", "rank", ranked_by, "closest pictures"):
         table.add_column(column, justify="right" if column in ("start (s)", "end (s)", ranked_by) else "left")
     for result in results:
         for window in result.detected:
             pictures = ", ".join(Path(i.path).name if i.path else i.id for i in window.images[:n_images])
             for rank, hit in enumerate(window.species):
-                label = f"{hit.common_name} ({hit.scientific_name})" if hit.common_name else hit.scientific_name
                 first = rank == 0
                 table.add_row(Path(result.file).name if first else "", f"{window.start_s:.1f}" if first else "",
-                              f"{window.end_s:.1f}" if first else "", label, f"{hit.score:.3f}",
+                              f"{window.end_s:.1f}" if first else "", hit.label, hit.taxon_rank, f"{hit.score:.3f}",
                               pictures if first else "")
     return table
 

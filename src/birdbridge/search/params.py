@@ -89,7 +89,7 @@ def run_params(engine: SearchEngine, *, window_s: float | None, hop_s: float | N
         "hop_s": hop_s if hop_s is not None else window,
         "score": {"asked": scoring.score, "ranked_by": ranked_by, "threshold": scoring.threshold(ranked_by),
                   "min_conf": scoring.min_conf, "sensitivity": scoring.sensitivity, "min_sim": scoring.min_sim,
-                  "min_score": scoring.min_score},
+                  "min_score": scoring.min_score, "rank": scoring.rank},
         "top_k": top_k,
         "images": n_images,
         "merge": merge,

@@ -8,6 +8,10 @@ A window's species are its detections (:mod:`birdbridge.search.scoring`): each w
 ranked it (:attr:`FileResult.ranked_by` says which: ``confidence``, ``similarity`` or ``softmax``), its
 cosine ``similarity`` and its ``confidence`` (None when the model is not calibrated). A window without a
 detection has no species and no pictures, and names its nearest ``background`` class (wind, rain, ...).
+
+A search at a rank above species (:attr:`FileResult.rank`: genus, family, order or auto) answers with taxa: a
+hit's ``taxon_rank`` says the rank it stands at, ``key`` and ``scientific_name`` are the taxon's name (``Corvus``)
+and ``members`` its species that were searched; its pictures are those of its species.
 """
 
 from __future__ import annotations
@@ -31,9 +35,24 @@ class SpeciesHit:
     similarity: float  # cosine similarity in the teacher's space
     has_images: bool = True
     confidence: float | None = None  # calibrated confidence in [0, 1] (None: the model has no calibration)
+    taxon_rank: str = "species"  # the rank answered at: species, genus, family or order
+    members: tuple[str, ...] = ()  # a higher taxon's species searched (scientific names); empty for a species
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["members"] = list(self.members)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SpeciesHit:
+        return cls(**{**data, "members": tuple(data.get("members", ()))})
+
+    @property
+    def label(self) -> str:
+        """How people read it: ``Common (Scientific)`` for a species, ``Corvus (genus, species uncertain)`` above."""
+        if self.taxon_rank != "species":
+            return f"{self.scientific_name} ({self.taxon_rank}, species uncertain)"
+        return f"{self.common_name} ({self.scientific_name})" if self.common_name else self.scientific_name
 
 
 @dataclass(frozen=True)
@@ -85,14 +104,17 @@ class FileResult:
     windows: list[WindowResult]
     ranked_by: str = "confidence"  # the score that ranked the species: confidence, similarity or softmax
     threshold: float | None = None  # the lowest score of a detection (min_conf, min_sim or min_score)
+    rank: str = "species"  # the rank asked for: species, genus, family, order or auto (each hit says its own)
 
     def summary(self) -> list[SpeciesHit]:
-        """Each species once, with its best window (by confidence, if the model is calibrated), best first."""
-        best: dict[str, SpeciesHit] = {}
+        """Each species (or taxon) once, with its best window (by confidence, if the model is calibrated), best
+        first."""
+        best: dict[tuple[str, str], SpeciesHit] = {}
         for window in self.windows:
             for hit in window.species:
-                if hit.key not in best or best_first(hit) < best_first(best[hit.key]):
-                    best[hit.key] = hit
+                key = (hit.taxon_rank, hit.key)
+                if key not in best or best_first(hit) < best_first(best[key]):
+                    best[key] = hit
         return sorted(best.values(), key=best_first)
 
     @property
@@ -113,6 +135,7 @@ class FileResult:
             "duration_s": self.duration_s,
             "ranked_by": self.ranked_by,
             "threshold": self.threshold,
+            "rank": self.rank,
             "windows": [w.to_dict(paths) for w in (self.windows if all_windows else self.detected)],
             "summary": {"species": [h.to_dict() for h in self.summary()], "windows": len(self.windows),
                         "detected": len(self.detected), "background": self.background_counts()},
@@ -125,12 +148,13 @@ class FileResult:
             duration_s=float(data["duration_s"]),
             windows=[
                 WindowResult(int(w["index"]), float(w["start_s"]), float(w["end_s"]),
-                             [SpeciesHit(**h) for h in w["species"]], [ImageHit(**i) for i in w["images"]],
+                             [SpeciesHit.from_dict(h) for h in w["species"]], [ImageHit(**i) for i in w["images"]],
                              w.get("background"))
                 for w in data["windows"]
             ],
             ranked_by=data.get("ranked_by", "softmax"),  # results of older versions were ranked by softmax
             threshold=data.get("threshold"),
+            rank=data.get("rank", "species"),
         )
 
 

@@ -99,6 +99,9 @@ class SpeciesScore(_Open):
     confidence: float | None = Field(None, description="Calibrated confidence in 0..1 that the species calls in the "
                                      "window; independent of the other species (null: the model is not calibrated).")
     has_images: bool = Field(description="Whether the gallery holds pictures of this species.")
+    taxon_rank: str = Field("species", description="The rank answered at: species, or (with `rank`) genus, family "
+                            "or order; then `key` and `scientific_name` name the taxon.")
+    members: list[str] = Field([], description="A higher taxon's species searched (scientific names).")
 
 
 class ImageHit(_Open):
@@ -145,6 +148,7 @@ class AudioSearchResponse(_Open):
     ranked_by: str = Field(description="The score that ranked the species: confidence, similarity (a model without "
                            "calibration) or softmax.")
     threshold: float | None = Field(None, description="The lowest score of a detection.")
+    rank: str = Field("species", description="The rank asked for (each species entry says the rank it answers at).")
     windows: list[Window]
     summary: Summary
     spectrogram: SpectrogramInfo | None = Field(None, description="Present unless `spectrogram=false`.")
@@ -439,6 +443,10 @@ def create_app(
         min_sim: float = Query(DEFAULT_MIN_SIM, ge=-1, le=1, description="Lowest similarity of a detection, when "
                                "ranking by similarity."),
         min_score: float = Query(0.0, ge=0, le=1, description="With score=softmax: leave out species below this."),
+        rank: Literal["species", "genus", "family", "order", "auto"] = Query(
+            "species", description="The rank answered at: species, genus, family or order (the scores of each taxon's "
+            "species combined: summed softmax probability, noisy-OR of confidences, best similarity), or auto: per "
+            "window the lowest rank whose best taxon reaches `min_conf`. A taxon's pictures are its species'."),
         spectrogram: bool = Query(True, description="Include a spectrogram picture (base64 PNG)."),
         lat: float | None = Query(None, description="Recording latitude: keep the species BirdNET's range model "
                                   "expects there (with `lon`; needs birdbridge[geo])."),
@@ -458,7 +466,8 @@ def create_app(
         step = hop if hop is not None else window
         if step is not None:
             bounds.check_hop(step)  # before the upload is read
-        scoring = Scoring(score, min_conf=min_conf, sensitivity=sensitivity, min_sim=min_sim, min_score=min_score)
+        scoring = Scoring(score, min_conf=min_conf, sensitivity=sensitivity, min_sim=min_sim, min_score=min_score,
+                          rank=rank)
         where = RangeFilter.from_options(lat, lon, week, None, sf_thresh)
 
         def search(upload: Upload, cancel: threading.Event) -> dict:

@@ -34,7 +34,10 @@
   const secs = (s) => (s >= 60 ? `${Math.floor(s / 60)}:${(s % 60).toFixed(1).padStart(4, "0")}` : `${s.toFixed(1)} s`);
   const span = (s, e) => `${secs(s).replace(" s", "")}–${secs(e)}`;
   const mb = (bytes) => `${(bytes / 1048576).toFixed(bytes < 10485760 ? 1 : 0)} MB`;
-  const speciesLabel = (sp) => sp.common_name || sp.scientific_name || sp.key;
+  // A taxon above species (with a rank) reads "Corvus (genus)"; its pictures are those of its species.
+  const isTaxon = (sp) => sp.taxon_rank && sp.taxon_rank !== "species";
+  const speciesLabel = (sp) => (isTaxon(sp) ? `${sp.scientific_name} (${sp.taxon_rank})`
+    : sp.common_name || sp.scientific_name || sp.key);
   // A species' score as shown: a confidence (or a softmax score) in %, a similarity as a number.
   const scoreText = (sp, rankedBy) => (rankedBy === "similarity" && sp.confidence == null
     ? `sim ${sp.score.toFixed(2)}` : pct(sp.confidence ?? sp.score));
@@ -126,6 +129,7 @@
     put("top_k", "opt-topk");
     put("n_images", "opt-nimages");
     put("score", "opt-score");
+    put("rank", "opt-rank");
     put("min_conf", "opt-minconf");
     put("sensitivity", "opt-sensitivity");
     return params;
@@ -284,12 +288,14 @@
     for (const sp of species) {
       const fill = Math.max(0, Math.min(1, sp.confidence ?? sp.score));
       const bar = el("span", { class: "bar" }, el("span", { style: `width:${Math.round(100 * fill)}%` }));
-      list.append(el("li", { class: "species" },
-        el("span", { class: "names" },
-          sp.common_name
-            ? el("span", { class: "common", text: sp.common_name })
-            : el("span", { class: "common scientific-only", text: sp.scientific_name }),
-          sp.common_name ? el("span", { class: "scientific", text: sp.scientific_name }) : null,
+      const names = isTaxon(sp)
+        ? [el("span", { class: "common scientific-only", text: sp.scientific_name }),
+          el("span", { class: "rank", text: `${sp.taxon_rank}, species uncertain: one of ${(sp.members || []).join(", ")}` })]
+        : [sp.common_name ? el("span", { class: "common", text: sp.common_name })
+          : el("span", { class: "common scientific-only", text: sp.scientific_name }),
+        sp.common_name ? el("span", { class: "scientific", text: sp.scientific_name }) : null];
+      list.append(el("li", { class: "species", "data-rank": sp.taxon_rank || "species" },
+        el("span", { class: "names" }, ...names,
           sp.has_images === false ? el("span", { class: "muted small", text: " (no pictures)" }) : null),
         el("span", { class: "score", text: scoreText(sp, rankedBy), title: scoreTitle(sp) }),
         bar));
