@@ -15,7 +15,9 @@ from birdbridge.cli.common import (
     Format,
     GalleryFolder,
     Hop,
+    LabelsDir,
     Latitude,
+    Locale,
     Longitude,
     MinConf,
     MinSim,
@@ -76,6 +78,8 @@ def search_cmd(
         "--additional-columns", "--additional_columns", help="Settings added to each csv/parquet row, comma-separated "
         "or repeated (BirdNET-Analyzer's: lat, lon, week, overlap, sensitivity, min_conf, species_list, model; and "
         "sf_thresh, score, threshold, window, hop, gallery, teacher).")] = None,
+    locale: Locale = None,
+    labels_dir: LabelsDir = None,
     teacher: RecordedTeacher = None,
     device: Device = None,
 ) -> None:
@@ -109,7 +113,7 @@ def search_cmd(
     check_columns(additional_columns)
     if fmt == "parquet" and output is None and not (text or image or like):
         raise BirdbridgeError("--format parquet writes files: give --output (a folder, or a file with --combined)")
-    engine = SearchEngine.open(gallery, model, teacher=teacher, device=device)
+    engine = SearchEngine.open(gallery, model, teacher=teacher, device=device, labels=labels_dir, locale=locale)
     if text or image:
         hits = (engine.search_texts([text], n_images=images, top_k=top_k) if text
                 else engine.search_images([image], n_images=images, top_k=top_k))[0]

@@ -53,6 +53,8 @@ def search(
     overwrite: bool = False,
     birdnet_names: bool = False,
     additional_columns: Sequence[str] | None = None,
+    locale: str | None = None,
+    labels: PathLike | None = None,
     command: Sequence[str] | None = None,
     device: str | None = None,
     progress: bool | None = None,
@@ -91,6 +93,12 @@ def search(
             segments and review tools find them.
         additional_columns: settings added to each csv or parquet row (BirdNET-Analyzer's ``--additional_columns``;
             :data:`birdbridge.search.params.ADDITIONAL_COLUMNS`).
+        locale: the language of common names in every output (``de``, ``fr``, ``pt_BR``, ...; default: the engine's,
+            else the gallery's own names); a species without a name in it gets its English name, else its
+            scientific name. An unknown locale is an error listing the available ones.
+        labels: where the names come from (see :mod:`birdbridge.species.common_names`): a folder of BirdNET-style
+            label files (``BirdNET_GLOBAL_6K_V2.4_Labels_de.txt``, ...), one such file, or a taxonomy CSV with
+            ``common_name_de``, ... columns; default: the label files in the gallery's ``labels/`` folder.
         command: the command line to record in the params file (the CLI gives its own).
 
     A run with ``output`` writes its settings beside its outputs (:func:`birdbridge.search.params.params_path`):
@@ -116,12 +124,15 @@ def search(
     if engine is None:
         if gallery is None:
             raise BirdbridgeError("give a gallery (and the model distilled for it), or an open SearchEngine")
-        engine = SearchEngine.open(gallery, model, teacher=teacher, device=device)
+        engine = SearchEngine.open(gallery, model, teacher=teacher, device=device, labels=labels, locale=locale)
+    elif labels is not None:
+        raise BirdbridgeError("give labels to SearchEngine.open (an open engine has its names)")
+    engine.common_names(locale)  # an unknown locale before anything is written
     extra = None
     if output is not None:
         params = run_params(engine, window_s=window_s, hop_s=hop_s, scoring=scoring, species=species, top_k=top_k,
                             n_images=n_images, merge=merge, fmt=format, combined=combined, birdnet_names=birdnet_names,
-                            additional_columns=columns, output=Path(output), command=command)
+                            additional_columns=columns, output=Path(output), command=command, locale=locale)
         write_json(params_path(Path(output), combined), params)
         if columns:
             extra = ExtraColumns(params, columns, species if isinstance(species, RangeFilter) else None)
@@ -129,7 +140,7 @@ def search(
         engine, [Path(p) for p in inputs], window_s=window_s, hop_s=hop_s, top_k=top_k, n_images=n_images,
         scoring=scoring, species=species, merge=merge, output=None if output is None else Path(output),
         fmt=format, combined=combined, overwrite=overwrite, progress=progress, birdnet_names=birdnet_names,
-        extra=extra,
+        extra=extra, locale=locale,
     )
     if report.nothing_done:
         raise BirdbridgeError("; ".join(f.message for f in report.failures))
