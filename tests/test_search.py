@@ -249,3 +249,27 @@ def test_python_like_queries(world, tmp_path) -> None:
     assert rows[0].to_dict()["similar"][0]["score"] == rows[0].similar[0].score >= rows[0].similar[1].score
     with pytest.raises(BirdbridgeError, match="needs the model"):
         search_like([rec], store, None)
+
+
+def test_batch_size_reaches_the_model_and_leaves_results_alone(world, tmp_path, capsys, monkeypatch) -> None:
+    import birdbridge.embed.audio as embed_audio
+
+    seen: list[int] = []
+    real = embed_audio.embed_audio_windows
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["batch_size"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(embed_audio, "embed_audio_windows", spy)
+    recording = world["recordings"] / "site1" / "rec0.wav"
+    rows = {}
+    for size in ("1", "7"):
+        result = run(capsys, "search", recording, "--model", world["model"], "--gallery", world["gallery"], "--hop",
+                     "0.25", "--batch-size", size, "--format", "csv", "--score", "softmax", "--min-score", "0")
+        assert result.returncode == 0, result.stderr
+        rows[size] = list(csv.reader(result.stdout.splitlines()))
+    assert seen == [1, 7]
+    assert len(rows["1"]) > 5 and rows["1"] == rows["7"]
+    with pytest.raises(BirdbridgeError, match="batch_size must be at least 1"):
+        search(recording, model=world["model"], gallery=world["gallery"], batch_size=0)

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from birdbridge.cli.common import (
+    BatchSize,
     Date,
     Device,
     Format,
@@ -82,6 +83,7 @@ def search_cmd(
     labels_dir: LabelsDir = None,
     teacher: RecordedTeacher = None,
     device: Device = None,
+    batch_size: BatchSize = 16,
 ) -> None:
     """Species detected, with confidences, and the closest pictures for each window of each recording.
 
@@ -128,7 +130,8 @@ def search_cmd(
                     score=score, min_conf=min_conf, sensitivity=sensitivity, min_sim=min_sim, min_score=min_score,
                     species=where or species_list, merge=merge,
                     output=None if fmt == "table" else output, format=fmt, combined=combined, overwrite=overwrite,
-                    birdnet_names=birdnet_names, additional_columns=additional_columns, command=command_line())
+                    birdnet_names=birdnet_names, additional_columns=additional_columns, command=command_line(),
+                    batch_size=batch_size)
     if fmt == "table":
         console.print(results_table(report.results, images))
         console.print(results_summary(report.results), highlight=False)

@@ -57,6 +57,7 @@ def search(
     labels: PathLike | None = None,
     command: Sequence[str] | None = None,
     device: str | None = None,
+    batch_size: int = 16,
     progress: bool | None = None,
 ) -> RunReport:
     """Species and pictures per window of each recording (files or folders, searched recursively), as
@@ -100,6 +101,7 @@ def search(
             label files (``BirdNET_GLOBAL_6K_V2.4_Labels_de.txt``, ...), one such file, or a taxonomy CSV with
             ``common_name_de``, ... columns; default: the label files in the gallery's ``labels/`` folder.
         command: the command line to record in the params file (the CLI gives its own).
+        batch_size: windows per forward pass of the model (memory against speed; results do not change).
 
     A run with ``output`` writes its settings beside its outputs (:func:`birdbridge.search.params.params_path`):
     ``birdbridge.search-params.json`` in their folder, or ``<file>.search-params.json`` beside a combined file.
@@ -116,6 +118,8 @@ def search(
         inputs = [inputs]
     scoring = Scoring(score, min_conf=min_conf, sensitivity=sensitivity, min_sim=min_sim, min_score=min_score)
     columns = check_columns(additional_columns)
+    if batch_size < 1:
+        raise BirdbridgeError(f"batch_size must be at least 1, not {batch_size}")
     if output is not None:
         check_format(format, FILE_FORMATS)
     if columns and (output is None or format not in COLUMN_FORMATS):
@@ -140,7 +144,7 @@ def search(
         engine, [Path(p) for p in inputs], window_s=window_s, hop_s=hop_s, top_k=top_k, n_images=n_images,
         scoring=scoring, species=species, merge=merge, output=None if output is None else Path(output),
         fmt=format, combined=combined, overwrite=overwrite, progress=progress, birdnet_names=birdnet_names,
-        extra=extra, locale=locale,
+        extra=extra, locale=locale, batch_size=batch_size,
     )
     if report.nothing_done:
         raise BirdbridgeError("; ".join(f.message for f in report.failures))
