@@ -266,3 +266,27 @@ def test_species_index_from_a_taxonomy_and_from_the_gallery(tmp_path, tiny_clip,
     assert summary.total == 3 and summary.without_images == 0
     assert [s.key for s in Gallery.open(tmp_path / "g").species()] == ["Corvus corax", "Pica hudsonia",
                                                                        "Turdus migratorius"]
+
+
+def test_flat_folder_with_species_from_file_names(tmp_path, tiny_clip, capsys):
+    from cli_fixtures import run
+
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    rng = np.random.default_rng(3)
+    for name in ("Pica hudsonia 1.png", "Pica_hudsonia_002.png", "Corvus corax_Common Raven (3).png",
+                 "Turdus migratorius.png", "IMG_0001.png"):
+        Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(flat / name)
+    with pytest.raises(InputError, match="--species-from-filename"):  # the refusal says how to index it
+        build_gallery([flat], tmp_path / "refused", str(tiny_clip), **FAST)
+    report = build_gallery([flat], tmp_path / "g", str(tiny_clip), species_from_filename=True, **FAST)
+    gallery = Gallery.open(tmp_path / "g")
+    assert gallery.species_counts() == {"Corvus corax": 1, "Pica hudsonia": 2, "Turdus migratorius": 1}
+    assert {s.key: s.common_name for s in gallery.species()}["Corvus corax"] == "Common Raven"
+    assert sorted(gallery.ids())[0] == "Corvus corax_Common Raven (3).png"
+    assert [f.source for f in report.failures] == [str(flat / "IMG_0001.png")]  # reported; the rest is indexed
+    assert "file name: 'IMG'" in report.failures[0].message
+    result = run(capsys, "index", "--images", flat, "--output", tmp_path / "cli", "--teacher", tiny_clip,
+                 "--species-from-filename", "--templates", "single", "--no-background")
+    assert result.returncode == 0, result.stderr
+    assert Gallery.open(tmp_path / "cli").species_counts() == gallery.species_counts() and "IMG_0001" in result.stderr

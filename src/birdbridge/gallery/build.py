@@ -6,6 +6,9 @@ Sources, each a folder or a file:
    BirdNET-style ``Pica hudsonia_Black-billed Magpie/``; deeper folders are fine, the first level names
    the species). Images lying directly in the folder are an error naming them. Hidden files and folders
    are ignored. An image's id is its path relative to the folder (``Pica hudsonia/1.jpg``).
+   With ``species_from_filename`` the folder may be flat: each image's file name names its species
+   (``Pica hudsonia 3.jpg``, ``Pica_hudsonia_003.png``, ``Pica hudsonia_Black-billed Magpie (2).jpg``: a
+   trailing number is dropped); an image whose name names none is skipped and reported.
 2. **a manifest** (``.csv``/``.tsv``/``.parquet`` without an embedding column): ``path`` and ``species``
    (or ``scientific_name``, or ``genus`` + ``specific_epithet``), optionally ``id, split, source,
    licence``/``license``, ``photographer``, ``common_name``, ``kingdom`` … ``family``; other columns
@@ -32,6 +35,7 @@ gallery for a *different* file is an error (give ids in a manifest instead).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -64,6 +68,7 @@ PRECOMPUTED_CHUNK_ROWS = 16_384
 MAX_REPORTED_FAILURES = 10_000
 
 _EMBEDDING_NAMES = ("embedding", "emb", "vector", "embeddings")
+_FILE_COUNTER = re.compile(r"[\s_.-]*(?:\(\d+\)|\d+)$")  # "Pica hudsonia 3", "Pica_hudsonia_003", "... (2)"
 _ALIASES = {
     "license": "licence",
     "uuid": "id",
@@ -151,6 +156,7 @@ def build_gallery(
     commit_every: int = COMMIT_EVERY,
     cache: bool = True,
     background: BackgroundVocabulary | str | os.PathLike[str] | bool = True,
+    species_from_filename: bool = False,
 ) -> BuildReport:
     """Index ``sources`` into the gallery at ``output`` with the teacher's image tower; see the module docs.
 
@@ -160,6 +166,7 @@ def build_gallery(
     False leaves it alone, None does so once the gallery has :data:`ANN_THRESHOLD` rows. ``background``: the
     background vocabulary (:mod:`birdbridge.gallery.background`): True writes the default one unless the
     gallery has one, a vocabulary (or a vocabulary file) replaces it, False writes none.
+    ``species_from_filename``: folder sources name each image's species by its file name (a flat folder).
     """
     from birdbridge.models.loader import load_teacher
     from birdbridge.models.teacher import Teacher
@@ -179,7 +186,8 @@ def build_gallery(
     tmeta = teacher_meta(teacher, ref)
 
     known: dict[str, Species] = {}
-    files, tables, unreadable = _scan_sources(sources, taxonomy, known, teacher.embed_dim, tmeta["name"])
+    files, tables, unreadable = _scan_sources(sources, taxonomy, known, teacher.embed_dim, tmeta["name"],
+                                              species_from_filename)
     source_key = [str(Path(s).expanduser().resolve()) for s in sources]
     gallery, created, resumed = _open_output(output, tmeta, source_key, add)
     report = BuildReport(gallery.folder, created=created, resumed=resumed)
@@ -250,7 +258,7 @@ def _stored_path(path: Path, gallery_folder: Path) -> str:
 
 def _scan_sources(
     sources: Sequence[str | os.PathLike[str]], taxonomy: Taxonomy | None, known: dict[str, Species],
-    dim: int, teacher_name: str,
+    dim: int, teacher_name: str, from_filename: bool = False,
 ) -> tuple[list[_FileImage], list[_Precomputed], list[Failure]]:
     """Every source read and checked before anything is written; errors name the file and line. Folder
     entries that cannot be read (unreadable subfolders, broken links, link loops) come back as failures."""
@@ -260,7 +268,7 @@ def _scan_sources(
     for source in sources:
         path = Path(source).expanduser()
         if path.is_dir():
-            found, problems = _scan_folder(path.resolve(), taxonomy)
+            found, problems = (_scan_named_files if from_filename else _scan_folder)(path.resolve(), taxonomy)
             files.extend(found)
             unreadable += problems
         elif not path.exists():
@@ -300,7 +308,8 @@ def _scan_folder(root: Path, taxonomy: Taxonomy | None) -> tuple[list[_FileImage
         raise InputError(
             str(root), f"{len(loose)} image(s) lie directly in the folder, not in a species subfolder: {shown}",
             "put each species' images in a subfolder named after it (e.g. 'Pica hudsonia/' or "
-            "'Pica hudsonia_Black-billed Magpie/'), or list them in a manifest CSV with path and species columns",
+            "'Pica hudsonia_Black-billed Magpie/'), name each file after its species and pass "
+            "--species-from-filename, or list them in a manifest CSV with path and species columns",
         )
     labels: dict[str, Species] = {}
     items = []
@@ -314,6 +323,21 @@ def _scan_folder(root: Path, taxonomy: Taxonomy | None) -> tuple[list[_FileImage
                 raise InputError(str(root / label), f"folder name: {exc}") from None
         items.append(_FileImage(rel.as_posix(), path, labels[label], str(path), derived_id=True))
     return items, skipped(found.problems)
+
+
+def _scan_named_files(root: Path, taxonomy: Taxonomy | None) -> tuple[list[_FileImage], list[Failure]]:
+    """The images under ``root``, each of the species its file name names; the others are failures."""
+    found = scan_image_files([root])
+    items, failures = [], skipped(found.problems)
+    for path in found.files:
+        label = _FILE_COUNTER.sub("", path.stem) or path.stem
+        try:
+            species = parse_species_label(label, taxonomy)
+        except ValueError as exc:
+            failures.append(Failure(str(path), f"{path}: file name: {exc}"))
+            continue
+        items.append(_FileImage(path.relative_to(root).as_posix(), path, species, str(path), derived_id=True))
+    return items, failures
 
 
 def _scan_manifest(path: Path, taxonomy: Taxonomy | None) -> list[_FileImage]:
