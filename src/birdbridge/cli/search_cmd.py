@@ -84,6 +84,9 @@ def search_cmd(
     teacher: RecordedTeacher = None,
     device: Device = None,
     batch_size: BatchSize = 16,
+    channel: Annotated[str, typer.Option(
+        "--channel", help="mix (the channels averaged), left, right, or a channel number from 1: search that channel "
+        "of each recording (one without it is reported and skipped); Raven's Channel column names it.")] = "mix",
 ) -> None:
     """Species detected, with confidences, and the closest pictures for each window of each recording.
 
@@ -95,6 +98,7 @@ def search_cmd(
     lacks are left out with a warning). --lat/--lon with --week (or --date, or --week auto for each recording's date
     from its name) keep the species BirdNET's range model expects there and then (needs birdbridge[geo]).
     """
+    from birdbridge.audio.io import parse_channel
     from birdbridge.audio.windows import check_window_args
     from birdbridge.errors import BirdbridgeError
     from birdbridge.search import SearchEngine, search
@@ -104,6 +108,10 @@ def search_cmd(
     from birdbridge.species.where import RangeFilter
 
     check_window_args(window, hop)  # before the model and gallery are loaded
+    try:
+        parse_channel(channel)
+    except ValueError as exc:
+        raise BirdbridgeError(f"--channel: {exc}") from None
     where = RangeFilter.from_options(lat, lon, week, date, sf_thresh, range_model)
     if where is not None and species_list is not None:
         raise BirdbridgeError("give --species-list or --lat/--lon, not both (as BirdNET-Analyzer)")
@@ -131,7 +139,7 @@ def search_cmd(
                     species=where or species_list, merge=merge,
                     output=None if fmt == "table" else output, format=fmt, combined=combined, overwrite=overwrite,
                     birdnet_names=birdnet_names, additional_columns=additional_columns, command=command_line(),
-                    batch_size=batch_size)
+                    batch_size=batch_size, channel=channel)
     if fmt == "table":
         console.print(results_table(report.results, images))
         console.print(results_summary(report.results), highlight=False)

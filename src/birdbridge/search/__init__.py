@@ -12,6 +12,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from birdbridge.audio.io import parse_channel
 from birdbridge.errors import BirdbridgeError
 from birdbridge.gallery import Gallery
 from birdbridge.models.calibration import DEFAULT_SENSITIVITY
@@ -58,6 +59,7 @@ def search(
     command: Sequence[str] | None = None,
     device: str | None = None,
     batch_size: int = 16,
+    channel: str | int | None = None,
     progress: bool | None = None,
 ) -> RunReport:
     """Species and pictures per window of each recording (files or folders, searched recursively), as
@@ -102,6 +104,9 @@ def search(
             ``common_name_de``, ... columns; default: the label files in the gallery's ``labels/`` folder.
         command: the command line to record in the params file (the CLI gives its own).
         batch_size: windows per forward pass of the model (memory against speed; results do not change).
+        channel: ``mix`` (default: the channels averaged), ``left``, ``right`` or a channel number from 1: search
+            that channel of each recording (a recording without it is reported and skipped); results name it
+            (Raven's ``Channel`` column, ``channel`` in JSON and parquet).
 
     A run with ``output`` writes its settings beside its outputs (:func:`birdbridge.search.params.params_path`):
     ``birdbridge.search-params.json`` in their folder, or ``<file>.search-params.json`` beside a combined file.
@@ -120,6 +125,10 @@ def search(
     columns = check_columns(additional_columns)
     if batch_size < 1:
         raise BirdbridgeError(f"batch_size must be at least 1, not {batch_size}")
+    try:
+        picked = parse_channel(channel)
+    except ValueError as exc:
+        raise BirdbridgeError(f"--channel: {exc}") from None
     if output is not None:
         check_format(format, FILE_FORMATS)
     if columns and (output is None or format not in COLUMN_FORMATS):
@@ -136,7 +145,8 @@ def search(
     if output is not None:
         params = run_params(engine, window_s=window_s, hop_s=hop_s, scoring=scoring, species=species, top_k=top_k,
                             n_images=n_images, merge=merge, fmt=format, combined=combined, birdnet_names=birdnet_names,
-                            additional_columns=columns, output=Path(output), command=command, locale=locale)
+                            additional_columns=columns, output=Path(output), command=command, locale=locale,
+                            channel=picked)
         write_json(params_path(Path(output), combined), params)
         if columns:
             extra = ExtraColumns(params, columns, species if isinstance(species, RangeFilter) else None)
@@ -144,7 +154,7 @@ def search(
         engine, [Path(p) for p in inputs], window_s=window_s, hop_s=hop_s, top_k=top_k, n_images=n_images,
         scoring=scoring, species=species, merge=merge, output=None if output is None else Path(output),
         fmt=format, combined=combined, overwrite=overwrite, progress=progress, birdnet_names=birdnet_names,
-        extra=extra, locale=locale, batch_size=batch_size,
+        extra=extra, locale=locale, batch_size=batch_size, channel=picked,
     )
     if report.nothing_done:
         raise BirdbridgeError("; ".join(f.message for f in report.failures))

@@ -311,10 +311,11 @@ class SearchEngine:
                      hop_s: float | None = None, top_k: int = 5, n_images: int = 5, scoring: Scoring | None = None,
                      species: SpeciesArg | RangeFilter | None = None, batch_size: int = 16,
                      progress: bool | None = None, limits: WindowLimits | None = None,
-                     cancel: threading.Event | None = None, locale: str | None = None
+                     cancel: threading.Event | None = None, locale: str | None = None, channel: int | None = None
                      ) -> tuple[list[FileResult], list[Failure]]:
         """Per-window results for recordings (see :meth:`search_table`); ``limits`` and ``cancel`` as in
-        :func:`~birdbridge.embed.audio.embed_audio_windows`."""
+        :func:`~birdbridge.embed.audio.embed_audio_windows`; ``channel``: that channel of each recording (counted
+        from 0; see :func:`~birdbridge.audio.io.parse_channel`), else the channels' mean."""
         if self.student is None:
             raise BirdbridgeError("audio queries need a model: pass --model (a student distilled for this gallery)")
         self.common_names(locale)  # an unknown locale before any audio is read
@@ -322,13 +323,17 @@ class SearchEngine:
         from birdbridge.embed.audio import embed_audio_windows
 
         table = embed_audio_windows(list(inputs), self.student, window_s=window_s, hop_s=hop_s,
-                                    batch_size=batch_size, progress=progress, limits=limits, cancel=cancel)
+                                    batch_size=batch_size, progress=progress, limits=limits, cancel=cancel,
+                                    channel=channel)
         durations = {}
         for name in dict.fromkeys(table.names):
             with contextlib.suppress(Exception):  # arrays or vanished files: the last window's end is used
                 durations[name] = audio_info(name).duration_s
-        return self.search_table(table, top_k=top_k, n_images=n_images, scoring=scoring, species=species,
-                                 durations=durations, locale=locale), table.failures
+        results = self.search_table(table, top_k=top_k, n_images=n_images, scoring=scoring, species=species,
+                                    durations=durations, locale=locale)
+        for result in results:
+            result.channel = None if channel is None else channel + 1
+        return results, table.failures
 
     def search_texts(self, texts: Sequence[str], *, n_images: int = 12, top_k: int = 5, locale: str | None = None
                      ) -> list[tuple[list[SpeciesHit], list[ImageHit]]]:
