@@ -62,6 +62,7 @@ class SearchEngine:
         self.names = names if names is not None else gallery_names(gallery.folder)
         self.locale = None if locale is None else self.names.check(locale)
         self._localized: dict[str, dict[str, str]] = {}
+        self._names_lock = threading.Lock()
         self.gallery = gallery
         self.student = student
         self.model_ref = model_ref or (student.name if student is not None else None)  # as the user named it
@@ -154,7 +155,7 @@ class SearchEngine:
         code = self.names.check(locale) if locale else self.locale
         if code is None:
             return None
-        with self._warn_lock:
+        with self._names_lock:
             if code not in self._localized:
                 self._localized[code] = self.names.names(code, ((sp.key, sp.common_name) for sp in self._species))
             return self._localized[code]
