@@ -97,7 +97,8 @@ class FakeSearchEngine:
 
     def search_audio(self, inputs, *, window_s: float | None = None, hop_s: float | None = None, top_k: int = 5,
                      n_images: int = 5, scoring: Scoring | None = None, species=None, progress=None,
-                     limits: WindowLimits | None = None, cancel=None) -> tuple[list[FileResult], list[Failure]]:
+                     limits: WindowLimits | None = None, cancel=None, locale=None
+                     ) -> tuple[list[FileResult], list[Failure]]:
         self._enter()
         try:
             [path] = inputs
@@ -146,7 +147,7 @@ class FakeSearchEngine:
         finally:
             self._leave()
 
-    def search_texts(self, texts, *, n_images: int = 12) -> list[tuple[list[SpeciesHit], list[ImageHit]]]:
+    def search_texts(self, texts, *, n_images: int = 12, locale=None) -> list[tuple[list[SpeciesHit], list[ImageHit]]]:
         self._enter()
         try:
             [text] = texts

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import re
+import shutil
+
 import numpy as np
 import pytest
 import torch
 from transformers import ClapFeatureExtractor
 
+from birdbridge.errors import ModelFormatError
 from birdbridge.models.clap_frontend import FrontendConfig, LogMelFrontend
 from birdbridge.models.standins import BIOLINGUAL_FRONTEND, SMALL_FRONTEND
+from birdbridge.models.student import AudioStudent
 
 
 def reference(cfg: FrontendConfig, waves: np.ndarray) -> np.ndarray:
@@ -51,3 +57,17 @@ def test_batch_rows_are_independent() -> None:
     batch = LogMelFrontend(cfg)(x)
     single = torch.cat([LogMelFrontend(cfg)(x[i : i + 1]) for i in range(4)])
     assert torch.allclose(batch, single, atol=1e-4)
+
+
+@pytest.mark.parametrize(("truncation", "message"), [
+    ("fusion", "truncation 'fusion' is the front end of a fused CLAP model; fused CLAP models are not supported yet"),
+    ("crop", "unknown truncation 'crop'"),
+])
+def test_truncation_is_read_from_preprocessor_config(tiny_clap, tmp_path, truncation, message) -> None:
+    assert FrontendConfig.from_folder(tiny_clap).truncation == "rand_trunc"
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_clap, folder)
+    path = folder / "preprocessor_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "truncation": truncation}))
+    with pytest.raises(ModelFormatError, match=rf"preprocessor_config\.json: {re.escape(message)}"):
+        AudioStudent.from_folder(folder)

@@ -266,3 +266,62 @@ def test_species_index_from_a_taxonomy_and_from_the_gallery(tmp_path, tiny_clip,
     assert summary.total == 3 and summary.without_images == 0
     assert [s.key for s in Gallery.open(tmp_path / "g").species()] == ["Corvus corax", "Pica hudsonia",
                                                                        "Turdus migratorius"]
+
+
+def test_flat_folder_with_species_from_file_names(tmp_path, tiny_clip, capsys):
+    from cli_fixtures import run
+
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    rng = np.random.default_rng(3)
+    for name in ("Pica hudsonia 1.png", "Pica_hudsonia_002.png", "Corvus corax_Common Raven (3).png",
+                 "Turdus migratorius.png", "IMG_0001.png"):
+        Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(flat / name)
+    with pytest.raises(InputError, match="--species-from-filename"):  # the refusal says how to index it
+        build_gallery([flat], tmp_path / "refused", str(tiny_clip), **FAST)
+    report = build_gallery([flat], tmp_path / "g", str(tiny_clip), species_from_filename=True, **FAST)
+    gallery = Gallery.open(tmp_path / "g")
+    assert gallery.species_counts() == {"Corvus corax": 1, "Pica hudsonia": 2, "Turdus migratorius": 1}
+    assert {s.key: s.common_name for s in gallery.species()}["Corvus corax"] == "Common Raven"
+    assert sorted(gallery.ids())[0] == "Corvus corax_Common Raven (3).png"
+    assert [f.source for f in report.failures] == [str(flat / "IMG_0001.png")]  # reported; the rest is indexed
+    assert "file name: 'IMG'" in report.failures[0].message
+    result = run(capsys, "index", "--images", flat, "--output", tmp_path / "cli", "--teacher", tiny_clip,
+                 "--species-from-filename", "--templates", "single", "--no-background")
+    assert result.returncode == 0, result.stderr
+    assert Gallery.open(tmp_path / "cli").species_counts() == gallery.species_counts() and "IMG_0001" in result.stderr
+
+
+def test_pictures_of_unknown_species_are_kept_and_retrieved(tmp_path, tiny_clip, photos, capsys):
+    from birdbridge.gallery.store import UNKNOWN_SPECIES
+    from birdbridge.search import SearchEngine
+    from cli_fixtures import run
+
+    rng = np.random.default_rng(5)
+    Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(photos / "loose.png")
+    build_gallery([photos], tmp_path / "g", str(tiny_clip), species_unknown=True, **FAST)
+    gallery = Gallery.open(tmp_path / "g")
+    assert gallery.species_counts() == {"Corvus corax": 3, "Pica hudsonia": 3, "Turdus migratorius": 2,
+                                        UNKNOWN_SPECIES: 1}
+    assert [s.key for s in gallery.species()] == ["Corvus corax", "Pica hudsonia", "Turdus migratorius"]
+    assert gallery.summary().image_species == 3
+    _, similar = SearchEngine.open(tmp_path / "g").search_images([photos / "loose.png"], n_images=1)[0]
+    assert similar[0].id == "loose.png" and similar[0].species == UNKNOWN_SPECIES
+    assert similar[0].score == pytest.approx(1.0, abs=1e-2)  # retrieved as any picture
+    flat = tmp_path / "flat"  # only pictures of unknown species: a species list makes the gallery searchable
+    flat.mkdir()
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(flat / f"IMG_{i}.png")
+    alone = run(capsys, "index", "--images", flat, "--output", tmp_path / "alone", "--teacher", tiny_clip,
+                "--species-unknown", "--templates", "single", "--no-background")
+    assert alone.returncode == 0, alone.stderr
+    assert Gallery.open(tmp_path / "alone").species_counts() == {UNKNOWN_SPECIES: 2}
+    with pytest.raises(BirdbridgeError, match="no species index"):
+        SearchEngine.open(tmp_path / "alone")
+    slist = tmp_path / "species.txt"
+    slist.write_text("Pica hudsonia_Black-billed Magpie\n")
+    listed = run(capsys, "index", "--images", flat, "--output", tmp_path / "listed", "--teacher", tiny_clip,
+                 "--species-unknown", "--species-list", slist, "--templates", "single", "--no-background")
+    assert listed.returncode == 0, listed.stderr
+    _, found = SearchEngine.open(tmp_path / "listed").search_images([flat / "IMG_1.png"], n_images=2)[0]
+    assert found[0].id == "IMG_1.png" and len(found) == 2 and {f.species for f in found} == {UNKNOWN_SPECIES}

@@ -249,3 +249,61 @@ def test_python_like_queries(world, tmp_path) -> None:
     assert rows[0].to_dict()["similar"][0]["score"] == rows[0].similar[0].score >= rows[0].similar[1].score
     with pytest.raises(BirdbridgeError, match="needs the model"):
         search_like([rec], store, None)
+
+
+def test_batch_size_reaches_the_model_and_leaves_results_alone(world, tmp_path, capsys, monkeypatch) -> None:
+    import birdbridge.embed.audio as embed_audio
+
+    seen: list[int] = []
+    real = embed_audio.embed_audio_windows
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["batch_size"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(embed_audio, "embed_audio_windows", spy)
+    recording = world["recordings"] / "site1" / "rec0.wav"
+    rows = {}
+    for size in ("1", "7"):
+        result = run(capsys, "search", recording, "--model", world["model"], "--gallery", world["gallery"], "--hop",
+                     "0.25", "--batch-size", size, "--format", "csv", "--score", "softmax", "--min-score", "0")
+        assert result.returncode == 0, result.stderr
+        rows[size] = list(csv.reader(result.stdout.splitlines()))
+    assert seen == [1, 7]
+    assert len(rows["1"]) > 5 and rows["1"] == rows["7"]
+    with pytest.raises(BirdbridgeError, match="batch_size must be at least 1"):
+        search(recording, model=world["model"], gallery=world["gallery"], batch_size=0)
+
+
+def test_channel_searches_one_channel_and_raven_names_it(world, tmp_path, capsys) -> None:
+    import numpy as np
+
+    from audio_fixtures import tone
+    from birdbridge.audio import read_audio
+
+    left, right = tone(2.5, 16_000, SPECIES[0][2], 0.3), tone(2.5, 16_000, SPECIES[2][2], 0.3)
+    stereo = write_wav(tmp_path / "in" / "stereo.wav", np.stack([left, right], axis=1), subtype="FLOAT")
+    for name, samples in (("left", left), ("right", right), ("mix", (left + right) / 2)):
+        write_wav(tmp_path / "mono" / f"{name}.wav", samples, subtype="FLOAT")
+    np.testing.assert_array_equal(read_audio(stereo, channel=1), read_audio(tmp_path / "mono" / "right.wav"))
+
+    def csv_rows(path: Path, channel: str) -> list[list[str]]:
+        result = run(capsys, "search", path, "--model", world["model"], "--gallery", world["gallery"], "--format",
+                     "csv", "--score", "softmax", "--min-score", "0", "--top-k", "4", "--channel", channel)
+        assert result.returncode == 0, result.stderr
+        return [row[:5] for row in csv.reader(result.stdout.splitlines())]  # without the file's name
+
+    picked = {channel: csv_rows(stereo, channel) for channel in ("left", "2", "mix")}
+    assert picked["left"] == csv_rows(tmp_path / "mono" / "left.wav", "mix")
+    assert picked["2"] == csv_rows(tmp_path / "mono" / "right.wav", "mix")
+    assert picked["mix"] == csv_rows(tmp_path / "mono" / "mix.wav", "mix") and picked["left"] != picked["2"]
+    out = tmp_path / "out"
+    result = run(capsys, "search", stereo, world["recordings"] / "site1" / "rec0.wav", "--model", world["model"],
+                 "--gallery", world["gallery"], "--format", "raven", "--output", out, "--channel", "right",
+                 "--score", "softmax", "--min-score", "0")
+    assert result.returncode == 0 and "rec0.wav: has 1 channel; channel 2 was asked for" in result.stderr
+    with open(out / "stereo.birdbridge.selection.table.txt") as fh:
+        assert {row["Channel"] for row in csv.DictReader(fh, delimiter="\t")} == {"2"}
+    assert json.loads((out / "birdbridge.search-params.json").read_text())["channel"] == 2
+    bad = run(capsys, "search", stereo, "--model", world["model"], "--gallery", world["gallery"], "--channel", "up")
+    assert bad.returncode == 1 and "--channel: channel 'up' is none of mix, left, right" in bad.stderr

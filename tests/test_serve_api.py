@@ -118,7 +118,8 @@ def test_openapi_documents_the_api(world) -> None:
     assert audio["requestBody"]["content"]["multipart/form-data"]["schema"]["required"] == ["file"]
     assert {p["name"] for p in audio["parameters"]} == {"top_k", "n_images", "window", "hop", "score", "min_conf",
                                                          "sensitivity", "min_sim", "min_score", "spectrogram", "lat",
-                                                         "lon", "week", "sf_thresh", "rank"}
+                                                         "lon", "week", "sf_thresh", "rank",
+                                                         "locale"}
     assert {"413", "422", "415"} <= set(audio["responses"])
     ok = audio["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
     assert ok.endswith("/AudioSearchResponse")

@@ -33,6 +33,7 @@ CHROMIUM_ARGS = [
 ]
 FAKE_MICROPHONE = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
 COLOURS = [(20, 20, 20), (200, 90, 40), (60, 60, 110), (120, 150, 190)]
+GERMAN = {"Pica hudsonia": "Hudsonelster", "Turdus migratorius": "Wanderdrossel", "Corvus corax": "Kolkrabe"}
 
 
 def launch(playwright, extra_args: tuple[str, ...] = ()):
@@ -77,6 +78,9 @@ def world(tmp_path_factory) -> dict[str, Path]:
     vocabulary = root / "vocabulary.txt"
     noise_background(gallery, teacher, model, [quiet], [calls], vocabulary)
     build_background(Gallery.open(gallery), load_teacher(str(teacher)), load_background_vocabulary(vocabulary))
+    (gallery / "labels").mkdir()  # the gallery's own label files: the page's "Names in" menu offers German
+    (gallery / "labels" / "BirdNET_GLOBAL_6K_V2.4_Labels_de.txt").write_text(
+        "".join(f"{sci}_{name}\n" for sci, name in GERMAN.items()), encoding="utf-8")
     return {"model": calibrated, "gallery": gallery, "noise": quiet}
 
 
@@ -296,6 +300,31 @@ def test_missing_chromium_fails_loudly(monkeypatch) -> None:
     monkeypatch.setattr(f"{__name__}.CHROMIUM", "/nonexistent/chromium")
     with pytest.raises(pytest.fail.Exception, match="apt-get install -y chromium"):
         launch(None)
+
+
+def test_page_names_species_in_the_chosen_language(server, tmp_path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    names = {sci: GERMAN.get(sci, common) for sci, common, _ in SPECIES}  # the nuthatch has no German name: English
+    with sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(server.url + "/")
+        page.wait_for_function("() => document.getElementById('info').textContent.includes('gallery of')")
+        assert page.eval_on_selector_all("#opt-locale option", "e => e.map(x => x.value)") == ["", "de", "en"]
+        page.click("details.options summary")
+        page.select_option("#opt-locale", "de")
+        page.set_input_files("#file-input", str(calls_wav(tmp_path / "calls.wav")))
+        page.wait_for_selector("#results:not([hidden]) #windows button", timeout=120_000)
+        shown = page.eval_on_selector_all("#species-list li.species", "e => e.map(x => [x.querySelector("
+                                          "'.scientific').textContent, x.querySelector('.common').textContent])")
+        assert shown and all(names[sci] == common for sci, common in shown)
+        page.fill("#text-query", "Pica hudsonia")
+        page.press("#text-query", "Enter")
+        page.wait_for_selector("#text-grid figcaption .common")
+        captions = page.eval_on_selector_all("#text-grid figcaption .common", "e => e.map(x => x.textContent)")
+        assert captions and set(captions) <= set(names.values()) and set(captions) & set(GERMAN.values())
+        browser.close()
 
 
 @pytest.mark.slow  # real processes: over 15 s on a loaded 2-core machine

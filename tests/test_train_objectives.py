@@ -255,7 +255,7 @@ def test_broken_and_silent_videos_are_skipped_and_listed(setup, tmp_path) -> Non
     assert len(listed.strip().splitlines()) == 2
 
 
-def test_unreliable_audio_is_left_out_and_a_variable_frame_rate_is_reported(setup, tmp_path, capsys) -> None:
+def test_unreliable_audio_is_kept_unless_asked_and_a_variable_frame_rate_is_reported(setup, tmp_path, capsys) -> None:
     from video_fixtures import tone_burst, write_video
 
     world, train_rows = copy_world(setup, tmp_path)
@@ -272,11 +272,12 @@ def test_unreliable_audio_is_left_out_and_a_variable_frame_rate_is_reported(setu
     write_video(vfr, times=[0.0, 0.1, 0.15, 0.5, 0.55, 1.2, 1.3, 2.0, 2.4, 3.0],
                 audio=tone_burst(3.0, 16_000, 0.5, 1.5))
     extra = {"data.dataset": world / "dataset.yaml", "run.epochs": 1}
-    result = train(load_config(None, settings(setup, tmp_path / "run", **extra)))
+    kept = train(load_config(None, settings(setup, tmp_path / "all", **extra)))  # every video, as SSW60's authors
     out = capsys.readouterr().out
-    assert result.steps == (len(train_rows) - 4) // 4
-    assert "left out 4 videos marked reliable_audio = false" in out
-    assert f"{vfr}: variable frame rate" in out
-    extra["video.reliable_audio_only"] = "false"
-    kept = train(load_config(None, settings(setup, tmp_path / "all", **extra)))
     assert kept.steps == len(train_rows) // 4
+    assert "kept 4 videos marked reliable_audio = false" in out
+    assert f"{vfr}: variable frame rate" in out
+    extra["video.reliable_audio_only"] = "true"
+    result = train(load_config(None, settings(setup, tmp_path / "run", **extra)))
+    assert result.steps == (len(train_rows) - 4) // 4
+    assert "left out 4 videos marked reliable_audio = false" in capsys.readouterr().out

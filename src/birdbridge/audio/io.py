@@ -253,14 +253,36 @@ def _mpeg_stream_samples(path: Path, chunk: int = 1 << 20) -> tuple[int, int] | 
 # Sequential decoder
 
 
-class _Decoder:
-    """An open audio file, decoded sequentially to float32 mono blocks with all checks applied."""
+CHANNEL_NAMES = {"mix": None, "left": 0, "right": 1}
 
-    def __init__(self, path: PathLike) -> None:
+
+def parse_channel(value: str | int | None) -> int | None:
+    """The channel a ``--channel`` value names, counted from 0 (None: the channels averaged): ``mix``, ``left``,
+    ``right``, or a channel number from 1 (as Raven's ``Channel`` column); raises ValueError saying what is wrong."""
+    if value is None:
+        return None
+    text = str(value).strip().lower()
+    if text in CHANNEL_NAMES:
+        return CHANNEL_NAMES[text]
+    if text.isdigit() and int(text) >= 1:
+        return int(text) - 1
+    raise ValueError(f"channel {value!r} is none of mix, left, right or a channel number from 1")
+
+
+class _Decoder:
+    """An open audio file, decoded sequentially to float32 mono blocks (the channels averaged, or ``channel``, counted
+    from 0) with all checks applied."""
+
+    def __init__(self, path: PathLike, channel: int | None = None) -> None:
         self.path = _check_file(path)
         self.file = _open_soundfile(self.path)
+        self.channel = channel
         try:
             self._inspect()
+            if channel is not None and channel >= self.channels:
+                raise AudioError(self.path, f"has {self.channels} channel{'s' if self.channels > 1 else ''}; "
+                                 f"channel {channel + 1} was asked for",
+                                 "choose --channel mix, left" + (f" or 1-{self.channels}" if self.channels > 1 else ""))
         except BaseException:
             self.file.close()
             raise
@@ -385,7 +407,10 @@ class _Decoder:
                     f"holds {kind} samples, the first at {_format_time(t)} (frame {self.position + bad})",
                     "the floating-point data is damaged; re-export the recording, e.g. as 16- or 24-bit PCM",
                 )
-            mono = data[:, 0].copy() if self.channels == 1 else data.mean(axis=1, dtype=np.float32)
+            if self.channel is not None or self.channels == 1:
+                mono = data[:, self.channel or 0].copy()
+            else:
+                mono = data.mean(axis=1, dtype=np.float32)
             self.position += len(data)
             if remaining is not None:
                 remaining -= len(data)
@@ -448,11 +473,13 @@ def read_audio(
     *,
     offset_s: float = 0.0,
     duration_s: float | None = None,
+    channel: int | None = None,
 ) -> np.ndarray:
     """Decode a recording (or the part from ``offset_s`` lasting ``duration_s``) to float32 mono.
 
-    Channels are averaged. With ``sample_rate`` the audio is resampled with soxr (quality "HQ");
-    otherwise it keeps the file's rate (see :func:`audio_info`). The whole selection is held in memory;
+    Channels are averaged, or only ``channel`` (counted from 0; see :func:`parse_channel`) is read. With
+    ``sample_rate`` the audio is resampled with soxr (quality "HQ"); otherwise it keeps the file's rate (see
+    :func:`audio_info`). The whole selection is held in memory;
     use :func:`stream_audio` for long files.
 
     Raises:
@@ -464,7 +491,7 @@ def read_audio(
         raise AudioError(path, f"invalid offset {offset_s!r} s", "give an offset of 0 s or more")
     if duration_s is not None and not (math.isfinite(duration_s) and duration_s > 0):
         raise AudioError(path, f"invalid duration {duration_s!r} s", "give a duration above 0 s, or None")
-    with _Decoder(path) as d:
+    with _Decoder(path, channel) as d:
         sr = d.sample_rate
         d.skip(round(offset_s * sr))
         count = None if duration_s is None else max(1, round(duration_s * sr))
@@ -481,11 +508,12 @@ def read_audio(
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def stream_audio(path: PathLike, sample_rate: int, *, block_s: float = 60.0) -> Iterator[np.ndarray]:
+def stream_audio(path: PathLike, sample_rate: int, *, block_s: float = 60.0, channel: int | None = None
+                 ) -> Iterator[np.ndarray]:
     """Decode a recording block by block: yields consecutive float32 mono blocks at ``sample_rate``.
 
     Each block covers about ``block_s`` seconds (with resampling the lengths vary slightly; no block is
-    empty). Memory is bounded by the block size, never the file. Resampling uses
+    empty; ``channel``: as :func:`read_audio`). Memory is bounded by the block size, never the file. Resampling uses
     ``soxr.ResampleStream``, whose concatenated output equals the one-shot ``soxr.resample`` that
     :func:`read_audio` uses. Arguments are checked at once; the file is opened on the first ``next()``.
 
@@ -496,11 +524,11 @@ def stream_audio(path: PathLike, sample_rate: int, *, block_s: float = 60.0) -> 
     _check_rate(path, sample_rate, required=True)
     if not (math.isfinite(block_s) and block_s > 0):
         raise AudioError(path, f"invalid block length {block_s!r} s", "give a block length above 0 s")
-    return _stream(path, sample_rate, block_s)
+    return _stream(path, sample_rate, block_s, channel)
 
 
-def _stream(path: PathLike, sample_rate: int, block_s: float) -> Iterator[np.ndarray]:
-    with _Decoder(path) as d:
+def _stream(path: PathLike, sample_rate: int, block_s: float, channel: int | None = None) -> Iterator[np.ndarray]:
+    with _Decoder(path, channel) as d:
         block_frames = max(1, round(block_s * d.sample_rate))
         if d.sample_rate == sample_rate:
             yield from d.blocks(block_frames)

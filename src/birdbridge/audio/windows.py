@@ -328,13 +328,15 @@ class WindowLimits:
 
 
 def iter_windows(
-    path: PathLike, sample_rate: int, spec: WindowSpec, *, block_s: float = 60.0, max_s: float | None = None
+    path: PathLike, sample_rate: int, spec: WindowSpec, *, block_s: float = 60.0, max_s: float | None = None,
+    channel: int | None = None,
 ) -> Iterator[Window]:
     """Stream a recording (see :func:`~birdbridge.audio.io.stream_audio`) and yield its windows in order.
 
     Holds at most about one window plus one block of samples, whatever the file's length. Gives the same
     windows as :func:`windows_from_array` on the whole file read at ``sample_rate``. With ``max_s``,
-    decoding stops with :class:`LimitExceeded` within one block past ``max_s`` seconds of audio.
+    decoding stops with :class:`LimitExceeded` within one block past ``max_s`` seconds of audio. ``channel``: one
+    channel (counted from 0) instead of their mean.
 
     Raises:
         AudioError: from decoding (when the failing block is reached).
@@ -342,7 +344,7 @@ def iter_windows(
         LimitExceeded: the recording holds more than ``max_s`` seconds.
     """
     spec.in_samples(sample_rate)  # fail early, before the file is opened
-    blocks = stream_audio(path, sample_rate, block_s=block_s)
+    blocks = stream_audio(path, sample_rate, block_s=block_s, channel=channel)
     return _windows(blocks, sample_rate, spec, str(path), max_s)
 
 

@@ -58,6 +58,17 @@ Forms = Annotated[str, typer.Option(
 Templates = Annotated[str, typer.Option("--templates", help="Template set: openai (80, as pybioclip), single, none.")]
 
 # ---------------------------------------------------------------------------------------------------
+# Names in the user's language (birdbridge.species.common_names)
+
+Locale = Annotated[str | None, typer.Option(
+    "--locale", help="Language of common names in every output: de, fr, es, pt_BR, ... (BirdNET-Analyzer's "
+    "--locale); missing names fall back to English, then to the scientific name.")]
+LabelsDir = Annotated[Path | None, typer.Option(
+    "--labels-dir", help="Where --locale names come from: a folder of BirdNET-style label files "
+    "(BirdNET_GLOBAL_6K_V2.4_Labels_de.txt, ...: `Genus species_Common name` lines), one such file, or a taxonomy "
+    "CSV with common_name_de, ... columns (default: the gallery's labels/ folder).")]
+
+# ---------------------------------------------------------------------------------------------------
 # Where and when: BirdNET's range model (birdbridge.species.where; BirdNET-Analyzer's names, needs birdbridge[geo])
 
 Latitude = Annotated[float | None, typer.Option(

@@ -75,6 +75,13 @@ def index_cmd(
     no_background: Annotated[bool, typer.Option(
         "--no-background", help="Write no background vocabulary (searches then tell no wind or rain from birds).")
     ] = False,
+    species_from_filename: Annotated[bool, typer.Option(
+        "--species-from-filename", help="Folders of pictures may be flat: each file's name names its species "
+        "(`Pica hudsonia 3.jpg`, `Pica_hudsonia_003.png`; a trailing number is dropped).")] = False,
+    species_unknown: Annotated[bool, typer.Option(
+        "--species-unknown", help="Keep pictures whose species nothing names (lying directly in a source folder, or "
+        "with --species-from-filename named after none) as pictures of unknown species: searches retrieve them, "
+        "no species claims them.")] = False,
     device: Device = None,
 ) -> None:
     """Build an image gallery (or add to one with --add); a killed build resumes when run again.
@@ -95,6 +102,7 @@ def index_cmd(
         [*images, *(more or [])], output, teacher, add=add, batch_size=batch_size, device=device, progress=None,
         ann=ann, species=_species_source(species_list, taxonomy), forms=_forms(forms), templates=templates,
         commit_every=commit_every, background=False if no_background else background or True,
+        species_from_filename=species_from_filename, species_unknown=species_unknown,
     )
     verb = "resumed" if report.resumed else "created" if report.created else "added to"
     console.print(f"{verb} gallery {report.gallery} in {time.perf_counter() - started:.1f} s", highlight=False)

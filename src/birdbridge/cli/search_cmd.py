@@ -10,12 +10,15 @@ from typing import Annotated
 import typer
 
 from birdbridge.cli.common import (
+    BatchSize,
     Date,
     Device,
     Format,
     GalleryFolder,
     Hop,
+    LabelsDir,
     Latitude,
+    Locale,
     Longitude,
     MinConf,
     MinSim,
@@ -78,8 +81,14 @@ def search_cmd(
         "--additional-columns", "--additional_columns", help="Settings added to each csv/parquet row, comma-separated "
         "or repeated (BirdNET-Analyzer's: lat, lon, week, overlap, sensitivity, min_conf, species_list, model; and "
         "sf_thresh, score, threshold, window, hop, gallery, teacher).")] = None,
+    locale: Locale = None,
+    labels_dir: LabelsDir = None,
     teacher: RecordedTeacher = None,
     device: Device = None,
+    batch_size: BatchSize = 16,
+    channel: Annotated[str, typer.Option(
+        "--channel", help="mix (the channels averaged), left, right, or a channel number from 1: search that channel "
+        "of each recording (one without it is reported and skipped); Raven's Channel column names it.")] = "mix",
 ) -> None:
     """Species detected, with confidences, and the closest pictures for each window of each recording.
 
@@ -91,6 +100,7 @@ def search_cmd(
     lacks are left out with a warning). --lat/--lon with --week (or --date, or --week auto for each recording's date
     from its name) keep the species BirdNET's range model expects there and then (needs birdbridge[geo]).
     """
+    from birdbridge.audio.io import parse_channel
     from birdbridge.audio.windows import check_window_args
     from birdbridge.errors import BirdbridgeError
     from birdbridge.search import SearchEngine, search
@@ -100,6 +110,10 @@ def search_cmd(
     from birdbridge.species.where import RangeFilter
 
     check_window_args(window, hop)  # before the model and gallery are loaded
+    try:
+        parse_channel(channel)
+    except ValueError as exc:
+        raise BirdbridgeError(f"--channel: {exc}") from None
     where = RangeFilter.from_options(lat, lon, week, date, sf_thresh, range_model)
     if where is not None and species_list is not None:
         raise BirdbridgeError("give --species-list or --lat/--lon, not both (as BirdNET-Analyzer)")
@@ -111,7 +125,7 @@ def search_cmd(
     check_columns(additional_columns)
     if fmt == "parquet" and output is None and not (text or image or like):
         raise BirdbridgeError("--format parquet writes files: give --output (a folder, or a file with --combined)")
-    engine = SearchEngine.open(gallery, model, teacher=teacher, device=device)
+    engine = SearchEngine.open(gallery, model, teacher=teacher, device=device, labels=labels_dir, locale=locale)
     if text or image:
         hits = (engine.search_texts([text], n_images=images, top_k=top_k) if text
                 else engine.search_images([image], n_images=images, top_k=top_k))[0]
@@ -126,7 +140,8 @@ def search_cmd(
                     score=score, min_conf=min_conf, sensitivity=sensitivity, min_sim=min_sim, min_score=min_score,
                     rank=rank, species=where or species_list, merge=merge,
                     output=None if fmt == "table" else output, format=fmt, combined=combined, overwrite=overwrite,
-                    birdnet_names=birdnet_names, additional_columns=additional_columns, command=command_line())
+                    birdnet_names=birdnet_names, additional_columns=additional_columns, command=command_line(),
+                    batch_size=batch_size, channel=channel)
     if fmt == "table":
         console.print(results_table(report.results, images))
         console.print(results_summary(report.results), highlight=False)

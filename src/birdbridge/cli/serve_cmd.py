@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from birdbridge.cli.common import Device, GalleryFolder, RecordedTeacher, Student, console_err
+from birdbridge.cli.common import Device, GalleryFolder, LabelsDir, Locale, RecordedTeacher, Student, console_err
 
 
 def serve_cmd(
@@ -30,10 +30,15 @@ def serve_cmd(
     max_concurrency: Annotated[int, typer.Option("--max-concurrency", min=1, help="Model calls run at once.")] = 1,
     max_queue: Annotated[int, typer.Option("--max-queue", min=0, help="Model calls that may wait; more get 503.")
                          ] = 64,
+    locale: Locale = None,
+    labels_dir: LabelsDir = None,
     teacher: RecordedTeacher = None,
     device: Device = None,
 ) -> None:
-    """Serve the web page (record or upload a bird call, see species and pictures) and its JSON API."""
+    """Serve the web page (record or upload a bird call, see species and pictures) and its JSON API.
+
+    --locale is the page's default language of common names; a request's `locale` parameter (the page's
+    language menu) chooses another of those --labels-dir (or the gallery's labels/ folder) holds."""
     from birdbridge.audio.windows import check_window_args
     from birdbridge.errors import BirdbridgeError
 
@@ -47,7 +52,7 @@ def serve_cmd(
     sock = listen(host, port)
     try:
         console_err.print(f"loading {model} and the gallery {gallery} ...", highlight=False)
-        engine = SearchEngine.open(gallery, model, teacher=teacher, device=device)
+        engine = SearchEngine.open(gallery, model, teacher=teacher, device=device, labels=labels_dir, locale=locale)
         for note in engine.notes():  # an uncalibrated model, a gallery without background vocabulary
             console_err.print(f"[yellow]note:[/] {note}", highlight=False)
         web = create_app(engine, max_upload_mb=max_upload_mb, max_audio_s=max_audio_s, max_windows=max_windows,

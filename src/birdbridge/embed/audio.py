@@ -56,8 +56,10 @@ def embed_audio_windows(
     skip_errors: bool = True,
     limits: WindowLimits | None = None,
     cancel: threading.Event | None = None,
+    channel: int | None = None,
 ) -> EmbeddingTable:
-    """Embed every window of every input. Files in folders are found recursively.
+    """Embed every window of every input. Files in folders are found recursively. ``channel``: of files, that
+    channel only (counted from 0; a file without it fails), else the channels' mean.
 
     A bad file is skipped and listed in ``failures`` (or raises if ``skip_errors`` is false); rows of
     a file that fails part-way are dropped, every other result is kept.
@@ -79,7 +81,8 @@ def embed_audio_windows(
     vectors: list[np.ndarray] = []
     rows: list[tuple[int, str, float, float]] = []
     failures: dict[int, Failure] = {}
-    stream = prefetch(_window_stream(sources, student.sample_rate, spec, sample_rate, max_s), depth=2 * batch_size)
+    stream = prefetch(_window_stream(sources, student.sample_rate, spec, sample_rate, max_s, channel),
+                      depth=2 * batch_size)
     seen = 0
     with progress_bar("Embedding audio", total, progress) as bar:
         for batch in batched(stream, batch_size):
@@ -189,7 +192,7 @@ def _count_windows(sources: list[Path | np.ndarray], spec: WindowSpec, limits: W
 
 def _window_stream(
     sources: list[Path | np.ndarray], model_rate: int, spec: WindowSpec, array_rate: int | None,
-    max_s: float | None = None,
+    max_s: float | None = None, channel: int | None = None,
 ) -> Iterator[tuple[int, object, AudioError | None]]:
     """(input index, window, None) per window; (input index, None, error) when an input fails."""
     import soxr
@@ -202,7 +205,7 @@ def _window_stream(
                     samples = soxr.resample(samples, array_rate, model_rate, quality="HQ").astype(np.float32)
                 windows = iter_array_windows(samples, model_rate, spec, _name(source, index), max_s=max_s)
             else:
-                windows = iter_windows(source, model_rate, spec, max_s=max_s)
+                windows = iter_windows(source, model_rate, spec, max_s=max_s, channel=channel)
             for window in windows:
                 yield index, window, None
         except AudioError as exc:

@@ -6,6 +6,12 @@ Sources, each a folder or a file:
    BirdNET-style ``Pica hudsonia_Black-billed Magpie/``; deeper folders are fine, the first level names
    the species). Images lying directly in the folder are an error naming them. Hidden files and folders
    are ignored. An image's id is its path relative to the folder (``Pica hudsonia/1.jpg``).
+   With ``species_from_filename`` the folder may be flat: each image's file name names its species
+   (``Pica hudsonia 3.jpg``, ``Pica_hudsonia_003.png``, ``Pica hudsonia_Black-billed Magpie (2).jpg``: a
+   trailing number is dropped); an image whose name names none is skipped and reported. With
+   ``species_unknown`` images lying directly in the folder (or, with ``species_from_filename``, whose name names no
+   species) are kept as pictures of unknown species (:data:`~birdbridge.gallery.store.UNKNOWN_SPECIES`): searches
+   retrieve them as any picture, and they belong to no species of the species index.
 2. **a manifest** (``.csv``/``.tsv``/``.parquet`` without an embedding column): ``path`` and ``species``
    (or ``scientific_name``, or ``genus`` + ``specific_epithet``), optionally ``id, split, source,
    licence``/``license``, ``photographer``, ``common_name``, ``kingdom`` … ``family``; other columns
@@ -32,6 +38,7 @@ gallery for a *different* file is an error (give ids in a manifest instead).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -47,7 +54,7 @@ from birdbridge.embed.text import DEFAULT_FORMS, DEFAULT_TEMPLATES
 from birdbridge.errors import BirdbridgeError, Failure, InputError
 from birdbridge.gallery.background import build_background
 from birdbridge.gallery.species_index import SpeciesIndexSummary, build_species_index, merge_species
-from birdbridge.gallery.store import Gallery, is_gallery
+from birdbridge.gallery.store import UNKNOWN_SPECIES, Gallery, is_gallery
 from birdbridge.models.hub import stable_ref
 from birdbridge.species import Species, Taxonomy, as_taxonomy, normalize_rank_name, parse_species_label
 from birdbridge.species.background import BackgroundVocabulary, load_background_vocabulary
@@ -64,6 +71,7 @@ PRECOMPUTED_CHUNK_ROWS = 16_384
 MAX_REPORTED_FAILURES = 10_000
 
 _EMBEDDING_NAMES = ("embedding", "emb", "vector", "embeddings")
+_FILE_COUNTER = re.compile(r"[\s_.-]*(?:\(\d+\)|\d+)$")  # "Pica hudsonia 3", "Pica_hudsonia_003", "... (2)"
 _ALIASES = {
     "license": "licence",
     "uuid": "id",
@@ -118,7 +126,7 @@ class BuildReport:
 class _FileImage:
     id: str
     path: Path
-    species: Species
+    species: Species | None  # None: a picture of unknown species
     origin: str  # the source and line that listed it, for messages
     derived_id: bool
     split: str | None = None
@@ -151,6 +159,8 @@ def build_gallery(
     commit_every: int = COMMIT_EVERY,
     cache: bool = True,
     background: BackgroundVocabulary | str | os.PathLike[str] | bool = True,
+    species_from_filename: bool = False,
+    species_unknown: bool = False,
 ) -> BuildReport:
     """Index ``sources`` into the gallery at ``output`` with the teacher's image tower; see the module docs.
 
@@ -160,6 +170,8 @@ def build_gallery(
     False leaves it alone, None does so once the gallery has :data:`ANN_THRESHOLD` rows. ``background``: the
     background vocabulary (:mod:`birdbridge.gallery.background`): True writes the default one unless the
     gallery has one, a vocabulary (or a vocabulary file) replaces it, False writes none.
+    ``species_from_filename``: folder sources name each image's species by its file name (a flat folder).
+    ``species_unknown``: images of folder sources whose species nothing names are pictures of unknown species.
     """
     from birdbridge.models.loader import load_teacher
     from birdbridge.models.teacher import Teacher
@@ -179,7 +191,8 @@ def build_gallery(
     tmeta = teacher_meta(teacher, ref)
 
     known: dict[str, Species] = {}
-    files, tables, unreadable = _scan_sources(sources, taxonomy, known, teacher.embed_dim, tmeta["name"])
+    files, tables, unreadable = _scan_sources(sources, taxonomy, known, teacher.embed_dim, tmeta["name"],
+                                              species_from_filename, species_unknown)
     source_key = [str(Path(s).expanduser().resolve()) for s in sources]
     gallery, created, resumed = _open_output(output, tmeta, source_key, add)
     report = BuildReport(gallery.folder, created=created, resumed=resumed)
@@ -193,7 +206,7 @@ def build_gallery(
     for table in tables:
         _ingest_precomputed(table, gallery, taxonomy, known, report, progress=progress)
 
-    if len(gallery) or taxonomy is not None:
+    if taxonomy is not None or set(gallery.species_counts()) - {UNKNOWN_SPECIES}:
         label = str(species) if isinstance(species, (str, os.PathLike)) else ("species list" if taxonomy else "gallery")
         report.species = build_species_index(
             gallery, teacher, taxonomy=taxonomy, known=known, forms=forms, templates=templates,
@@ -250,7 +263,7 @@ def _stored_path(path: Path, gallery_folder: Path) -> str:
 
 def _scan_sources(
     sources: Sequence[str | os.PathLike[str]], taxonomy: Taxonomy | None, known: dict[str, Species],
-    dim: int, teacher_name: str,
+    dim: int, teacher_name: str, from_filename: bool = False, unknown: bool = False,
 ) -> tuple[list[_FileImage], list[_Precomputed], list[Failure]]:
     """Every source read and checked before anything is written; errors name the file and line. Folder
     entries that cannot be read (unreadable subfolders, broken links, link loops) come back as failures."""
@@ -260,7 +273,7 @@ def _scan_sources(
     for source in sources:
         path = Path(source).expanduser()
         if path.is_dir():
-            found, problems = _scan_folder(path.resolve(), taxonomy)
+            found, problems = (_scan_named_files if from_filename else _scan_folder)(path.resolve(), taxonomy, unknown)
             files.extend(found)
             unreadable += problems
         elif not path.exists():
@@ -283,7 +296,8 @@ def _scan_sources(
                 item.origin, f"image id {item.id!r} is also given by {first.origin}",
                 "ids must be unique: give an 'id' column in a manifest, or index the folders into separate galleries",
             )
-        _remember(known, item.species)
+        if item.species is not None:
+            _remember(known, item.species)
     return files, tables, unreadable
 
 
@@ -291,21 +305,27 @@ def _remember(known: dict[str, Species], species: Species) -> None:
     known[species.key] = merge_species(known[species.key], species) if species.key in known else species
 
 
-def _scan_folder(root: Path, taxonomy: Taxonomy | None) -> tuple[list[_FileImage], list[Failure]]:
+def _scan_folder(root: Path, taxonomy: Taxonomy | None, unknown: bool = False
+                 ) -> tuple[list[_FileImage], list[Failure]]:
     found = scan_image_files([root])
     files = found.files
     loose = [f.name for f in files if f.parent == root]
-    if loose:
+    if loose and not unknown:
         shown = ", ".join(loose[:3]) + (f" and {len(loose) - 3} more" if len(loose) > 3 else "")
         raise InputError(
             str(root), f"{len(loose)} image(s) lie directly in the folder, not in a species subfolder: {shown}",
             "put each species' images in a subfolder named after it (e.g. 'Pica hudsonia/' or "
-            "'Pica hudsonia_Black-billed Magpie/'), or list them in a manifest CSV with path and species columns",
+            "'Pica hudsonia_Black-billed Magpie/'), name each file after its species and pass "
+            "--species-from-filename, index them as pictures of unknown species with --species-unknown, or list them "
+            "in a manifest CSV with path and species columns",
         )
     labels: dict[str, Species] = {}
     items = []
     for path in files:
         rel = path.relative_to(root)
+        if path.parent == root:  # with unknown: a picture of unknown species
+            items.append(_FileImage(rel.as_posix(), path, None, str(path), derived_id=True))
+            continue
         label = rel.parts[0]
         if label not in labels:
             try:
@@ -314,6 +334,25 @@ def _scan_folder(root: Path, taxonomy: Taxonomy | None) -> tuple[list[_FileImage
                 raise InputError(str(root / label), f"folder name: {exc}") from None
         items.append(_FileImage(rel.as_posix(), path, labels[label], str(path), derived_id=True))
     return items, skipped(found.problems)
+
+
+def _scan_named_files(root: Path, taxonomy: Taxonomy | None, unknown: bool = False
+                      ) -> tuple[list[_FileImage], list[Failure]]:
+    """The images under ``root``, each of the species its file name names; the others are failures (with
+    ``unknown``: pictures of unknown species)."""
+    found = scan_image_files([root])
+    items, failures = [], skipped(found.problems)
+    for path in found.files:
+        label = _FILE_COUNTER.sub("", path.stem) or path.stem
+        try:
+            species = parse_species_label(label, taxonomy)
+        except ValueError as exc:
+            if not unknown:
+                failures.append(Failure(str(path), f"{path}: file name: {exc}"))
+                continue
+            species = None
+        items.append(_FileImage(path.relative_to(root).as_posix(), path, species, str(path), derived_id=True))
+    return items, failures
 
 
 def _scan_manifest(path: Path, taxonomy: Taxonomy | None) -> list[_FileImage]:
@@ -556,8 +595,9 @@ def _ingest_files(
                     kept.append(item)
                     j += 1
             records = [
-                {"id": item.id, "path": _stored_path(item.path, gallery.folder), "species": item.species.key,
-                 "split": item.split, "source": item.source, "licence": item.licence,
+                {"id": item.id, "path": _stored_path(item.path, gallery.folder),
+                 "species": item.species.key if item.species else UNKNOWN_SPECIES, "split": item.split,
+                 "source": item.source, "licence": item.licence,
                  "photographer": item.photographer, "meta": item.meta}
                 for item in kept
             ]

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from birdbridge.embed.text import DEFAULT_FORMS, DEFAULT_TEMPLATES
 from birdbridge.errors import BirdbridgeError
+from birdbridge.gallery.store import UNKNOWN_SPECIES
 from birdbridge.species import PromptSpec, Species, Taxonomy, species_text_embeddings
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ def build_species_index(
     from ``taxonomy``, then ``known`` (gathered from the sources), then the existing index.
     """
     gallery.check_teacher(teacher, "the species text embeddings")
-    counts = gallery.species_counts()
+    counts = {key: n for key, n in gallery.species_counts().items() if key != UNKNOWN_SPECIES}
     existing = {r.key: _record_species(r) for r in gallery.species()}
     info: dict[str, Species] = {}
     order: list[str] = []

@@ -31,6 +31,9 @@ VERSION = 1
 META_FILE = "gallery.json"
 DB_FILE = "images.sqlite"
 _RECORD_FIELDS = ("id", "path", "species", "split", "source", "licence", "photographer", "meta")
+UNKNOWN_SPECIES = "(unknown)"
+"""The species of a picture whose species nobody gave (``birdbridge index --species-unknown``): it is retrieved like
+any other picture, and is in no species' pictures."""
 
 
 @dataclass(frozen=True)
@@ -284,7 +287,7 @@ class Gallery(VectorStore[ImageRecord]):
             teacher=self.teacher,
             species={"count": len(species), "with_images": sum(s.has_images for s in species),
                      **{k: v for k, v in header.items() if k in ("forms", "templates", "source", "created")}},
-            image_species=len(self.species_counts()),
+            image_species=len(set(self.species_counts()) - {UNKNOWN_SPECIES}),
             background=None if (bg := self.background()) is None else bg[0].labels,
             ann=self.ann_status(),
             build=meta.get("build"),
@@ -297,6 +300,6 @@ class Gallery(VectorStore[ImageRecord]):
 
 __all__ = [
     "ANN_FILE", "BACKGROUND_JSON", "BACKGROUND_NPY",
-    "DB_FILE", "GALLERY", "IMAGE_SCHEMA", "META_FILE", "SPECIES_JSON", "SPECIES_NPY", "VECTORS_FILE",
+    "DB_FILE", "GALLERY", "IMAGE_SCHEMA", "META_FILE", "SPECIES_JSON", "SPECIES_NPY", "UNKNOWN_SPECIES", "VECTORS_FILE",
     "Gallery", "GallerySummary", "ImageRecord", "SpeciesRecord", "is_gallery", "teacher_meta",
 ]

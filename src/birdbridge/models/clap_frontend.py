@@ -5,6 +5,9 @@ It computes what transformers' ``ClapFeatureExtractor`` computes for an unfused 
 power 2, ``10*log10(max(mel, 1e-10))``), but on a batch of equal-length windows at once and on the
 model's device, instead of one clip at a time in float64 numpy. Cropping and padding are not done here:
 windows arrive at exactly ``window_samples`` samples (see ``birdbridge.audio.windows``).
+
+The checkpoint's ``preprocessor_config.json`` says which front end it was trained with (``truncation``): a fused
+model's (``"fusion"``: four stacked mel views with HTK-scale filters) is refused rather than fed other features.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ class FrontendConfig:
     fmin: float = 50.0
     fmax: float = 14_000.0
     window_s: float = 10.0
+    truncation: str = "rand_trunc"  # the only front end computed here (see the module docs)
 
     @property
     def window_samples(self) -> int:
@@ -52,6 +56,14 @@ class FrontendConfig:
             raise ModelFormatError(f"{path}: not valid JSON ({exc})") from exc
         raw = raw.get("feature_extractor", raw)
         default = cls()
+        truncation = raw.get("truncation", default.truncation)
+        if truncation == "fusion":
+            raise ModelFormatError(
+                f"{path}: truncation 'fusion' is the front end of a fused CLAP model; fused CLAP models are not "
+                "supported yet: use an unfused one (BioLingual, laion/clap-htsat-unfused)")
+        if truncation != default.truncation:
+            raise ModelFormatError(f"{path}: unknown truncation {truncation!r}; CLAP feature extractors know "
+                                   f"'{default.truncation}' (unfused models) and 'fusion' (not supported yet)")
         return cls(
             sample_rate=int(raw.get("sampling_rate", default.sample_rate)),
             n_mels=int(raw.get("feature_size", default.n_mels)),
@@ -60,6 +72,7 @@ class FrontendConfig:
             fmin=float(raw.get("frequency_min", default.fmin)),
             fmax=float(raw.get("frequency_max", default.fmax)),
             window_s=float(raw.get("max_length_s", default.window_s)),
+            truncation=truncation,
         )
 
     def preprocessor_dict(self) -> dict:
@@ -75,7 +88,7 @@ class FrontendConfig:
             "frequency_max": self.fmax,
             "max_length_s": self.window_s,
             "padding": "repeatpad",
-            "truncation": "rand_trunc",
+            "truncation": self.truncation,
             "padding_value": 0.0,
             "return_attention_mask": False,
         }

@@ -147,7 +147,7 @@ def load_clap_audio(folder: Path) -> tuple[nn.Module, nn.Module]:
         raise ModelFormatError(f"{config_path}: not a CLAP config ({exc})") from exc
     if audio_config.enable_fusion:
         raise ModelFormatError(
-            f"{folder}: fused CLAP models (enable_fusion=true) are not supported; BioLingual and "
+            f"{folder}: fused CLAP models (enable_fusion=true) are not supported yet; BioLingual and "
             "laion/clap-htsat-unfused are unfused."
         )
     try:

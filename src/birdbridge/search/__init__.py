@@ -12,6 +12,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from birdbridge.audio.io import parse_channel
 from birdbridge.errors import BirdbridgeError
 from birdbridge.gallery import Gallery
 from birdbridge.models.calibration import DEFAULT_SENSITIVITY
@@ -54,8 +55,12 @@ def search(
     overwrite: bool = False,
     birdnet_names: bool = False,
     additional_columns: Sequence[str] | None = None,
+    locale: str | None = None,
+    labels: PathLike | None = None,
     command: Sequence[str] | None = None,
     device: str | None = None,
+    batch_size: int = 16,
+    channel: str | int | None = None,
     progress: bool | None = None,
 ) -> RunReport:
     """Species and pictures per window of each recording (files or folders, searched recursively), as
@@ -95,7 +100,17 @@ def search(
             segments and review tools find them.
         additional_columns: settings added to each csv or parquet row (BirdNET-Analyzer's ``--additional_columns``;
             :data:`birdbridge.search.params.ADDITIONAL_COLUMNS`).
+        locale: the language of common names in every output (``de``, ``fr``, ``pt_BR``, ...; default: the engine's,
+            else the gallery's own names); a species without a name in it gets its English name, else its
+            scientific name. An unknown locale is an error listing the available ones.
+        labels: where the names come from (see :mod:`birdbridge.species.common_names`): a folder of BirdNET-style
+            label files (``BirdNET_GLOBAL_6K_V2.4_Labels_de.txt``, ...), one such file, or a taxonomy CSV with
+            ``common_name_de``, ... columns; default: the label files in the gallery's ``labels/`` folder.
         command: the command line to record in the params file (the CLI gives its own).
+        batch_size: windows per forward pass of the model (memory against speed; results do not change).
+        channel: ``mix`` (default: the channels averaged), ``left``, ``right`` or a channel number from 1: search
+            that channel of each recording (a recording without it is reported and skipped); results name it
+            (Raven's ``Channel`` column, ``channel`` in JSON and parquet).
 
     A run with ``output`` writes its settings beside its outputs (:func:`birdbridge.search.params.params_path`):
     ``birdbridge.search-params.json`` in their folder, or ``<file>.search-params.json`` beside a combined file.
@@ -113,6 +128,12 @@ def search(
     scoring = Scoring(score, min_conf=min_conf, sensitivity=sensitivity, min_sim=min_sim, min_score=min_score,
                       rank=rank)
     columns = check_columns(additional_columns)
+    if batch_size < 1:
+        raise BirdbridgeError(f"batch_size must be at least 1, not {batch_size}")
+    try:
+        picked = parse_channel(channel)
+    except ValueError as exc:
+        raise BirdbridgeError(f"--channel: {exc}") from None
     if output is not None:
         check_format(format, FILE_FORMATS)
     if columns and (output is None or format not in COLUMN_FORMATS):
@@ -121,12 +142,16 @@ def search(
     if engine is None:
         if gallery is None:
             raise BirdbridgeError("give a gallery (and the model distilled for it), or an open SearchEngine")
-        engine = SearchEngine.open(gallery, model, teacher=teacher, device=device)
+        engine = SearchEngine.open(gallery, model, teacher=teacher, device=device, labels=labels, locale=locale)
+    elif labels is not None:
+        raise BirdbridgeError("give labels to SearchEngine.open (an open engine has its names)")
+    engine.common_names(locale)  # an unknown locale before anything is written
     extra = None
     if output is not None:
         params = run_params(engine, window_s=window_s, hop_s=hop_s, scoring=scoring, species=species, top_k=top_k,
                             n_images=n_images, merge=merge, fmt=format, combined=combined, birdnet_names=birdnet_names,
-                            additional_columns=columns, output=Path(output), command=command)
+                            additional_columns=columns, output=Path(output), command=command, locale=locale,
+                            channel=picked)
         write_json(params_path(Path(output), combined), params)
         if columns:
             extra = ExtraColumns(params, columns, species if isinstance(species, RangeFilter) else None)
@@ -134,7 +159,7 @@ def search(
         engine, [Path(p) for p in inputs], window_s=window_s, hop_s=hop_s, top_k=top_k, n_images=n_images,
         scoring=scoring, species=species, merge=merge, output=None if output is None else Path(output),
         fmt=format, combined=combined, overwrite=overwrite, progress=progress, birdnet_names=birdnet_names,
-        extra=extra,
+        extra=extra, locale=locale, batch_size=batch_size, channel=picked,
     )
     if report.nothing_done:
         raise BirdbridgeError("; ".join(f.message for f in report.failures))

@@ -25,9 +25,11 @@ from birdbridge.gallery.species_index import index_taxonomy
 from birdbridge.models.calibration import Calibration
 from birdbridge.models.loader import load_student, load_teacher
 from birdbridge.models.student import AudioStudent
+from birdbridge.search.locale import gallery_names, localize_hits, localize_results
 from birdbridge.search.results import FileResult, ImageHit, SpeciesHit, WindowResult
 from birdbridge.search.scoring import DEFAULT_SCALE, Hit, Scoring, score_windows
 from birdbridge.species import SpeciesArg, Taxonomy, as_taxonomy
+from birdbridge.species.common_names import CommonNames
 from birdbridge.species.ranks import RankGroups, rank_groups
 from birdbridge.species.where import RangeFilter
 from birdbridge.utils.vectors import l2_normalize
@@ -48,11 +50,20 @@ class SearchEngine:
 
     Safe to call from several threads (``birdbridge serve`` does, under its own concurrency limit); the
     teacher, loaded on the first text or picture query, is loaded once.
+
+    Common names come in the searches' ``locale`` (default: the engine's ``locale``; None: the gallery's own names)
+    from ``names`` (default: the label files in the gallery's ``labels/`` folder; see
+    :mod:`birdbridge.species.common_names`).
     """
 
     def __init__(self, gallery: Gallery, student: AudioStudent | None = None, *, teacher_ref: str | None = None,
-                 device: str | None = None, model_ref: str | None = None) -> None:
+                 device: str | None = None, model_ref: str | None = None, names: CommonNames | None = None,
+                 locale: str | None = None) -> None:
         gallery.check_searchable()
+        self.names = names if names is not None else gallery_names(gallery.folder)
+        self.locale = None if locale is None else self.names.check(locale)
+        self._localized: dict[str, dict[str, str]] = {}
+        self._names_lock = threading.Lock()
         self.gallery = gallery
         self.student = student
         self.model_ref = model_ref or (student.name if student is not None else None)  # as the user named it
@@ -78,11 +89,18 @@ class SearchEngine:
 
     @classmethod
     def open(cls, gallery: str | os.PathLike[str] | Gallery, model: str | os.PathLike[str] | None = None, *,
-             teacher: str | None = None, device: str | None = None) -> SearchEngine:
+             teacher: str | None = None, device: str | None = None, labels: str | os.PathLike[str] | None = None,
+             locale: str | None = None) -> SearchEngine:
+        """The engine for a gallery and a student; ``labels``: a folder of BirdNET-style label files (or one, or a
+        taxonomy CSV with ``common_name_de``, ... columns) for common names in ``locale``."""
         g = gallery if isinstance(gallery, Gallery) else Gallery.open(gallery)
-        g.check_searchable()  # before the model loads
+        g.check_searchable()  # before the model loads, as the names and the locale are
+        names = CommonNames.load(labels) if labels is not None else gallery_names(g.folder)
+        if locale is not None:
+            names.check(locale)
         student = load_student(model, device) if model is not None else None
-        return cls(g, student, teacher_ref=teacher, device=device, model_ref=None if model is None else str(model))
+        return cls(g, student, teacher_ref=teacher, device=device, model_ref=None if model is None else str(model),
+                   names=names, locale=locale)
 
     # ------------------------------------------------------------------ teacher (text and picture queries)
     @property
@@ -112,6 +130,8 @@ class SearchEngine:
                         "background": [] if self._background is None else self._background[0].labels},
             "window_s": student.window_s if student else None,
             "sample_rate": student.sample_rate if student else None,
+            "locales": self.names.available,
+            "locale": self.locale,
         }
 
     @property
@@ -129,6 +149,18 @@ class SearchEngine:
         return self.gallery.image_file(image_id)
 
     # ------------------------------------------------------------------ species
+    def common_names(self, locale: str | None = None) -> dict[str, str] | None:
+        """``{species key: common name}`` in ``locale`` (default: the engine's) for every species of the index, never
+        blank (see :meth:`CommonNames.names`); None without a locale. An unknown locale is an InputError listing
+        the available ones."""
+        code = self.names.check(locale) if locale else self.locale
+        if code is None:
+            return None
+        with self._names_lock:
+            if code not in self._localized:
+                self._localized[code] = self.names.names(code, ((sp.key, sp.common_name) for sp in self._species))
+            return self._localized[code]
+
     @property
     def taxonomy(self) -> Taxonomy:
         """The species index as a Taxonomy: what species labels (names, common names, codes) are looked up in."""
@@ -270,11 +302,12 @@ class SearchEngine:
 
     def search_table(self, table: EmbeddingTable, *, top_k: int = 5, n_images: int = 5, scoring: Scoring | None = None,
                      species: SpeciesArg | RangeFilter | None = None, durations: dict[str, float] | None = None,
-                     ) -> list[FileResult]:
+                     locale: str | None = None) -> list[FileResult]:
         """Per-window results for an embedded recording table (rows grouped by file, in order), scored under
-        ``scoring`` (default: confidences at BirdNET-Analyzer's 0.25). A window without a detection has no
-        species and no pictures, and records its nearest background class."""
+        ``scoring`` (default: confidences at BirdNET-Analyzer's 0.25), with common names in ``locale``. A window
+        without a detection has no species and no pictures, and records its nearest background class."""
         scoring = scoring or Scoring()
+        names = self.common_names(locale)
         subset = self.species_subset(species)
         vectors = l2_normalize(table.vectors)
         ranked, background, ranked_by = self.rank_species(vectors, top_k=top_k, scoring=scoring, subset=subset)
@@ -300,40 +333,55 @@ class SearchEngine:
         for result in files.values():
             if not result.duration_s and result.windows:
                 result.duration_s = max(w.end_s for w in result.windows)
-        return list(files.values())
+        return localize_results(list(files.values()), names)
 
     def search_audio(self, inputs: Sequence[str | os.PathLike[str]], *, window_s: float | None = None,
                      hop_s: float | None = None, top_k: int = 5, n_images: int = 5, scoring: Scoring | None = None,
                      species: SpeciesArg | RangeFilter | None = None, batch_size: int = 16,
                      progress: bool | None = None, limits: WindowLimits | None = None,
-                     cancel: threading.Event | None = None) -> tuple[list[FileResult], list[Failure]]:
+                     cancel: threading.Event | None = None, locale: str | None = None, channel: int | None = None
+                     ) -> tuple[list[FileResult], list[Failure]]:
         """Per-window results for recordings (see :meth:`search_table`); ``limits`` and ``cancel`` as in
-        :func:`~birdbridge.embed.audio.embed_audio_windows`."""
+        :func:`~birdbridge.embed.audio.embed_audio_windows`; ``channel``: that channel of each recording (counted
+        from 0; see :func:`~birdbridge.audio.io.parse_channel`), else the channels' mean."""
         if self.student is None:
             raise BirdbridgeError("audio queries need a model: pass --model (a student distilled for this gallery)")
+        self.common_names(locale)  # an unknown locale before any audio is read
         from birdbridge.audio import audio_info
         from birdbridge.embed.audio import embed_audio_windows
 
         table = embed_audio_windows(list(inputs), self.student, window_s=window_s, hop_s=hop_s,
-                                    batch_size=batch_size, progress=progress, limits=limits, cancel=cancel)
+                                    batch_size=batch_size, progress=progress, limits=limits, cancel=cancel,
+                                    channel=channel)
         durations = {}
         for name in dict.fromkeys(table.names):
             with contextlib.suppress(Exception):  # arrays or vanished files: the last window's end is used
                 durations[name] = audio_info(name).duration_s
-        return self.search_table(table, top_k=top_k, n_images=n_images, scoring=scoring, species=species,
-                                 durations=durations), table.failures
+        results = self.search_table(table, top_k=top_k, n_images=n_images, scoring=scoring, species=species,
+                                    durations=durations, locale=locale)
+        for result in results:
+            result.channel = None if channel is None else channel + 1
+        return results, table.failures
 
-    def search_texts(self, texts: Sequence[str], *, n_images: int = 12, top_k: int = 5
+    def search_texts(self, texts: Sequence[str], *, n_images: int = 12, top_k: int = 5, locale: str | None = None
                      ) -> list[tuple[list[SpeciesHit], list[ImageHit]]]:
-        """Species (a softmax over the species index: retrieval) and pictures for each text."""
+        """Species (a softmax over the species index: retrieval) and pictures for each text (names in ``locale``)."""
+        names = self.common_names(locale)
         vectors = self.teacher.encode_texts(list(texts)).numpy()
-        return list(zip(self.rank_species(vectors, top_k=top_k)[0], self.rank_images(vectors, n_images), strict=True))
+        return self._hits(vectors, n_images, top_k, names)
 
-    def search_images(self, images: Sequence, *, n_images: int = 12, top_k: int = 5
+    def search_images(self, images: Sequence, *, n_images: int = 12, top_k: int = 5, locale: str | None = None
                       ) -> list[tuple[list[SpeciesHit], list[ImageHit]]]:
-        """Species (a softmax over the species index: retrieval) and similar pictures for each picture."""
+        """Species (a softmax over the species index: retrieval) and similar pictures for each picture (names in
+        ``locale``)."""
         from birdbridge.embed.images import open_image
 
+        names = self.common_names(locale)
         pictures = [open_image(p) if isinstance(p, (str, Path)) else p for p in images]
         vectors = self.teacher.encode_images(pictures).numpy()
-        return list(zip(self.rank_species(vectors, top_k=top_k)[0], self.rank_images(vectors, n_images), strict=True))
+        return self._hits(vectors, n_images, top_k, names)
+
+    def _hits(self, vectors: np.ndarray, n_images: int, top_k: int, names: dict[str, str] | None
+              ) -> list[tuple[list[SpeciesHit], list[ImageHit]]]:
+        found = zip(self.rank_species(vectors, top_k=top_k)[0], self.rank_images(vectors, n_images), strict=True)
+        return [localize_hits(species, images, names) for species, images in found]

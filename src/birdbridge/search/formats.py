@@ -139,16 +139,17 @@ def to_raven(results: Sequence[FileResult], low_hz: float, high_hz: float) -> st
     lines = ["\t".join(RAVEN_COLUMNS)]
     for result in results:
         path = str(Path(result.file).resolve())
+        channel = str(result.channel or 1)  # the channel searched (the first for the channels' mean, as BirdNET)
         rows = [(window, hit) for window in result.windows for hit in window.species]
         for window, hit in rows:
             lines.append("\t".join([
-                str(len(lines)), "Spectrogram 1", "1", f"{window.start_s:.1f}", f"{window.end_s:.1f}", f"{low_hz:g}",
-                f"{high_hz:g}", hit.common_name or hit.scientific_name, hit.code or "", f"{hit.score:.4f}", path,
-                f"{window.start_s:.1f}", hit.taxon_rank,
+                str(len(lines)), "Spectrogram 1", channel, f"{window.start_s:.1f}", f"{window.end_s:.1f}",
+                f"{low_hz:g}", f"{high_hz:g}", hit.common_name or hit.scientific_name, hit.code or "",
+                f"{hit.score:.4f}", path, f"{window.start_s:.1f}", hit.taxon_rank,
             ]))
         if not rows:
             end = result.windows[0].end_s - result.windows[0].start_s if result.windows else 0.0
-            lines.append("\t".join([str(len(lines)), "Spectrogram 1", "1", "0", f"{end:g}", f"{low_hz:g}",
+            lines.append("\t".join([str(len(lines)), "Spectrogram 1", channel, "0", f"{end:g}", f"{low_hz:g}",
                                     f"{high_hz:g}", NOCALL, NOCALL, "1.0", path, "0", ""]))
     return "\n".join(lines) + "\n"
 
@@ -166,13 +167,13 @@ def write_parquet(path: Path, results: Sequence[FileResult], extra: Extra | None
         ("file", pa.string()), ("start_s", pa.float64()), ("end_s", pa.float64()), ("rank", pa.int64()),
         ("species", pa.string()), ("common_name", pa.string()), ("code", pa.string()), ("score", pa.float64()),
         ("confidence", pa.float64()), ("similarity", pa.float64()), ("ranked_by", pa.string()),
-        ("taxon_rank", pa.string()),
+        ("taxon_rank", pa.string()), ("channel", pa.int64()),
         ("images", pa.list_(pa.string())), ("image_scores", pa.list_(pa.float64())),
         *[(name, pa.string()) for name in names],
     ])
     rows = [{"file": r.file, "start_s": w.start_s, "end_s": w.end_s, "rank": rank + 1, "species": h.key,
              "common_name": h.common_name, "code": h.code, "score": h.score, "confidence": h.confidence,
-             "similarity": h.similarity, "ranked_by": r.ranked_by, "taxon_rank": h.taxon_rank,
+             "similarity": h.similarity, "ranked_by": r.ranked_by, "taxon_rank": h.taxon_rank, "channel": r.channel,
              "images": [i.id for i in w.images],
              "image_scores": [i.score for i in w.images], **dict(zip(names, values.get(r.file, []), strict=True))}
             for r in results for w in r.windows for rank, h in enumerate(w.species)]

@@ -67,7 +67,8 @@ def _species_filter(species: SpeciesArg | RangeFilter | None) -> dict[str, Any]:
 def run_params(engine: SearchEngine, *, window_s: float | None, hop_s: float | None, scoring: Scoring,
                species: SpeciesArg | RangeFilter | None, top_k: int, n_images: int, merge: bool, fmt: str,
                combined: bool, birdnet_names: bool, additional_columns: Sequence[str], output: Path,
-               command: Sequence[str] | None) -> dict[str, Any]:
+               command: Sequence[str] | None, locale: str | None = None, channel: int | None = None
+               ) -> dict[str, Any]:
     """The settings of a run, as its params file holds them (window and hop as used: the model's by default)."""
     from birdbridge import __version__
 
@@ -87,6 +88,7 @@ def run_params(engine: SearchEngine, *, window_s: float | None, hop_s: float | N
                     "species": len(engine.taxonomy)},
         "window_s": window,
         "hop_s": hop_s if hop_s is not None else window,
+        "channel": "mix" if channel is None else channel + 1,
         "score": {"asked": scoring.score, "ranked_by": ranked_by, "threshold": scoring.threshold(ranked_by),
                   "min_conf": scoring.min_conf, "sensitivity": scoring.sensitivity, "min_sim": scoring.min_sim,
                   "min_score": scoring.min_score, "rank": scoring.rank},
@@ -94,6 +96,8 @@ def run_params(engine: SearchEngine, *, window_s: float | None, hop_s: float | N
         "images": n_images,
         "merge": merge,
         "species_filter": _species_filter(species),
+        "names": {"locale": engine.names.check(locale) if locale else engine.locale or "en",
+                  "source": engine.names.source or None},
         "output": {"path": str(output), "format": fmt, "combined": combined, "birdnet_names": birdnet_names,
                    "additional_columns": list(additional_columns)},
     }

@@ -105,6 +105,7 @@ class FileResult:
     ranked_by: str = "confidence"  # the score that ranked the species: confidence, similarity or softmax
     threshold: float | None = None  # the lowest score of a detection (min_conf, min_sim or min_score)
     rank: str = "species"  # the rank asked for: species, genus, family, order or auto (each hit says its own)
+    channel: int | None = None  # the channel searched, counted from 1 (Raven's Channel); None: the channels' mean
 
     def summary(self) -> list[SpeciesHit]:
         """Each species (or taxon) once, with its best window (by confidence, if the model is calibrated), best
@@ -136,6 +137,7 @@ class FileResult:
             "ranked_by": self.ranked_by,
             "threshold": self.threshold,
             "rank": self.rank,
+            "channel": self.channel,
             "windows": [w.to_dict(paths) for w in (self.windows if all_windows else self.detected)],
             "summary": {"species": [h.to_dict() for h in self.summary()], "windows": len(self.windows),
                         "detected": len(self.detected), "background": self.background_counts()},
@@ -155,6 +157,7 @@ class FileResult:
             ranked_by=data.get("ranked_by", "softmax"),  # results of older versions were ranked by softmax
             threshold=data.get("threshold"),
             rank=data.get("rank", "species"),
+            channel=data.get("channel"),
         )
 
 

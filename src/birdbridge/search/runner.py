@@ -119,9 +119,11 @@ def run_folder(engine: SearchEngine, inputs: Sequence[str | os.PathLike[str]], *
                hop_s: float | None = None, top_k: int = 5, n_images: int = 5, scoring: Scoring | None = None,
                species: SpeciesArg | RangeFilter | None = None, merge: bool = False, output: Path | None = None,
                fmt: str = "table", combined: bool = False, overwrite: bool = False, files_per_batch: int = 8,
-               progress: bool | None = None, birdnet_names: bool = False, extra: Extra | None = None) -> RunReport:
+               progress: bool | None = None, birdnet_names: bool = False, extra: Extra | None = None,
+               locale: str | None = None, batch_size: int = 16, channel: int | None = None) -> RunReport:
     """Search every recording; write per-file (or combined) outputs when ``output`` is given (``birdnet_names``:
-    named as BirdNET-Analyzer names its own; ``extra``: each recording's additional columns)."""
+    named as BirdNET-Analyzer names its own; ``extra``: each recording's additional columns; ``locale``: the
+    language of the common names)."""
     jobs, unreadable = audio_jobs(inputs)
     if species is not None and not isinstance(species, RangeFilter):  # read once, before any audio is embedded
         species = as_taxonomy(species, known=engine.taxonomy)
@@ -148,7 +150,8 @@ def run_folder(engine: SearchEngine, inputs: Sequence[str | os.PathLike[str]], *
             for group in _same_species([f for f, _ in chunk], species_of):
                 found, failed = engine.search_audio(
                     group, window_s=window_s, hop_s=hop_s, top_k=top_k, n_images=n_images, scoring=scoring,
-                    species=species_of[group[0]], progress=False,
+                    species=species_of[group[0]], progress=False, locale=locale, batch_size=batch_size,
+                    channel=channel,
                 )
                 results += found
                 failures += failed

@@ -58,6 +58,9 @@ PAGE_CSP = (  # the page loads nothing from elsewhere; blob: is the recorder's A
     "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; script-src 'self' blob:; "
     "style-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'"
 )
+LOCALE = Query(None, max_length=16, description="Language of the common names: one of `/api/info`'s `locales` "
+               "(de, fr, ...; default: the server's). A species without a name in it gets its English name, else its "
+               "scientific name; an unknown locale is 422, listing the available ones.")
 SPECTROGRAM_MAX_S = 600.0  # seconds drawn at most
 CLIENT_GONE = 499  # nginx's "client closed request": logged only, nobody is there to read it
 T = TypeVar("T")
@@ -71,10 +74,10 @@ class SearchEngineLike(Protocol):
     def search_audio(self, inputs: Sequence[str | os.PathLike[str]], *, window_s: float | None = None,
                      hop_s: float | None = None, top_k: int = 5, n_images: int = 5, scoring: Scoring | None = None,
                      species: RangeFilter | None = None, progress: bool | None = None,
-                     limits: WindowLimits | None = None,
-                     cancel: threading.Event | None = None) -> tuple[list[FileResult], list[Failure]]: ...
+                     limits: WindowLimits | None = None, cancel: threading.Event | None = None,
+                     locale: str | None = None) -> tuple[list[FileResult], list[Failure]]: ...
 
-    def search_texts(self, texts: Sequence[str], *, n_images: int = 12
+    def search_texts(self, texts: Sequence[str], *, n_images: int = 12, locale: str | None = None
                      ) -> list[tuple[list[SpeciesHit], list[FoundImage]]]: ...
 
     def image_file(self, image_id: str) -> Path | None: ...
@@ -185,6 +188,8 @@ class InfoResponse(_Open):
     gallery: GalleryInfo
     window_s: float = Field(description="Default analysis window in seconds.")
     sample_rate: int
+    locales: list[str] = Field(["en"], description="The languages common names can be given in (`locale`).")
+    locale: str | None = Field(None, description="The server's default language (null: the gallery's own names).")
     limits: Limits
 
 
@@ -454,6 +459,7 @@ def create_app(
         week: str | None = Query(None, description="Week 1-48 (4 per month), -1 for the whole year, or `auto`: from "
                                  "the file name (YYYYMMDD_HHMMSS)."),
         sf_thresh: float = Query(SF_THRESH, description="Lowest range-model score of a species kept."),
+        locale: str | None = LOCALE,
     ) -> dict:
         """Cut the uploaded recording into windows; for each window give the species detected (with confidences) and
         the closest gallery pictures, plus a summary over all windows and, by default, a spectrogram. A window
@@ -474,7 +480,7 @@ def create_app(
             species = None if where is None else where.for_file(upload.filename)
             result = _search_one(engine, upload.path, upload.filename, top_k=top_k, n_images=n_images,
                                  window_s=window, hop_s=hop, scoring=scoring, species=species, limits=bounds,
-                                 cancel=cancel)
+                                 cancel=cancel, locale=locale)
             if spectrogram and not cancel.is_set():
                 result["spectrogram"] = _spectrogram_info(upload.path, min(SPECTROGRAM_MAX_S, max_audio_s))
             return result
@@ -511,12 +517,14 @@ def create_app(
         request: Request,
         q: str = Query(..., min_length=1, max_length=500, description="A species name or description."),
         n_images: int = Query(12, ge=1, le=100, description="Pictures to return."),
+        locale: str | None = LOCALE,
     ) -> dict:
         """The gallery pictures closest to a text, such as `Pica hudsonia` or `a black and white bird`."""
         text = q.strip()
         if not text:
             raise HTTPException(422, "q: the search text is empty")
-        species, images = (await work.run(lambda cancel: engine.search_texts([text], n_images=n_images), request))[0]
+        species, images = (await work.run(lambda cancel: engine.search_texts([text], n_images=n_images, locale=locale),
+                                              request))[0]
         hits = hits_to_dict(species, images, paths=False)
         return {"query": text, "species": hits["species"], "images": _with_urls(hits["images"])}
 

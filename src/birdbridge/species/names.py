@@ -13,6 +13,17 @@ from dataclasses import dataclass
 _NAME_WORD = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)*")
 _CODE = re.compile(r"[a-z]+[0-9]*|[A-Z]+[0-9]*")
 _RANK_MARKS = frozenset({"ssp", "ssp.", "subsp", "subsp."})
+_LOCALE = re.compile(r"[a-z]{2,3}(?:_[a-z0-9]{2,4})?")
+_LOCALE_ALIASES = {"en_us": "en"}  # BirdNET-Analyzer's default locale: the English names
+
+
+def normalize_locale(text: str) -> str:
+    """``"pt-BR"`` -> ``"pt_br"``, ``"en_US"`` -> ``"en"``: the form locales are compared in; raises ValueError
+    for what is no locale code (``de``, ``fr``, ``pt_BR``, ``zh``, ...)."""
+    code = str(text).strip().casefold().replace("-", "_")
+    if not _LOCALE.fullmatch(code):
+        raise ValueError(f"{text!r} is not a locale code such as 'de', 'fr' or 'pt_BR'")
+    return _LOCALE_ALIASES.get(code, code)
 
 
 def fold(text: str) -> str:

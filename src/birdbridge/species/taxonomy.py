@@ -18,7 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from birdbridge.errors import BirdbridgeError, InputError
-from birdbridge.species.names import check_name_word, fold, split_scientific_name, split_species_label
+from birdbridge.species.names import (
+    check_name_word,
+    fold,
+    normalize_locale,
+    split_scientific_name,
+    split_species_label,
+)
 from birdbridge.utils.atomic import write_text
 from birdbridge.utils.input_files import read_text_file
 
@@ -270,8 +276,25 @@ _ALIASES: dict[str, str] = {
 }
 
 
+_TRANSLATED = re.compile(r"(?:common_name|com_name|vernacular_name)_(?P<locale>[a-z]{2,3}(?:_[a-z0-9]{2,4})?)")
+
+
+def _column_key(header: str) -> str:
+    return re.sub(r"[^0-9a-z]+", "_", header.strip().lower()).strip("_")
+
+
 def _canonical_column(header: str) -> str | None:
-    return _ALIASES.get(re.sub(r"[^0-9a-z]+", "_", header.strip().lower()).strip("_"))
+    return _ALIASES.get(_column_key(header))
+
+
+def _locale_columns(header: Sequence[str]) -> dict[str, int]:
+    """The columns of common names in other languages (``common_name_de``, ...) by locale."""
+    found: dict[str, int] = {}
+    for i, cell in enumerate(header):
+        match = _TRANSLATED.fullmatch(_column_key(cell))
+        if match:
+            found.setdefault(normalize_locale(match["locale"]), i)
+    return found
 
 
 def is_taxonomy_header(line: str) -> bool:
@@ -287,9 +310,22 @@ def load_taxonomy_csv(path: str | os.PathLike[str]) -> Taxonomy:
     Columns (any case; spaces or underscores): ``kingdom, phylum, class, order, family, genus,
     specific_epithet, common_name, code``, or ``scientific_name`` instead of genus + epithet. Aliases
     such as ``Common Name``, ``species_code``, ``SCI_NAME``, ``PRIMARY_COM_NAME`` are accepted; other
-    columns are ignored. If a ``category`` column exists (eBird taxonomy), rows whose category is not
-    ``species`` are skipped. Family and other higher ranks lose parenthesised descriptions.
+    columns are ignored (``common_name_de`` and the like are :func:`load_translated_names`'). If a ``category``
+    column exists (eBird taxonomy), rows whose category is not ``species`` are skipped. Family and other higher
+    ranks lose parenthesised descriptions.
     """
+    return Taxonomy(_read_taxonomy_csv(path)[0])
+
+
+def load_translated_names(path: str | os.PathLike[str]) -> dict[str, dict[str, str]]:
+    """The common names in other languages of a taxonomy CSV: ``{locale: {scientific name: name}}`` from columns
+    ``common_name_<locale>`` (``common_name_de``, ``Common name (fr)``, ``common_name_pt_BR``; locales as
+    :func:`~birdbridge.species.names.normalize_locale` gives them); empty cells are left out."""
+    return _read_taxonomy_csv(path)[1]
+
+
+def _read_taxonomy_csv(path: str | os.PathLike[str]) -> tuple[list[Species], dict[str, dict[str, str]]]:
+    """The species of a taxonomy CSV, and its names in other languages (see :func:`load_translated_names`)."""
     path = Path(path)
     source = str(path)
     text = read_text_file(path)
@@ -314,6 +350,7 @@ def load_taxonomy_csv(path: str | os.PathLike[str]) -> Taxonomy:
             if header is None:
                 header, header_line = record, start
                 columns = _map_header(source, header, header_line)
+                translated = _locale_columns(header)
             else:
                 rows.append((start, record))
     except csv.Error as exc:
@@ -324,6 +361,7 @@ def load_taxonomy_csv(path: str | os.PathLike[str]) -> Taxonomy:
     names = {canon: header[i].strip() for canon, i in columns.items()}
     species: list[Species] = []
     lines: list[int] = []
+    names_in: dict[str, dict[str, str]] = {locale: {} for locale in translated}
     for line, record in rows:
         if len(record) > len(header):
             raise InputError(
@@ -336,10 +374,14 @@ def load_taxonomy_csv(path: str | os.PathLike[str]) -> Taxonomy:
             continue
         species.append(_species_from_row(source, line, values, names))
         lines.append(line)
+        for locale, i in translated.items():
+            name = " ".join(record[i].split()) if i < len(record) else ""
+            if name:
+                names_in[locale].setdefault(species[-1].key, name)
     if not species:
         raise InputError(source, "no species rows after the header", "add one row per species")
     check_duplicates(source, species, lines, "lines")
-    return Taxonomy(species)
+    return species, names_in
 
 
 def _map_header(source: str, header: list[str], line: int) -> dict[str, int]:

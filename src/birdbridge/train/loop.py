@@ -368,12 +368,14 @@ def _video_clips(cfg: TrainConfig, dataset, teacher, progress):
     from birdbridge.video import VideoError, video_audio_cache, video_batch_embeddings
 
     items = dataset.videos_split(cfg.data.train_split)
-    if cfg.video.reliable_audio_only:
-        unreliable = [it for it in items if it.reliable_audio is False]
-        if unreliable:
-            print(f"left out {len(unreliable)} videos marked reliable_audio = false "
-                  "(set video.reliable_audio_only=false to keep them)")
-            items = [it for it in items if it.reliable_audio is not False]
+    unreliable = [it for it in items if it.reliable_audio is False]
+    if unreliable and cfg.video.reliable_audio_only:
+        print(f"left out {len(unreliable)} videos marked reliable_audio = false "
+              "(set video.reliable_audio_only=false to keep them)")
+        items = [it for it in items if it.reliable_audio is not False]
+    elif unreliable:
+        print(f"kept {len(unreliable)} videos marked reliable_audio = false, as SSW60's authors do for their best "
+              "results (set video.reliable_audio_only=true to leave them out)")
     if not items:
         raise BirdbridgeError(f"{cfg.data.dataset}: no videos in split {cfg.data.train_split!r}; the image "
                               "objective trains on videos with sound")

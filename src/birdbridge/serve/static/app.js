@@ -103,6 +103,10 @@
         $("opt-window").max = String(info.window_s);
       }
       if (info.limits.min_hop_s) $("opt-hop").min = String(info.limits.min_hop_s);
+      for (const locale of info.locales || []) {
+        $("opt-locale").append(el("option", { value: locale, text: locale }));
+      }
+      if (info.locale) $("opt-locale").value = info.locale;
     } catch (error) {
       $("info").textContent = `Could not read the server's info: ${error.message}`;
     }
@@ -132,6 +136,7 @@
     put("rank", "opt-rank");
     put("min_conf", "opt-minconf");
     put("sensitivity", "opt-sensitivity");
+    put("locale", "opt-locale");
     return params;
   }
 
@@ -504,7 +509,7 @@
     }
     setStatus($("text-status"), `Searching for “${q}”…`, true);
     try {
-      const result = await fetchJson(`/api/search/text?${new URLSearchParams({ q, n_images: "12" })}`);
+      const result = await fetchJson(`/api/search/text?${new URLSearchParams({ q, n_images: "12", locale: $("opt-locale").value })}`);
       renderImages($("text-grid"), result.images, "No pictures found.");
       renderChips($("text-species"), "Closest species:", (result.species || []).slice(0, 5));
       setStatus($("text-status"), `Results for “${result.query}”:`);
