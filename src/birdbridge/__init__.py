@@ -32,6 +32,8 @@ _EXPORTS = {
     "EvalSettings": "birdbridge.evaluate.runner",
     "Gallery": "birdbridge.gallery.store",
     "build_gallery": "birdbridge.gallery.build",
+    "Archive": "birdbridge.archive.store",
+    "build_archive": "birdbridge.archive.build",
     # embeddings
     "embed_audio": "birdbridge.embed",
     "embed_audio_windows": "birdbridge.embed",

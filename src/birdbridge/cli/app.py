@@ -7,6 +7,7 @@ import sys
 import typer
 
 from birdbridge.cli import (
+    archive_cmd,
     calibrate_cmd,
     dataset_cmd,
     demo_cmd,
@@ -34,6 +35,7 @@ demo_cmd.register(app)
 index_cmd.register(app)
 search_cmd.register(app)
 serve_cmd.register(app)
+archive_cmd.register(app)
 app.add_typer(embed_cmd.app, name="embed")
 app.add_typer(dataset_cmd.app, name="dataset")
 app.add_typer(index_cmd.gallery_app, name="gallery")
