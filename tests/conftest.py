@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import os
+
+# One compute thread per test process (and the subprocesses it starts), set before numpy and torch load:
+# the models here are tiny, and on a busy or shared machine a second OpenMP thread that waits for a core
+# makes training several times slower (the demo's pretraining: 42 s with one thread, 294 s with two).
+# pytest-xdist workers then each take a core. Set OMP_NUM_THREADS yourself to override.
+os.environ["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", "1")
+os.environ["OPENBLAS_NUM_THREADS"] = os.environ.get("OPENBLAS_NUM_THREADS", "1")
+os.environ["MKL_NUM_THREADS"] = os.environ.get("MKL_NUM_THREADS", "1")
+os.environ["HF_HUB_OFFLINE"] = os.environ.get("HF_HUB_OFFLINE", "1")
+os.environ["TRANSFORMERS_OFFLINE"] = os.environ.get("TRANSFORMERS_OFFLINE", "1")
+os.environ["BIRDBRIDGE_NO_PROGRESS"] = os.environ.get("BIRDBRIDGE_NO_PROGRESS", "1")
+
 from pathlib import Path
 
 import pytest
 import soundfile as sf
 
 from audio_fixtures import tone
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("BIRDBRIDGE_NO_PROGRESS", "1")
 
 
 @pytest.fixture(autouse=True)

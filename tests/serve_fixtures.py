@@ -1,8 +1,11 @@
 """A fake search engine for the web API tests: deterministic results over a few real PNG pictures.
 
 It decodes uploads with birdbridge's own audio reader, so unreadable files fail (are reported as failures)
-as they do in the real engine. Its ``image_file`` is deliberately naive (any existing file under its folder),
-so that the path traversal tests prove the server's own checks rather than the fake's.
+as they do in the real engine. Its windows' similarities are fixed (window i is nearest to species i % 4, then
+the next ones) and scored by the real :func:`~birdbridge.search.scoring.score_windows` under a fixed calibration;
+a silent window is nearest to the background class "silence". Its ``image_file`` is deliberately naive (any
+existing file under its folder), so that the path traversal tests prove the server's own checks rather than the
+fake's.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from PIL import Image, ImageDraw
 
 from birdbridge.audio.io import audio_info, read_audio
 from birdbridge.errors import AudioError, BirdbridgeError, Failure
+from birdbridge.models.calibration import Calibration
 from birdbridge.search.results import FileResult, ImageHit, SpeciesHit, WindowResult
+from birdbridge.search.scoring import Scoring, score_windows
 
 if TYPE_CHECKING:
     from birdbridge.audio.windows import WindowLimits
@@ -32,6 +37,8 @@ SPECIES = [
     ("sitta_carolinensis", "Sitta carolinensis", "White-breasted Nuthatch", "WBNU", (120, 150, 190)),
 ]
 PER_SPECIES = 2
+SIMILARITIES = [0.5, 0.4, 0.3, 0.2]  # of a window's species, nearest first
+CALIBRATION = Calibration(slope=10.0, intercept=-4.0)  # confidences 0.73, 0.5, 0.27, 0.12
 
 
 def write_png(path: Path, colour: tuple[int, int, int], seed: int, size: tuple[int, int] = (96, 72)) -> Path:
@@ -87,27 +94,18 @@ class FakeSearchEngine:
             self.active -= 1
 
     def info(self) -> dict:
-        return {"model": "fake-student", "teacher": {"name": "fake-teacher", "embed_dim": 8, "ref": "/server/path"},
-                "gallery": {"images": len(self.images), "species": len(SPECIES)},
+        return {"model": "fake-student", "calibrated": True,
+                "teacher": {"name": "fake-teacher", "embed_dim": 8, "ref": "/server/path"},
+                "gallery": {"images": len(self.images), "species": len(SPECIES), "background": ["silence"]},
                 "window_s": self.window_s, "sample_rate": self.sample_rate}
-
-    def _species(self, order: list[int], top_k: int, min_score: float) -> list[SpeciesHit]:
-        scores = [0.6, 0.25, 0.1, 0.05]
-        out = []
-        for rank, s in enumerate(order):
-            key, sci, common, code, _ = SPECIES[s]
-            score = scores[rank]
-            if score >= min_score:
-                out.append(SpeciesHit(key, sci, common, code, score, round(0.5 - 0.1 * rank, 3), True))
-        return out[:top_k]
 
     def _images(self, order: list[int], n_images: int) -> list[ImageHit]:
         ranked = sorted(self.images, key=lambda im: [SPECIES[s][1] for s in order].index(im.species))
         return [replace(im, score=round(0.9 - 0.05 * i, 3)) for i, im in enumerate(ranked[:n_images])]
 
     def search_audio(self, inputs, *, window_s: float | None = None, hop_s: float | None = None, top_k: int = 5,
-                     n_images: int = 5, min_score: float = 0.0, progress=None, limits: WindowLimits | None = None,
-                     cancel=None) -> tuple[list[FileResult], list[Failure]]:
+                     n_images: int = 5, scoring: Scoring | None = None, progress=None,
+                     limits: WindowLimits | None = None, cancel=None) -> tuple[list[FileResult], list[Failure]]:
         self._enter()
         try:
             [path] = inputs
@@ -127,19 +125,32 @@ class FakeSearchEngine:
                 limits.check_audio(str(path), duration)
                 limits.check_windows(count_windows(duration, spec), spec)
             try:  # decode it all: corrupt data fails as in the real engine
-                read_audio(path, self.sample_rate)
+                audio = read_audio(path, self.sample_rate)
             except AudioError as exc:
                 return [], [Failure(str(path), str(exc))]
             count = max(1, math.ceil(max(duration - window, 0) / hop - 1e-9) + 1)
-            windows = []
             n = len(SPECIES)
-            for i in range(count):
-                start = min(i * hop, max(duration - window, 0.0))
-                order = [(i + j) % n for j in range(n)]  # window i's best species is species i % n
-                end = round(min(start + window, duration), 3)
-                windows.append(WindowResult(i, round(start, 3), end, self._species(order, top_k, min_score),
-                                            self._images(order, n_images)))
-            return [FileResult(str(path), duration, windows)], []
+            starts = [min(i * hop, max(duration - window, 0.0)) for i in range(count)]
+            orders = [[(i + j) % n for j in range(n)] for i in range(count)]  # window i's best species is i % n
+            sims = np.zeros((count, n))
+            for i, order in enumerate(orders):
+                sims[i, order] = SIMILARITIES
+            rate = self.sample_rate
+            silent = [float(np.abs(audio[round(s * rate): round((s + window) * rate)]).max(initial=0)) < 1e-3
+                      for s in starts]
+            background = np.array([[0.9 if quiet else 0.0] for quiet in silent])
+            scoring = scoring or Scoring()
+            scored = score_windows(sims, scoring, CALIBRATION, top_k=top_k, background=background, scale=10.0)
+            windows = []
+            for i, start in enumerate(starts):
+                species = [SpeciesHit(*SPECIES[h.column][:4], h.score, h.similarity, True, h.confidence)
+                           for h in scored.hits[i]]
+                shown = species or scored.ranked_by == "softmax"
+                windows.append(WindowResult(
+                    i, round(start, 3), round(min(start + window, duration), 3), species,
+                    self._images(orders[i], n_images) if shown else [],
+                    None if scored.background[i] is None else "silence"))
+            return [FileResult(str(path), duration, windows, scored.ranked_by, scored.threshold)], []
         finally:
             self._leave()
 

@@ -42,16 +42,10 @@ def test_splits_and_selection(tmp_path):
         ds.audio_split("tset")
 
 
-def test_species_in_and_subset(tmp_path):
+def test_species_in(tmp_path):
     ds = make(tmp_path)
     assert ds.species_in(ds.audio) == ["Pica hudsonia", "Turdus migratorius"]  # taxonomy order
     assert ds.species_in(ds.images) == ["Anas platyrhynchos"]
-    sub = ds.subset_species(["American Robin", "Anas platyrhynchos"])
-    assert sub.taxonomy.keys == ("Turdus migratorius", "Anas platyrhynchos")
-    assert [a.id for a in sub.audio] == ["a1", "a4"] and len(sub.images) == 1 and sub.videos == []
-    assert sub.name == "toy" and sub.root == ds.root
-    with pytest.raises(BirdbridgeError, match="not in this taxonomy"):
-        ds.subset_species(["Corvus corax"])
 
 
 def test_validation(tmp_path):

@@ -16,8 +16,6 @@ from birdbridge.models.image_preprocess import (
     ImagePreprocessor,
     center_crop_or_pad,
     open_image,
-    preprocess_batch,
-    preprocess_image,
     shortest_side_size,
 )
 from openclip_reference import reference_preprocess, sample_images
@@ -29,7 +27,7 @@ IMAGES = sample_images()
 @pytest.mark.parametrize("size", [224, 64])
 def test_matches_torchvision_reference(kind: str, size: int) -> None:
     image = IMAGES[kind]
-    ours = preprocess_image(image, size=size)
+    ours = ImagePreprocessor(size=size)(image)
     ref = reference_preprocess(image, size=size)
     assert ours.dtype == torch.float32
     assert ours.shape == (3, size, size)
@@ -58,16 +56,16 @@ def test_other_modes_match_reference(kind: str, settings: dict) -> None:
 def test_convert_to_rgb_happens_after_resize() -> None:
     """RGBA with transparent, coloured pixels: resampling premultiplies alpha, so the order shows."""
     image = IMAGES["rgba"]
-    ours = preprocess_image(image, size=64)
-    early = preprocess_image(image.convert("RGB"), size=64)
+    ours = ImagePreprocessor(size=64)(image)
+    early = ImagePreprocessor(size=64)(image.convert("RGB"))
     assert (ours - early).abs().max().item() > 1e-2
     assert (ours - reference_preprocess(image, size=64)).abs().max().item() < 1e-5
 
 
 def test_palette_image_is_resampled_in_its_own_mode() -> None:
     image = IMAGES["palette_p"]
-    ours = preprocess_image(image, size=64)
-    early = preprocess_image(image.convert("RGB"), size=64)
+    ours = ImagePreprocessor(size=64)(image)
+    early = ImagePreprocessor(size=64)(image.convert("RGB"))
     assert (ours - early).abs().max().item() > 1e-2
 
 
@@ -82,8 +80,8 @@ def test_exif_orientation_is_not_applied() -> None:
     with Image.open(buf) as tagged:
         tagged.load()
         assert tagged.getexif().get(0x0112) == 6
-        ours = preprocess_image(tagged, size=64)
-        plain = preprocess_image(tagged.copy(), size=64)
+        ours = ImagePreprocessor(size=64)(tagged)
+        plain = ImagePreprocessor(size=64)(tagged.copy())
         assert torch.equal(ours, plain)
         assert (ours - reference_preprocess(tagged, size=64)).abs().max().item() < 1e-5
 
@@ -110,7 +108,7 @@ def test_center_crop_rounding_and_padding() -> None:
 def test_defaults_are_openai_stats() -> None:
     pre = ImagePreprocessor()
     assert pre.mean == OPENAI_MEAN and pre.std == OPENAI_STD and pre.size == 224
-    white = preprocess_image(Image.new("RGB", (10, 10), (255, 255, 255)), size=16)
+    white = ImagePreprocessor(size=16)(Image.new("RGB", (10, 10), (255, 255, 255)))
     expected = (1.0 - torch.tensor(OPENAI_MEAN)) / torch.tensor(OPENAI_STD)
     assert torch.allclose(white[:, 0, 0], expected, atol=1e-6)
 
@@ -124,7 +122,6 @@ def test_from_config_and_batch() -> None:
     for i, image in enumerate(images):
         assert torch.equal(batch[i], pre(image))
     assert pre.batch([]).shape == (0, 3, 32, 32)
-    assert torch.equal(preprocess_batch(images, size=32)[1], preprocess_image(images[1], size=32))
 
 
 def test_bad_settings_and_inputs() -> None:
@@ -154,4 +151,4 @@ def test_truncated_file_raises_image_error_on_preprocess(tmp_path) -> None:
     path.write_bytes(path.read_bytes()[:2000])
     image = Image.open(path)  # lazy: only the header is read here
     with pytest.raises(ImageError, match=r"cut\.png"):
-        preprocess_image(image, size=32)
+        ImagePreprocessor(size=32)(image)

@@ -54,8 +54,10 @@ def world(tmp_path_factory, tiny_clap, tiny_clip):
 
 
 def search_cli(capsys, world, *inputs, out: Path, gallery: Path | None = None, fmt: str = "csv", extra=()):
+    """Softmax mode: every window names a species and its picture, so every file has rows to check."""
     return run(capsys, "search", *inputs, "--gallery", gallery or world["gallery"], "--model", world["model"],
-               "--format", fmt, "--output", out, "--min-score", "0", "--top-k", "1", "--images", "1", *extra)
+               "--format", fmt, "--output", out, "--score", "softmax", "--min-score", "0", "--top-k", "1",
+               "--images", "1", *extra)
 
 
 def wav(path: Path, freq: float = 800.0) -> Path:
@@ -318,8 +320,8 @@ def test_non_finite_vectors_are_a_clear_error(world, tmp_path, capsys) -> None:
     vectors = gallery / "vectors.f16"
     vectors.write_bytes(np.full(vectors.stat().st_size // 2, np.nan, "<f2").tobytes())
     refuses(capsys, world, tmp_path, gallery, "vectors.f16", "not finite", "Rebuild it with `birdbridge index`")
-    with pytest.raises(BirdbridgeError, match="not finite"):
-        search(wav(tmp_path / "q.wav"), model=world["model"], gallery=gallery)
+    with pytest.raises(BirdbridgeError, match="not finite"):  # softmax: every window looks for its pictures
+        search(wav(tmp_path / "q.wav"), model=world["model"], gallery=gallery, score="softmax")
     g = Gallery.open(gallery)
     query = np.ones((1, g.dim), np.float32) / np.sqrt(g.dim)
     for exact in (True, False):  # exact search and the ANN's re-scoring

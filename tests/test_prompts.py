@@ -14,20 +14,21 @@ import torch
 import torch.nn.functional as F
 
 from birdbridge.errors import BirdbridgeError, InputError
-from birdbridge.species import Species, Taxonomy, taxonomy_from_names
-from birdbridge.species.prompts import (
+from birdbridge.species import (
     OPENAI_TEMPLATES,
     TEMPLATE_SETS,
     PromptSampler,
     PromptSpec,
+    Species,
+    Taxonomy,
     TextForm,
     class_embeddings,
     parse_forms,
-    parse_mix,
     parse_text_form,
     prompt_embeddings,
     resolve_templates,
     species_prompts,
+    taxonomy_from_names,
     text_for,
 )
 
@@ -123,23 +124,24 @@ def test_fallbacks_without_common_name_or_ranks():
         ("taxonomic+common", TextForm.TAXONOMIC_COMMON),
         ("taxonomic + common", TextForm.TAXONOMIC_COMMON),
         ("taxonomic_common", TextForm.TAXONOMIC_COMMON),
-        ("tax+com", TextForm.TAXONOMIC_COMMON),
         ("scientific_common", TextForm.SCIENTIFIC_COMMON),
-        ("sci+common", TextForm.SCIENTIFIC_COMMON),
-        ("Scientific and common name", TextForm.SCIENTIFIC_COMMON),
-        ("sci", TextForm.SCIENTIFIC),
-        ("scientific name", TextForm.SCIENTIFIC),
-        ("common-name", TextForm.COMMON),
+        ("Scientific + Common", TextForm.SCIENTIFIC_COMMON),
+        (" scientific ", TextForm.SCIENTIFIC),
+        ("COMMON", TextForm.COMMON),
         (TextForm.COMMON, TextForm.COMMON),
     ],
 )
 def test_parse_text_form(text, form):
     assert parse_text_form(text) is form
-    assert TextForm.parse(text) is form
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "latin+latin", "genus", "scientific,common", "taxonomic+scientific", "common x"]
+    "bad",
+    [
+        "", "latin+latin", "genus", "scientific,common", "taxonomic+scientific", "common x", "common+common",
+        # synonyms no longer accepted: only the five names (and '+' for '_')
+        "sci", "tax+com", "scientific name", "common-name", "Scientific and common name", "vernacular",
+    ],
 )
 def test_parse_text_form_errors_list_valid_names(bad):
     with pytest.raises(InputError) as info:
@@ -222,21 +224,17 @@ def test_prompt_spec():
     spec = PromptSpec(forms=("scientific", "taxonomic+common"), templates="single")
     assert spec.forms == (TextForm.SCIENTIFIC, TextForm.TAXONOMIC_COMMON)
     assert spec.resolved_templates() == ("a photo of {}.",)
-    assert spec.as_dict() == {"forms": ["scientific", "taxonomic_common"], "templates": "single"}
-    assert PromptSpec.from_dict(spec.as_dict()) == spec
+    assert spec.templates == "single"  # a set name is kept as the name
     custom = PromptSpec(forms=(TextForm.COMMON,), templates=["a {}", "the {}"])
     assert custom.templates == ("a {}", "the {}") and custom.n_variants == 2
-    assert PromptSpec.from_dict(custom.as_dict()) == custom
     assert PromptSpec().templates == "openai" and PromptSpec().n_variants == 80
-    with pytest.raises(InputError, match="unknown keys"):
-        PromptSpec.from_dict({"forms": ["common"], "template": "single"})
     with pytest.raises(InputError):
         PromptSpec(forms=("nonsense",))
 
 
 def test_prompt_spec_fingerprint():
     base = PromptSpec(forms=(TextForm.SCIENTIFIC, TextForm.COMMON), templates="single")
-    assert base.fingerprint == PromptSpec(forms=("sci", "common"), templates=["a photo of {}."]).fingerprint
+    assert base.fingerprint == PromptSpec(forms=("scientific", "common"), templates=["a photo of {}."]).fingerprint
     others = [
         PromptSpec(forms=(TextForm.COMMON, TextForm.SCIENTIFIC), templates="single"),
         PromptSpec(forms=(TextForm.SCIENTIFIC,), templates="single"),
@@ -344,15 +342,13 @@ def test_sampler_variants_and_indices():
     variants = sampler.all_variants(0)
     assert len(variants) == sampler.n_variants
     assert variants == [sampler.text(0, v) for v in range(sampler.n_variants)]
-    v = sampler.variant_index("common", 39)
+    v = 3 * 80 + 39  # form 3 (common), template 39
     assert sampler.variant(v) == (TextForm.COMMON, 39)
     assert variants[v] == "a photo of a black-billed magpie."
     assert sampler.spec == PromptSpec(sampler.forms, sampler.templates)
-    with pytest.raises(KeyError):
-        sampler.variant_index("scientific_common", 0)
     with pytest.raises(IndexError):
-        sampler.variant_index("common", 80)
-    assert pytest.approx(sum(sampler.mix.values())) == 1.0
+        sampler.variant(sampler.n_variants)
+    assert pytest.approx(sampler.weights.sum()) == 1.0
 
 
 def test_sampler_frequencies_follow_mix():
@@ -360,15 +356,10 @@ def test_sampler_frequencies_follow_mix():
     sampler = PromptSampler(
         tax, {"common": 3, "scientific": 3, "taxonomic": 2, "taxonomic_common": 2}, "openai"
     )
-    rng = np.random.default_rng(1234)
     n = 20_000
-    forms = []
-    templates = np.zeros(80)
-    for _ in range(n):
-        form, t, text = sampler.sample(1, rng)
-        assert text == sampler.text(1, sampler.variant_index(form, t))
-        forms.append(form)
-        templates[t] += 1
+    drawn = sampler.sample_variant_indices(n, np.random.default_rng(1234))
+    forms = [sampler.variant(int(v))[0] for v in drawn]
+    templates = np.bincount(drawn % 80, minlength=80)
     expected = {"common": 0.3, "scientific": 0.3, "taxonomic": 0.2, "taxonomic_common": 0.2}
     for name, p in expected.items():
         observed = sum(f.value == name for f in forms) / n
@@ -384,8 +375,12 @@ def test_sampler_zero_weight_forms_are_excluded_and_seed_reproducible():
     tax = small_taxonomy()
     sampler = PromptSampler(tax, {"scientific": 1.0, "common": 0.0}, templates="single")
     assert sampler.forms == (TextForm.SCIENTIFIC,)
-    a = [sampler.sample(2, np.random.default_rng(7)) for _ in range(3)]
-    assert a[0] == a[1] == a[2] == (TextForm.SCIENTIFIC, 0, "a photo of Cyanocitta cristata.")
+    a = [sampler.sample_variant_indices(5, np.random.default_rng(7)) for _ in range(3)]
+    assert a[0].tolist() == a[1].tolist() == a[2].tolist() == [0] * 5
+    assert sampler.text(2, 0) == "a photo of Cyanocitta cristata."
+    rich = PromptSampler(tax, MIX, templates="openai")
+    draws = [rich.sample_variant_indices(50, np.random.default_rng(7)) for _ in range(2)]
+    assert draws[0].tolist() == draws[1].tolist() and len(set(draws[0].tolist())) > 10
 
 
 @pytest.mark.parametrize(
@@ -397,7 +392,7 @@ def test_sampler_zero_weight_forms_are_excluded_and_seed_reproducible():
         ({}, "sum to zero"),
         ({"common": float("nan")}, "finite"),
         ({"common": True}, "finite"),
-        ({"scientific_common": 1, "sci+common": 1}, "twice"),
+        ({"scientific_common": 1, "scientific+common": 1}, "twice"),
     ],
 )
 def test_sampler_mix_validation(mix, needle):
@@ -405,19 +400,9 @@ def test_sampler_mix_validation(mix, needle):
         PromptSampler(small_taxonomy(), mix)
 
 
-def test_parse_mix():
-    assert parse_mix("common=3, scientific:1") == {TextForm.COMMON: 0.75, TextForm.SCIENTIFIC: 0.25}
-    with pytest.raises(InputError, match="no weight"):
-        parse_mix("common")
-    with pytest.raises(InputError, match="not a number"):
-        parse_mix("common=lots")
-    sampler = PromptSampler(small_taxonomy(), "taxonomic+common=1", templates="none")
+def test_sampler_weights_are_normalised():
+    sampler = PromptSampler(small_taxonomy(), {"common": 3, "scientific": 1}, templates="none")
+    assert sampler.forms == (TextForm.SCIENTIFIC, TextForm.COMMON)
+    assert sampler.weights.tolist() == [0.25, 0.75]
+    sampler = PromptSampler(small_taxonomy(), {"taxonomic+common": 1}, templates="none")
     assert sampler.all_variants(3) == ["Corvus corax with common name Common Raven"]
-
-
-def test_prompt_spec_from_dict_errors():
-    with pytest.raises(InputError, match="expected 'forms'"):
-        PromptSpec.from_dict(["common"])  # type: ignore[arg-type]
-    with pytest.raises(InputError, match="'templates' must be"):
-        PromptSpec.from_dict({"forms": "common", "templates": 3})
-    assert PromptSpec.from_dict({"forms": "sci+common"}).forms == (TextForm.SCIENTIFIC_COMMON,)

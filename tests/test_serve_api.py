@@ -91,7 +91,8 @@ def http_request(url: str, method: str, path: str, body: bytes | None = None,
 def test_info_and_page(world) -> None:
     with client_for(world, max_upload_mb=7, max_concurrency=2) as client:
         info = client.get("/api/info").json()
-        assert info["model"] == "fake-student" and info["gallery"] == {"images": 8, "species": 4}
+        assert info["model"] == "fake-student" and info["calibrated"] is True
+        assert info["gallery"] == {"images": 8, "species": 4, "background": ["silence"]}
         assert info["window_s"] == 1.0 and info["sample_rate"] == 16_000
         assert info["limits"] == {"max_upload_mb": 7, "max_concurrency": 2, "max_queue": 64, "max_audio_s": 600,
                                   "max_windows": 240, "min_hop_s": 0.5, "body_timeout_s": 30}
@@ -114,8 +115,8 @@ def test_openapi_documents_the_api(world) -> None:
     audio = paths["/api/search/audio"]["post"]
     assert audio["tags"] == ["search"] and audio["summary"]
     assert audio["requestBody"]["content"]["multipart/form-data"]["schema"]["required"] == ["file"]
-    assert {p["name"] for p in audio["parameters"]} == {"top_k", "n_images", "window", "hop", "min_score",
-                                                         "spectrogram"}
+    assert {p["name"] for p in audio["parameters"]} == {"top_k", "n_images", "window", "hop", "score", "min_conf",
+                                                         "sensitivity", "min_sim", "min_score", "spectrogram"}
     assert {"413", "422", "415"} <= set(audio["responses"])
     ok = audio["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
     assert ok.endswith("/AudioSearchResponse")
@@ -139,8 +140,11 @@ def test_search_audio(world) -> None:
         windows = result["windows"]
         assert [(w["start_s"], w["end_s"]) for w in windows] == [(0, 1), (1, 2), (2, 3), (2.5, 3.5)]
         assert [w["species"][0]["scientific_name"] for w in windows] == [s[1] for s in SPECIES]
-        assert len(windows[0]["species"]) == 4 and len(windows[0]["images"]) == 8
-        assert result["summary"]["species"][0]["score"] == 0.6
+        assert result["ranked_by"] == "confidence" and result["threshold"] == 0.25
+        # confidences 0.73, 0.5, 0.27 reach 0.25; the fourth species (0.12) does not
+        assert len(windows[0]["species"]) == 3 and len(windows[0]["images"]) == 8
+        assert result["summary"]["species"][0]["score"] == pytest.approx(0.731, abs=1e-3)
+        assert result["summary"]["species"][0]["confidence"] == result["summary"]["species"][0]["score"]
         image = windows[1]["images"][0]
         assert image["species"] == "Turdus migratorius" and image["url"] == image_url(image["id"])
         assert "path" not in image and str(world["root"]) not in response.text  # no server paths leak
@@ -154,18 +158,54 @@ def test_search_audio(world) -> None:
         picture = Image.open(io.BytesIO(base64.b64decode(spectro["png"][len(prefix):])))
         assert picture.size == (spectro["width"], spectro["height"])
 
-        options = upload(client, world["wav"], top_k=2, n_images=3, window=2, hop=1, min_score=0.2,
+        options = upload(client, world["wav"], top_k=2, n_images=3, window=2, hop=1, min_conf=0.4,
                          spectrogram="false").json()
         assert [(w["start_s"], w["end_s"]) for w in options["windows"]] == [(0, 2), (1, 3), (1.5, 3.5)]
         assert all(len(w["species"]) == 2 and len(w["images"]) == 3 for w in options["windows"])
-        assert all(s["score"] >= 0.2 for w in options["windows"] for s in w["species"])
+        assert all(s["score"] >= 0.4 for w in options["windows"] for s in w["species"])
         assert options["spectrogram"] is None
+        # softmax mode (plain retrieval), as the default was before confidences: every species above min_score
+        soft = upload(client, world["wav"], score="softmax", spectrogram="false").json()
+        assert soft["ranked_by"] == "softmax" and len(soft["windows"][0]["species"]) == 4
+        assert sum(s["score"] for s in soft["windows"][0]["species"]) == pytest.approx(1.0)
+        soft = upload(client, world["wav"], score="softmax", top_k=2, min_score=0.2, spectrogram="false").json()
+        assert all(len(w["species"]) == 2 for w in soft["windows"])
+        assert all(s["score"] >= 0.2 for w in soft["windows"] for s in w["species"])
 
         bad = upload(client, world["wav"], top_k=0)
         assert bad.status_code == 422 and "top_k" in bad.json()["detail"]
         refused = upload(client, world["wav"], window=6)  # a BirdbridgeError from the service: the request's fault
         assert refused.status_code == 422 and "longer than the model's" in refused.json()["detail"]
     assert_no_temp_files(world)
+
+
+def test_detections_confidences_and_no_bird(world, tmp_path) -> None:
+    """The audio search takes score, sensitivity and min_conf; a window without a detection has no species and no
+    pictures and names its background class, except in softmax mode."""
+    sr = 16_000
+    t = np.arange(sr) / sr
+    call = 0.3 * np.sin(2 * np.pi * 2000 * t)
+    wav = tmp_path / "call then silence.wav"
+    sf.write(wav, np.concatenate([call, np.zeros(sr), call]).astype(np.float32), sr)
+    with client_for(world) as client:
+        result = upload(client, wav, spectrogram="false").json()
+        quiet = result["windows"][1]
+        assert (quiet["species"], quiet["images"], quiet["background"]) == ([], [], "silence")
+        assert all(w["species"] and w["images"] and w["background"] is None for i, w in enumerate(result["windows"])
+                   if i != 1)
+        assert result["summary"]["detected"] == 2 and result["summary"]["background"] == {"silence": 1}
+        soft = upload(client, wav, score="softmax", spectrogram="false").json()
+        assert all(w["species"] and w["images"] for w in soft["windows"])
+
+        def detections(**params) -> int:
+            found = upload(client, wav, spectrogram="false", **params).json()
+            return sum(len(w["species"]) for w in found["windows"])
+
+        assert detections(min_conf=0.6) < detections(min_conf=0.4) < detections(min_conf=0.2)
+        assert detections(sensitivity=0.8) < detections() < detections(sensitivity=1.2)
+        for bad in ({"score": "best"}, {"sensitivity": 1.6}, {"min_conf": 1.5}):
+            response = upload(client, wav, **bad)
+            assert response.status_code == 422 and next(iter(bad)) in response.json()["detail"]
 
 
 def test_search_text(world) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from detection_fixtures import calibrated_copy, noise, noise_background, window_vectors, write
 from serve_fixtures import ServerThread, write_png
 from train_fixtures import SPECIES, corpus, make_tone_dataset
 
@@ -43,9 +44,14 @@ def launch(playwright, extra_args: tuple[str, ...] = ()):
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> dict[str, Path]:
-    """A tiny distilled student and a gallery of generated pictures, built with the real code."""
+    """A tiny distilled student (calibrated so that each call window's best species is detected) and a gallery of
+    generated pictures whose background vocabulary's one class is what noise sounds like to that student."""
+    from birdbridge.gallery import Gallery, build_background
     from birdbridge.gallery.build import build_gallery
+    from birdbridge.models.calibration import Calibration
+    from birdbridge.models.loader import load_teacher
     from birdbridge.models.standins import build_small_clap, build_small_clip
+    from birdbridge.species.background import load_background_vocabulary
     from birdbridge.train.config import load_config
     from birdbridge.train.loop import train
 
@@ -64,7 +70,14 @@ def world(tmp_path_factory) -> dict[str, Path]:
             write_png(pictures / f"{sci}_{common}" / f"{i}.png", COLOURS[s], seed=i, size=(120, 90))
     gallery = root / "gallery"
     build_gallery([pictures], gallery, str(teacher))
-    return {"model": model, "gallery": gallery}
+    calls = calls_wav(root / "calls.wav")
+    quiet = write(root / "noise.wav", noise(3))
+    top = (window_vectors(model, [calls]) @ Gallery.open(gallery).species_vectors.T).max(axis=1)
+    calibrated = calibrated_copy(model, root / "calibrated", Calibration(10.0, -10.0 * float(top.min())))
+    vocabulary = root / "vocabulary.txt"
+    noise_background(gallery, teacher, model, [quiet], [calls], vocabulary)
+    build_background(Gallery.open(gallery), load_teacher(str(teacher)), load_background_vocabulary(vocabulary))
+    return {"model": calibrated, "gallery": gallery, "noise": quiet}
 
 
 @pytest.fixture(scope="module")
@@ -239,7 +252,43 @@ def test_recording_in_the_browser(server) -> None:
         assert name.startswith("recording-") and name.endswith(".wav")
         assert page.locator("#windows button").count() >= 2  # about 2.5 s in 1 s windows
         assert page.is_hidden("#error") and errors == []
+        if page.locator("#species-list li.species").count():  # a beep with a detection: its pictures
+            wait_images_loaded(page, "#image-grid")
+        else:  # a beep that sounds like no bird to the tiny model
+            assert page.text_content("#species-list").startswith("No bird detected")
+        browser.close()
+
+
+def test_no_bird_detected_for_noise(server, world) -> None:
+    """Noise: every window says "no bird detected — static" (its background class), with no species, no pictures."""
+    from playwright.sync_api import sync_playwright
+
+    expected = api_search(server.url, world["noise"])
+    assert [(w["species"], w["images"], w["background"]) for w in expected["windows"]] == [([], [], "static")] * 3
+    with sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(server.url + "/")
+        page.wait_for_function("() => document.getElementById('info').textContent.includes('gallery of')")
+        assert "calibrated confidences" in page.text_content("#info")
+        page.set_input_files("#file-input", str(world["noise"]))
+        page.wait_for_selector("#results:not([hidden]) #windows button", timeout=120_000)
+        labels = page.eval_on_selector_all("#windows .w-top", "e => e.map(x => x.textContent)")
+        assert labels == ["no bird detected — static"] * 3
+        assert page.text_content("#species-list") == "No bird detected — static."
+        assert page.locator("#species-list li.species").count() == 0 and page.locator("#image-grid img").count() == 0
+        assert "no bird was detected" in page.text_content("#image-grid")
+        assert "no bird detected in any window" in page.text_content("#summary")
+        assert "a bird detected in 0" in page.text_content("#status")
+        page.click("details.options summary")
+        page.select_option("#opt-score", "softmax")  # plain retrieval names a species, with pictures, all the same
+        page.click("#apply-options")
+        page.wait_for_function("() => document.querySelectorAll('#species-list li.species').length > 0",
+                               timeout=120_000)
         wait_images_loaded(page, "#image-grid")
+        assert errors == []
         browser.close()
 
 

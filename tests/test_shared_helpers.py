@@ -14,8 +14,7 @@ from birdbridge.embed.table import EmbeddingTable
 from birdbridge.errors import AudioError, BirdbridgeError, Failure, InputError
 from birdbridge.evaluate.metrics import retrieval_metrics
 from birdbridge.gallery.store import Gallery
-from birdbridge.species import PromptSpec, taxonomy_from_names
-from birdbridge.species.prompts import class_embeddings
+from birdbridge.species import PromptSpec, class_embeddings, taxonomy_from_names
 from birdbridge.utils.input_files import check_input_file, looks_like_text, read_head
 from birdbridge.utils.text import optional_text
 from birdbridge.utils.vectors import l2_normalize

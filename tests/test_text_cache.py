@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from birdbridge.errors import BirdbridgeError
-from birdbridge.species.prompts import PromptSpec, TextForm, class_embeddings, species_prompts
+from birdbridge.species import PromptSpec, TextForm, class_embeddings, species_prompts
 from birdbridge.species.taxonomy import Species, Taxonomy
 from birdbridge.species.text_cache import (
     TextEncoder,
@@ -79,8 +79,35 @@ def test_cache_dir_follows_env(monkeypatch, tmp_path):
     assert cache_dir() == Path.home() / ".cache" / "birdbridge" / "text_embeddings"
 
 
-def test_fake_encoder_satisfies_protocol():
-    assert isinstance(FakeEncoder(), TextEncoder)
+def test_real_teacher_is_cached_per_model(tiny_clip, tmp_path, monkeypatch):
+    """With the tiny BioCLIP-layout teacher: the cached class embeddings are its own prompt embeddings averaged
+    as pybioclip does; a repeat call reads the cache without running the text tower; a teacher with other
+    weights (another fingerprint) gets its own entry and its own embeddings, never the first one's."""
+    from birdbridge.models.loader import load_teacher
+    from birdbridge.models.standins import build_small_clip
+
+    teacher, other = load_teacher(tiny_clip), load_teacher(build_small_clip(tmp_path / "other-clip", seed=1))
+    assert isinstance(teacher, TextEncoder) and teacher.fingerprint != other.fingerprint
+    tax, cache = make_taxonomy(), tmp_path / "cache"
+    spec = PromptSpec(forms=("taxonomic_common", "common"), templates="single")
+
+    def reference(model) -> np.ndarray:  # per species: the model's prompt embeddings, mean, renormalised
+        return np.stack([F.normalize(model.encode_texts(species_prompts(sp, spec)).double().mean(0), dim=0).numpy()
+                         for sp in tax])
+
+    first = species_text_embeddings(teacher, tax, spec, cache=cache)
+    np.testing.assert_allclose(first, reference(teacher), atol=1e-6)
+    [npy] = entries(cache)
+    assert json.loads(npy.with_suffix(".json").read_text())["model_fingerprint"] == teacher.fingerprint
+
+    def no_encoding(texts):
+        raise AssertionError("the text tower ran although the cache holds these embeddings")
+
+    monkeypatch.setattr(teacher, "encode_texts", no_encoding)
+    np.testing.assert_array_equal(species_text_embeddings(teacher, tax, spec, cache=cache), first)
+    second = species_text_embeddings(other, tax, spec, cache=cache)
+    np.testing.assert_allclose(second, reference(other), atol=1e-6)
+    assert len(entries(cache)) == 2 and not np.allclose(second, first, atol=1e-3)
 
 
 def test_second_call_hits_cache(tmp_path, monkeypatch):

@@ -107,6 +107,7 @@ def test_training_lowers_the_loss(setup, tmp_path) -> None:
     assert np.mean(losses[-4:]) < np.mean(losses[:4])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("background", [False, True], ids=["birds", "with-background"])
 def test_exact_resume_after_kill(setup, tmp_path, background) -> None:
     extra = {"run.epochs": 16, "data.num_workers": 2}
@@ -136,6 +137,7 @@ def test_exact_resume_after_kill(setup, tmp_path, background) -> None:
     assert [r.split(",")[:3] for r in ref_log] == [r.split(",")[:3] for r in res_log]  # step, epoch, loss
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_match_one(setup, tmp_path) -> None:
     one = tmp_path / "one"
     train(load_config(None, settings(setup, one, **{"run.epochs": 2})))

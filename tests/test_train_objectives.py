@@ -188,6 +188,7 @@ def test_image_pivot_training_runs_for_every_frame_selection(setup, tmp_path, se
     assert meta["teacher"]["embed_dim"] == 24
 
 
+@pytest.mark.slow
 def test_text_and_image_resume_exactly_across_the_nearest_warmup(setup, tmp_path) -> None:
     from test_train import assert_same_weights
 

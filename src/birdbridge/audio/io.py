@@ -116,10 +116,6 @@ class _SequentialSoundFile(sf.SoundFile):
 # Opening and checking files
 
 
-def _as_path(path: PathLike) -> Path:
-    return Path(os.fspath(path))
-
-
 def _check_file(path: PathLike) -> Path:
     """``path`` as a Path after checking it is an existing, non-empty regular file and no known non-audio format."""
     p = check_input_file(path, AudioError, kind="an audio file", noun="recording",

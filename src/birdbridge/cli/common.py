@@ -60,13 +60,17 @@ Templates = Annotated[str, typer.Option("--templates", help="Template set: opena
 # ---------------------------------------------------------------------------------------------------
 # Detections (see birdbridge.models.detection; the defaults are given by the commands, from there)
 
+Score = Annotated[str, typer.Option(
+    "--score", help="What ranks species and makes detections: confidence (the model's calibration), similarity "
+    "(raw cosine) or softmax (plain retrieval: every window names a species).")]
 MinConf = Annotated[float, typer.Option(
     "--min-conf", min=0.0, max=1.0, help="Lowest confidence of a detection (BirdNET-Analyzer's --min_conf).")]
 Sensitivity = Annotated[float, typer.Option(
     "--sensitivity", min=0.5, max=1.5, help="Detection sensitivity, 0.5-1.5 (BirdNET-Analyzer's): higher values give "
     "higher confidences.")]
 MinSim = Annotated[float, typer.Option(
-    "--min-sim", min=-1.0, max=1.0, help="Lowest cosine similarity of a detection, for a model without calibration.")]
+    "--min-sim", min=-1.0, max=1.0, help="Lowest cosine similarity of a detection, with --score similarity or a model "
+    "without calibration.")]
 
 # ---------------------------------------------------------------------------------------------------
 # Outputs

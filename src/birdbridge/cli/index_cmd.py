@@ -1,4 +1,4 @@
-"""``birdbridge index`` (build or add to an image gallery) and ``birdbridge gallery {info,ann,species}``."""
+"""``birdbridge index`` (build or add to an image gallery) and ``birdbridge gallery {info,ann,species,background}``."""
 
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ from birdbridge.cli.common import (
 gallery_app = typer.Typer(no_args_is_help=True, help="Inspect and maintain image galleries (see `birdbridge index`).")
 
 SHOWN_FAILURES = 20
+VOCABULARY_HELP = ("A background vocabulary file, one class a line: `label: prompt; prompt` (default: wind, rain, "
+                   "running water, insects, frogs, human speech, engine, silence).")
 
 
 def register(app: typer.Typer) -> None:
@@ -69,20 +71,30 @@ def index_cmd(
     batch_size: BatchSize = 32,
     commit_every: Annotated[int, typer.Option(
         "--commit-every", min=1, help="Images per committed (resumable) chunk.")] = 256,
+    background: Annotated[Path | None, typer.Option("--background", help=VOCABULARY_HELP)] = None,
+    no_background: Annotated[bool, typer.Option(
+        "--no-background", help="Write no background vocabulary (searches then tell no wind or rain from birds).")
+    ] = False,
     device: Device = None,
 ) -> None:
     """Build an image gallery (or add to one with --add); a killed build resumes when run again.
 
     The species index holds the species of --species-list or --taxonomy (listed species without pictures are
-    kept: open-vocabulary ranking), or else those of the pictures.
+    kept: open-vocabulary ranking), or else those of the pictures. Beside it goes a background vocabulary (wind,
+    rain, running water, insects, frogs, human speech, engine, silence; or --background FILE), so that searches
+    name no bird in windows that sound more like those.
     """
+    from birdbridge.errors import BirdbridgeError
     from birdbridge.gallery.build import build_gallery
+
+    if background is not None and no_background:
+        raise BirdbridgeError("give either --background FILE or --no-background, not both")
 
     started = time.perf_counter()
     report = build_gallery(
         [*images, *(more or [])], output, teacher, add=add, batch_size=batch_size, device=device, progress=None,
         ann=ann, species=_species_source(species_list, taxonomy), forms=_forms(forms), templates=templates,
-        commit_every=commit_every,
+        commit_every=commit_every, background=False if no_background else background or True,
     )
     verb = "resumed" if report.resumed else "created" if report.created else "added to"
     console.print(f"{verb} gallery {report.gallery} in {time.perf_counter() - started:.1f} s", highlight=False)
@@ -94,6 +106,7 @@ def index_cmd(
         sp = report.species
         console.print(f"  species index: {sp.total:,} species ({sp.with_images:,} with images, "
                       f"{sp.without_images:,} text only)", highlight=False)
+    console.print(f"  background: {_background_text(report.background, str(report.gallery))}", highlight=False)
     console.print(f"  ANN: {_ann_text(report.ann or {}, str(report.gallery))}", highlight=False)
     report_failures(report.failures, "inputs", total=report.n_failures, shown=SHOWN_FAILURES)
     if report.added == 0 and report.n_failures:
@@ -110,6 +123,13 @@ def _ann_text(status: dict, folder: str) -> str:
         return f"up to date ({status['rows']:,} rows; {settings})"
     return (f"stale: covers {status['rows']:,} of {status['count']:,} rows, so searches are exact until "
             f"`birdbridge gallery ann {folder}` brings it up to date")
+
+
+def _background_text(labels: list[str] | None, folder: str) -> str:
+    if not labels:
+        return (f"none: searches tell no wind or rain from birds (add one with `birdbridge gallery background "
+                f"{folder}`)")
+    return f"{len(labels)} classes ({', '.join(labels)})"
 
 
 def _size(n: int) -> str:
@@ -146,6 +166,7 @@ def info_cmd(
                      f"{', '.join(species.get('forms', []))}; templates {templates}")
     else:
         lines.append(f"species   no species index (`birdbridge gallery species {info.gallery} --from-gallery`)")
+    lines.append(f"background {_background_text(info.background, info.gallery)}")
     lines.append(f"ANN       {_ann_text(info.ann, info.gallery)}")
     if (info.build or {}).get("complete") is False:
         lines.append("build     unfinished: run the same `birdbridge index` command again to resume")
@@ -210,3 +231,34 @@ def species_cmd(
     )
     console.print(f"species index of {g.folder}: {summary.total:,} species ({summary.with_images:,} with images, "
                   f"{summary.without_images:,} text only)", highlight=False)
+
+
+@gallery_app.command("background")
+def background_cmd(
+    gallery: Annotated[Path, typer.Argument(help="The gallery folder.")],
+    vocabulary: Annotated[Path | None, typer.Option("--vocabulary", help=VOCABULARY_HELP)] = None,
+    none: Annotated[bool, typer.Option("--none", help="Remove the background vocabulary.")] = False,
+    teacher: RecordedTeacher = None,
+    device: Device = None,
+) -> None:
+    """Write the gallery's background vocabulary (the default one, or --vocabulary FILE), or remove it (--none).
+
+    A search names no bird in a window that sounds more like a background class than like any species.
+    """
+    from birdbridge.errors import BirdbridgeError
+    from birdbridge.gallery.background import build_background
+    from birdbridge.gallery.store import Gallery
+    from birdbridge.models.loader import load_teacher
+    from birdbridge.species.background import load_background_vocabulary
+
+    if vocabulary is not None and none:
+        raise BirdbridgeError("give either --vocabulary FILE or --none, not both")
+    g = Gallery.open(gallery)
+    if none:
+        g.remove_background()
+        console.print(f"removed the background vocabulary of {g.folder}", highlight=False)
+        return
+    chosen = load_background_vocabulary(vocabulary)  # read before the teacher loads
+    build_background(g, load_teacher(teacher or g.teacher["ref"], device), chosen)
+    console.print(f"background vocabulary of {g.folder}: {_background_text(chosen.labels, str(g.folder))}",
+                  highlight=False)

@@ -14,9 +14,13 @@ from birdbridge.cli.common import (
     Format,
     GalleryFolder,
     Hop,
+    MinConf,
+    MinSim,
     RecordedTeacher,
     Recordings,
     ResultsOutput,
+    Score,
+    Sensitivity,
     SpeciesList,
     Student,
     Window,
@@ -38,8 +42,12 @@ def search_cmd(
     hop: Hop = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Species per window.")] = 5,
     images: Annotated[int, typer.Option("--images", min=0, help="Pictures per window.")] = 5,
-    min_score: Annotated[float, typer.Option("--min-score", min=0.0, max=1.0, help="Lowest species score shown.")
-                         ] = 0.05,
+    score: Score = "confidence",
+    min_conf: MinConf = 0.25,  # the defaults of birdbridge.search.search (a test checks they agree)
+    sensitivity: Sensitivity = 1.0,
+    min_sim: MinSim = 0.5,
+    min_score: Annotated[float, typer.Option(
+        "--min-score", min=0.0, max=1.0, help="Lowest softmax score shown, with --score softmax.")] = 0.05,
     species_list: SpeciesList = None,
     merge: Annotated[bool, typer.Option("--merge", help="Merge consecutive windows with the same top species.")
                      ] = False,
@@ -51,16 +59,20 @@ def search_cmd(
     teacher: RecordedTeacher = None,
     device: Device = None,
 ) -> None:
-    """Species with scores and the closest pictures for each window of each recording.
+    """Species detected, with confidences, and the closest pictures for each window of each recording.
 
-    --species-list keeps only the listed species (those the gallery lacks are left out with a warning).
+    A window where no species reaches --min-conf, or that sounds more like the gallery's background (wind, rain,
+    ...) than like any bird, has no detection. --species-list keeps only the listed species (those the gallery
+    lacks are left out with a warning).
     """
     from birdbridge.audio.windows import check_window_args
     from birdbridge.errors import BirdbridgeError
     from birdbridge.search import SearchEngine, search
-    from birdbridge.search.formats import check_format, format_text, results_table
+    from birdbridge.search.formats import check_format, format_text, results_summary, results_table
+    from birdbridge.search.scoring import Scoring
 
     check_window_args(window, hop)  # before the model and gallery are loaded
+    Scoring(score, min_conf=min_conf, sensitivity=sensitivity, min_sim=min_sim, min_score=min_score)
     check_format(fmt)
     if fmt == "parquet" and output is None and not (text or image or like):
         raise BirdbridgeError("--format parquet writes files: give --output (a folder, or a file with --combined)")
@@ -76,10 +88,12 @@ def search_cmd(
         _print_like(engine, inputs, like, top_k, window, hop, fmt)
         return
     report = search(inputs, engine=engine, window_s=window, hop_s=hop, top_k=top_k, n_images=images,
-                    min_score=min_score, species=species_list, merge=merge,
+                    score=score, min_conf=min_conf, sensitivity=sensitivity, min_sim=min_sim, min_score=min_score,
+                    species=species_list, merge=merge,
                     output=None if fmt == "table" else output, format=fmt, combined=combined, overwrite=overwrite)
     if fmt == "table":
         console.print(results_table(report.results, images))
+        console.print(results_summary(report.results), highlight=False)
     elif output is None:  # csv, raven or json on standard output
         sys.stdout.write(format_text(fmt, report.results, n_images=images, band_hz=engine.band_hz))
     if report.skipped:

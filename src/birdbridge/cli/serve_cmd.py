@@ -48,6 +48,8 @@ def serve_cmd(
     try:
         console_err.print(f"loading {model} and the gallery {gallery} ...", highlight=False)
         engine = SearchEngine.open(gallery, model, teacher=teacher, device=device)
+        for note in engine.notes():  # an uncalibrated model, a gallery without background vocabulary
+            console_err.print(f"[yellow]note:[/] {note}", highlight=False)
         web = create_app(engine, max_upload_mb=max_upload_mb, max_audio_s=max_audio_s, max_windows=max_windows,
                          min_hop_s=min_hop, body_timeout_s=body_timeout, max_concurrency=max_concurrency,
                          max_queue=max_queue)

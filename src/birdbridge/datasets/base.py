@@ -154,19 +154,6 @@ class Dataset:
         present = {item.species for item in items}
         return [key for key in self.taxonomy.keys if key in present]
 
-    def subset_species(self, keys: Iterable[str]) -> Dataset:
-        """The dataset restricted to the given species (any name :meth:`Taxonomy.index` accepts), in that order."""
-        taxonomy = self.taxonomy.subset(keys)
-        kept = set(taxonomy.keys)
-        return Dataset(
-            self.name,
-            self.root,
-            taxonomy,
-            [a for a in self.audio if a.species in kept],
-            [i for i in self.images if i.species in kept],
-            [v for v in self.videos if v.species in kept],
-        )
-
     def summary(self) -> str:
         """A few lines for people: name, root, species, and per modality the items per split."""
         splits = self.splits()

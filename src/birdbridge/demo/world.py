@@ -213,9 +213,6 @@ class World:
     soundscapes: tuple[SoundscapeItem, ...] = ()
     background: tuple[BackgroundItem, ...] = ()
 
-    acoustic_names = AcousticTraits.NAMES
-    visual_names = VisualTraits.NAMES
-
     def acoustic_traits(self, species: str | Species | int) -> AcousticTraits:
         """Traits of a species given by position, scientific name, common name or code."""
         return AcousticTraits.from_vector(self.acoustic[self._index(species)])

@@ -17,7 +17,7 @@ about ``chunk × N_train × 17`` bytes plus ``chunk × C × 8`` for the votes. L
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -280,10 +280,6 @@ class RetrievalResult:
         return int(np.count_nonzero(~self.valid))
 
     @property
-    def n_evaluated(self) -> int:
-        return self.n_queries - self.n_skipped
-
-    @property
     def map(self) -> float:
         """Mean AP ×100 over evaluated queries (NaN if none)."""
         return _percent(self.ap[self.valid])
@@ -505,24 +501,6 @@ def knn_correct(
     return pred == truth
 
 
-def knn_accuracy(
-    train_emb: ArrayLike,
-    train_labels: ArrayLike,
-    test_emb: ArrayLike,
-    test_labels: ArrayLike,
-    k: int = 20,
-    tau: float = 0.07,
-    chunk: int = 1024,
-    *,
-    exclude_self: bool = False,
-) -> float:
-    """Weighted-kNN accuracy ×100 (micro: over samples); see ``knn_correct`` for per-sample values."""
-    correct = knn_correct(
-        train_emb, train_labels, test_emb, test_labels, k, tau, chunk, exclude_self=exclude_self
-    )
-    return float(100.0 * correct.mean())
-
-
 # --- classification accuracies ---------------------------------------------------------------------------
 
 
@@ -556,11 +534,6 @@ def topk_accuracy(scores: ArrayLike, labels: ArrayLike, ks: Iterable[int] = (1, 
     return {k: ahead < k for k in ks}
 
 
-def topk_summary(hits: Mapping[int, np.ndarray]) -> dict[int, float]:
-    """Top-k accuracies ×100 from ``topk_accuracy``'s per-sample arrays."""
-    return {k: _percent(np.asarray(h, dtype=bool)) for k, h in hits.items()}
-
-
 def _check_correct(correct: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     ok = np.asarray(correct)
     if ok.ndim != 1 or ok.size == 0:
@@ -579,12 +552,3 @@ def per_class_accuracy(correct: ArrayLike, labels: ArrayLike) -> dict[Any, tuple
     n = np.bincount(codes, minlength=classes.size)
     right = np.bincount(codes, weights=ok, minlength=classes.size)
     return {label: (float(100.0 * right[i] / n[i]), int(n[i])) for i, label in enumerate(_keys(classes))}
-
-
-def macro_accuracy(correct: ArrayLike, labels: ArrayLike) -> float:
-    """Class-averaged accuracy ×100 (mean of per-class accuracies, as iNatSounds reports; = balanced accuracy)."""
-    ok, lab = _check_correct(correct, labels)
-    classes, codes = factorize(lab)
-    n = np.bincount(codes, minlength=classes.size)
-    right = np.bincount(codes, weights=ok, minlength=classes.size)
-    return float(100.0 * np.mean(right / n))

@@ -4,7 +4,8 @@ Embedded and serverless: a gallery is a folder, opened by memory-mapping (instan
 safe to read from many threads and processes while one process appends. It is a
 :mod:`birdbridge.store` vector store (vectors, SQLite records, writer lock, crash safety, exact and ANN
 search) whose records are images (:mod:`~birdbridge.gallery.store`), with a species index beside it
-(:mod:`~birdbridge.gallery.species_store`, built by :mod:`~birdbridge.gallery.species_index`).
+(:mod:`~birdbridge.gallery.species_store`, built by :mod:`~birdbridge.gallery.species_index`) and, optionally,
+a background vocabulary (:mod:`~birdbridge.gallery.background`).
 
 On-disk layout::
 
@@ -25,6 +26,9 @@ On-disk layout::
       species.json     ... and their records: {"forms", "templates", "teacher_fingerprint", "vectors_sha256",
                        "species": [{"key", "scientific_name", "common_name", "code", "taxonomy" (7 ranks),
                        "has_images"}]}
+      background.npy   the background vocabulary (wind, rain, ...): teacher text embeddings [B, D] float32 ...
+      background.json  ... and {"vocabulary": {"source", "classes": [{"label", "prompts", "aliases"}]},
+                       "teacher_fingerprint", "vectors_sha256", "source"}; optional
       ann.usearch      optional usearch HNSW index (inner product, f16), keys = rows
       .lock            writers hold an exclusive flock on it
 
@@ -47,6 +51,7 @@ _EXPORTS = {
     "ANN_THRESHOLD": "birdbridge.store.ann",
     "AnnSettings": "birdbridge.store.ann",
     "build_ann": "birdbridge.store.ann",
+    "build_background": "birdbridge.gallery.background",
     "BuildReport": "birdbridge.gallery.build",
     "build_gallery": "birdbridge.gallery.build",
     "SpeciesIndexSummary": "birdbridge.gallery.species_index",

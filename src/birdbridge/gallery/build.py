@@ -45,10 +45,12 @@ from birdbridge.embed.images import embed_image_files, scan_image_files
 from birdbridge.embed.table import skipped
 from birdbridge.embed.text import DEFAULT_FORMS, DEFAULT_TEMPLATES
 from birdbridge.errors import BirdbridgeError, Failure, InputError
+from birdbridge.gallery.background import build_background
 from birdbridge.gallery.species_index import SpeciesIndexSummary, build_species_index, merge_species
 from birdbridge.gallery.store import Gallery, is_gallery
 from birdbridge.models.hub import stable_ref
 from birdbridge.species import Species, Taxonomy, as_taxonomy, normalize_rank_name, parse_species_label
+from birdbridge.species.background import BackgroundVocabulary, load_background_vocabulary
 from birdbridge.store.ann import ANN_THRESHOLD, build_ann
 from birdbridge.store.vector_store import teacher_meta
 from birdbridge.utils.clock import now_iso
@@ -98,6 +100,7 @@ class BuildReport:
     created: bool = False
     resumed: bool = False
     species: SpeciesIndexSummary | None = None
+    background: list[str] | None = None  # the background vocabulary's labels
     ann: dict[str, Any] | None = None
 
     @property
@@ -147,13 +150,16 @@ def build_gallery(
     templates: str | Sequence[str] = DEFAULT_TEMPLATES,
     commit_every: int = COMMIT_EVERY,
     cache: bool = True,
+    background: BackgroundVocabulary | str | os.PathLike[str] | bool = True,
 ) -> BuildReport:
     """Index ``sources`` into the gallery at ``output`` with the teacher's image tower; see the module docs.
 
     ``teacher_ref`` is a preset, hub id, folder or a loaded Teacher. ``species`` (a Taxonomy, a
     taxonomy CSV or a BirdNET list) resolves names and sets the species index's list; without it the
     index keeps its species and adds the gallery's. ``ann``: True builds (or updates) the ANN index,
-    False leaves it alone, None does so once the gallery has :data:`ANN_THRESHOLD` rows.
+    False leaves it alone, None does so once the gallery has :data:`ANN_THRESHOLD` rows. ``background``: the
+    background vocabulary (:mod:`birdbridge.gallery.background`): True writes the default one unless the
+    gallery has one, a vocabulary (or a vocabulary file) replaces it, False writes none.
     """
     from birdbridge.models.loader import load_teacher
     from birdbridge.models.teacher import Teacher
@@ -166,6 +172,8 @@ def build_gallery(
         raise BirdbridgeError("commit_every and batch_size must be at least 1")
     output = Path(output).expanduser()
     taxonomy = None if species is None else as_taxonomy(species)
+    if isinstance(background, (str, os.PathLike)):  # read before any work
+        background = load_background_vocabulary(background)
     teacher = teacher_ref if isinstance(teacher_ref, Teacher) else load_teacher(teacher_ref, device)
     ref = None if isinstance(teacher_ref, Teacher) else stable_ref(teacher_ref)
     tmeta = teacher_meta(teacher, ref)
@@ -191,6 +199,9 @@ def build_gallery(
             gallery, teacher, taxonomy=taxonomy, known=known, forms=forms, templates=templates,
             cache=cache, progress=progress, source=label,
         )
+        if isinstance(background, BackgroundVocabulary) or (background is True and gallery.background() is None):
+            build_background(gallery, teacher, background if isinstance(background, BackgroundVocabulary) else None)
+        report.background = None if (stored := gallery.background()) is None else stored[0].labels
     if len(gallery) and (ann is True or (ann is None and len(gallery) >= ANN_THRESHOLD)):
         build_ann(gallery, progress=progress)
     report.ann = gallery.ann_status()

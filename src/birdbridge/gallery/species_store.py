@@ -8,9 +8,6 @@ is :func:`birdbridge.gallery.species_index.build_species_index`.
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +16,7 @@ from typing import Any
 import numpy as np
 
 from birdbridge.errors import BirdbridgeError
-from birdbridge.utils.atomic import write_bytes, write_json
-from birdbridge.utils.clock import now_iso
+from birdbridge.gallery.text_vectors import TextVectors
 
 SPECIES_NPY = "species.npy"
 SPECIES_JSON = "species.json"
@@ -49,14 +45,16 @@ class SpeciesIndex:
 
     def __init__(self, folder: Path, fingerprint: str, dim: int, damaged: Callable[[str], Exception]) -> None:
         self.folder = folder
-        self.fingerprint = fingerprint
         self.dim = dim
+        self._files = TextVectors(folder, SPECIES_NPY, SPECIES_JSON, fingerprint, dim, what="the species index",
+                                  rebuild=f"`birdbridge gallery species {folder} --from-gallery` (or --species-list "
+                                  "FILE)", damaged=damaged)
         self._damaged = damaged
         self._cache: tuple[list[SpeciesRecord], dict[str, Any]] | None = None
         self._vectors: np.ndarray | None = None
 
     def exists(self) -> bool:
-        return (self.folder / SPECIES_JSON).is_file()
+        return self._files.exists()
 
     def forget(self) -> None:
         """Drop what was read, so the files are read again (after another process rewrote them)."""
@@ -75,7 +73,8 @@ class SpeciesIndex:
         """float32 ``[S, D]`` teacher text embeddings of the species (``[0, D]`` if there is no index)."""
         if self._vectors is None:
             records, info = self._load()
-            self._vectors = self._read_vectors(len(records), info) if records else np.zeros((0, self.dim), np.float32)
+            self._vectors = (self._files.read_vectors(len(records), info) if records
+                             else np.zeros((0, self.dim), np.float32))
         return self._vectors
 
     def write(self, records: Sequence[Any], vectors: np.ndarray, forms: Sequence[Any], templates: str | Sequence[str],
@@ -87,79 +86,38 @@ class SpeciesIndex:
             raise BirdbridgeError(
                 f"species vectors have shape {list(vectors.shape)}; expected [{len(records)}, {self.dim}]"
             )
-        if not np.all(np.isfinite(vectors)):
-            raise BirdbridgeError("species vectors hold NaN or Inf values")
         entries = [_species_entry(r) for r in records]
         keys = [e["key"] for e in entries]
         if len(set(keys)) != len(keys):
             dup = next(k for k in keys if keys.count(k) > 1)
             raise BirdbridgeError(f"species {dup!r} appears twice in the species index")
-        buffer = io.BytesIO()
-        np.save(buffer, vectors)
-        data = buffer.getvalue()
-        info = {
+        self._files.write(vectors, {
             "format": SPECIES_FORMAT,
             "version": 1,
-            "teacher_fingerprint": self.fingerprint,
-            "count": len(entries),
-            "dim": self.dim,
             "forms": [str(getattr(f, "value", f)) for f in forms],
             "templates": templates if isinstance(templates, str) else list(templates),
             "source": source,
-            "created": now_iso(),
-            "vectors_sha256": hashlib.sha256(data).hexdigest(),
             "species": entries,
-        }
-        write_bytes(self.folder / SPECIES_NPY, data, durable=True)
-        write_json(self.folder / SPECIES_JSON, info)
+        })
         self.forget()
 
     def _load(self) -> tuple[list[SpeciesRecord], dict[str, Any]]:
         if self._cache is None:
-            path = self.folder / SPECIES_JSON
-            if not path.is_file():
+            info = self._files.read_header()
+            if info is None:
                 self._cache = ([], {})
             else:
                 try:
-                    info = json.loads(path.read_text(encoding="utf-8"))
-                    entries = info["species"]
                     records = [
                         SpeciesRecord(i, e["key"], e["scientific_name"], e.get("common_name"), e.get("code"),
                                       bool(e.get("has_images")), tuple(e.get("taxonomy") or ()))
-                        for i, e in enumerate(entries)
+                        for i, e in enumerate(info["species"])
                     ]
-                except (OSError, ValueError, KeyError, TypeError) as exc:
+                except (KeyError, TypeError) as exc:
                     raise self._damaged(f"{SPECIES_JSON} is unreadable ({exc})") from None
-                if info.get("teacher_fingerprint") != self.fingerprint:
-                    raise BirdbridgeError(
-                        f"{path}: the species index was made with another teacher than the images; rebuild it with "
-                        f"`birdbridge gallery species {self.folder} --from-gallery`"
-                    )
                 header = {k: v for k, v in info.items() if k != "species"}
                 self._cache = (records, header)
         return self._cache
-
-    def _read_vectors(self, n: int, info: Mapping[str, Any]) -> np.ndarray:
-        path = self.folder / SPECIES_NPY
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise self._damaged(f"cannot read {SPECIES_NPY} ({exc})") from None
-        if hashlib.sha256(data).hexdigest() != info.get("vectors_sha256"):
-            raise BirdbridgeError(
-                f"{path}: does not match {SPECIES_JSON} (an interrupted write?); rebuild the species index "
-                f"with `birdbridge gallery species {self.folder} --from-gallery` (or --species-list/--taxonomy)"
-            )
-        array = np.load(io.BytesIO(data), allow_pickle=False)
-        if array.shape != (n, self.dim):
-            raise self._damaged(f"{SPECIES_NPY} has shape {list(array.shape)}, expected [{n}, {self.dim}]")
-        if not np.isfinite(array).all():
-            raise BirdbridgeError(
-                f"gallery {self.folder} is damaged: its species index ({SPECIES_NPY}) holds values that are "
-                f"not finite numbers (NaN or Inf). Rebuild it with `birdbridge gallery species {self.folder} "
-                "--from-gallery` (or --species-list FILE)"
-            )
-        return array.astype(np.float32, copy=False)
 
 
 def _species_entry(record: Any) -> dict[str, Any]:

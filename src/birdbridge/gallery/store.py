@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 
 from birdbridge.errors import BirdbridgeError
+from birdbridge.gallery.background import BACKGROUND_JSON, BACKGROUND_NPY, BackgroundIndex, background_command
 from birdbridge.gallery.species_store import SPECIES_JSON, SPECIES_NPY, SpeciesIndex, SpeciesRecord
+from birdbridge.species.background import BackgroundVocabulary
 from birdbridge.store.kind import ANN_FILE, VECTORS_FILE, StoreKind
 from birdbridge.store.records import RecordSchema, match
 from birdbridge.store.search import check_k, top_k_dense
@@ -106,7 +108,7 @@ GALLERY = StoreKind(
     create_hint="build a gallery with `birdbridge index --images ... --output FOLDER`",
     exists_hint="open it (or add to it with --add) instead",
     ann_command="birdbridge gallery ann",
-    files=(SPECIES_NPY, SPECIES_JSON),
+    files=(SPECIES_NPY, SPECIES_JSON, BACKGROUND_NPY, BACKGROUND_JSON),
 )
 
 
@@ -120,6 +122,7 @@ class GallerySummary:
     teacher: dict[str, Any]
     species: dict[str, Any]  # count, with_images, and the index's forms, templates, source, created
     image_species: int  # species with at least one image
+    background: list[str] | None  # the background vocabulary's labels (None: the gallery has none)
     ann: dict[str, Any]  # Gallery.ann_status()
     build: dict[str, Any] | None
     created: str | None
@@ -146,13 +149,16 @@ class Gallery(VectorStore[ImageRecord]):
 
     def __init__(self, folder: Path, meta: dict[str, Any]) -> None:
         super().__init__(folder, meta)
-        self._species = SpeciesIndex(self.folder, meta["teacher"]["fingerprint"], self.dim, self.damaged)
+        fingerprint = meta["teacher"]["fingerprint"]
+        self._species = SpeciesIndex(self.folder, fingerprint, self.dim, self.damaged)
+        self._background = BackgroundIndex(self.folder, fingerprint, self.dim, self._damaged_background)
 
     def refresh(self) -> bool:
         """Re-read ``gallery.json`` to see rows, ANN or species index written by another process; True if changed."""
         changed = super().refresh()
         if changed:
             self._species.forget()
+            self._background.forget()
         return changed
 
     # ------------------------------------------------------------------------------ image records
@@ -242,6 +248,27 @@ class Gallery(VectorStore[ImageRecord]):
         k = check_k(k)
         return top_k_dense(q @ self.species_vectors.T, k)
 
+    # ------------------------------------------------------------------------------ background vocabulary
+
+    def background(self) -> tuple[BackgroundVocabulary, np.ndarray] | None:
+        """The background vocabulary and its float32 ``[B, D]`` teacher text embeddings, or None if the gallery
+        has none (see :mod:`birdbridge.gallery.background`)."""
+        return self._background.load()
+
+    def set_background(self, vocabulary: BackgroundVocabulary, vectors: np.ndarray) -> None:
+        """Replace the background vocabulary: one row of ``vectors`` per class of ``vocabulary``."""
+        with self.write_lock():
+            self._background.write(vocabulary, vectors, {"source": vocabulary.source})
+
+    def remove_background(self) -> None:
+        """Remove the background vocabulary (searches then name a bird in every window that reaches the threshold)."""
+        with self.write_lock():
+            self._background.remove()
+
+    def _damaged_background(self, problem: str) -> BirdbridgeError:
+        return BirdbridgeError(f"gallery {self.folder}: its background vocabulary is damaged ({problem}); rebuild it "
+                               f"with {background_command(self.folder)} (or remove it with --none)")
+
     # ------------------------------------------------------------------------------ summary
 
     def summary(self) -> GallerySummary:
@@ -258,6 +285,7 @@ class Gallery(VectorStore[ImageRecord]):
             species={"count": len(species), "with_images": sum(s.has_images for s in species),
                      **{k: v for k, v in header.items() if k in ("forms", "templates", "source", "created")}},
             image_species=len(self.species_counts()),
+            background=None if (bg := self.background()) is None else bg[0].labels,
             ann=self.ann_status(),
             build=meta.get("build"),
             created=meta.get("created"),
@@ -268,6 +296,7 @@ class Gallery(VectorStore[ImageRecord]):
 
 
 __all__ = [
-    "ANN_FILE", "DB_FILE", "GALLERY", "IMAGE_SCHEMA", "META_FILE", "SPECIES_JSON", "SPECIES_NPY", "VECTORS_FILE",
+    "ANN_FILE", "BACKGROUND_JSON", "BACKGROUND_NPY",
+    "DB_FILE", "GALLERY", "IMAGE_SCHEMA", "META_FILE", "SPECIES_JSON", "SPECIES_NPY", "VECTORS_FILE",
     "Gallery", "GallerySummary", "ImageRecord", "SpeciesRecord", "is_gallery", "teacher_meta",
 ]

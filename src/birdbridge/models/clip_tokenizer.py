@@ -32,7 +32,6 @@ import torch
 
 ASSETS_DIR = Path(__file__).resolve().parent / "assets" / "clip_bpe"
 CONTEXT_LENGTH = 77
-VOCAB_SIZE = 49408
 SOT_ID = 49406
 EOT_ID = 49407
 PAD_ID = 0

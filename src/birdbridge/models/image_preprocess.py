@@ -115,16 +115,6 @@ class ImagePreprocessor:
         return torch.stack([self(image) for image in images])
 
 
-def preprocess_image(image: Image.Image, size: int = 224, **kwargs) -> torch.Tensor:
-    """Functional form of :class:`ImagePreprocessor` (``kwargs``: mean, std, interpolation, ...)."""
-    return ImagePreprocessor(size=size, **kwargs)(image)
-
-
-def preprocess_batch(images: Sequence[Image.Image], size: int = 224, **kwargs) -> torch.Tensor:
-    """``[N, 3, H, W]`` tensor of :func:`preprocess_image` outputs."""
-    return ImagePreprocessor(size=size, **kwargs).batch(images)
-
-
 def open_image(path: str | os.PathLike[str]) -> Image.Image:
     """Open and decode an image file fully, in the mode it is stored in (no EXIF rotation, like open_clip).
 

@@ -77,10 +77,6 @@ PRESETS: dict[str, ModelSpec] = {
     )
 }
 
-DEFAULT_STUDENT = "biolingual"
-DEFAULT_TEACHER = "bioclip-2"
-
-
 def list_presets() -> list[ModelSpec]:
     return list(PRESETS.values())
 

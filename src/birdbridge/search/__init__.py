@@ -2,7 +2,8 @@
 
 One engine (:class:`SearchEngine`: audio, text and picture queries, for Python users and ``birdbridge
 serve``), one function (:func:`search`: recordings and folders, as ``birdbridge search``), and one result
-type (:class:`FileResult` and its parts) that the CLI, the output files and the web API all read.
+type (:class:`FileResult` and its parts) that the CLI, the output files and the web API all read. How species
+are scored and which are detections is :class:`Scoring` (:mod:`birdbridge.search.scoring`).
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from pathlib import Path
 
 from birdbridge.errors import BirdbridgeError
 from birdbridge.gallery import Gallery
+from birdbridge.models.calibration import DEFAULT_SENSITIVITY
 from birdbridge.search.engine import SearchEngine
 from birdbridge.search.formats import FILE_FORMATS, check_format
 from birdbridge.search.like import SimilarWindows, search_like
 from birdbridge.search.results import FileResult, ImageHit, RunReport, SpeciesHit, WindowResult
 from birdbridge.search.runner import run_folder
+from birdbridge.search.scoring import DEFAULT_MIN_CONF, DEFAULT_MIN_SCORE, DEFAULT_MIN_SIM, SCORES, Scoring
 from birdbridge.species import SpeciesArg
 
 PathLike = str | os.PathLike[str]
@@ -34,7 +37,11 @@ def search(
     hop_s: float | None = None,
     top_k: int = 5,
     n_images: int = 5,
-    min_score: float = 0.05,
+    score: str = "confidence",
+    min_conf: float = DEFAULT_MIN_CONF,
+    sensitivity: float = DEFAULT_SENSITIVITY,
+    min_sim: float = DEFAULT_MIN_SIM,
+    min_score: float = DEFAULT_MIN_SCORE,
     species: SpeciesArg | None = None,
     merge: bool = False,
     output: PathLike | None = None,
@@ -54,7 +61,14 @@ def search(
         engine: an open :class:`SearchEngine` instead of ``model`` and ``gallery`` (load once, search often).
         teacher: the gallery's teacher, if its recorded reference moved.
         window_s, hop_s: analysis window and hop in seconds (default: the model's window, hop = window).
-        top_k, n_images, min_score: species and pictures per window; the lowest species score kept.
+        top_k, n_images: species (detections) and pictures per window.
+        score: what ranks species and makes detections (see :mod:`birdbridge.search.scoring`): ``confidence``
+            (the model's calibration; a model without one falls back to ``similarity``, with a warning),
+            ``similarity`` (raw cosine) or ``softmax`` (plain retrieval: every window names a species).
+        min_conf, sensitivity: the lowest confidence of a detection, and BirdNET-Analyzer's detection
+            sensitivity (0.5-1.5; higher gives higher confidences).
+        min_sim: the lowest similarity of a detection when ranking by similarity.
+        min_score: the lowest softmax score kept when ranking by softmax.
         species: only these species (a Taxonomy, a taxonomy CSV, a BirdNET-style list file, or labels).
         merge: merge consecutive windows with the same top species.
         output: a folder for one result file per recording (or, with ``combined``, a file or folder for one
@@ -73,6 +87,7 @@ def search(
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
+    scoring = Scoring(score, min_conf=min_conf, sensitivity=sensitivity, min_sim=min_sim, min_score=min_score)
     if output is not None:
         check_format(format, FILE_FORMATS)
     if engine is None:
@@ -81,7 +96,7 @@ def search(
         engine = SearchEngine.open(gallery, model, teacher=teacher, device=device)
     report = run_folder(
         engine, [Path(p) for p in inputs], window_s=window_s, hop_s=hop_s, top_k=top_k, n_images=n_images,
-        min_score=min_score, species=species, merge=merge, output=None if output is None else Path(output),
+        scoring=scoring, species=species, merge=merge, output=None if output is None else Path(output),
         fmt=format, combined=combined, overwrite=overwrite, progress=progress,
     )
     if report.nothing_done:
@@ -89,5 +104,5 @@ def search(
     return report
 
 
-__all__ = ["FileResult", "ImageHit", "RunReport", "SearchEngine", "SimilarWindows", "SpeciesHit", "WindowResult",
-           "search", "search_like"]
+__all__ = ["SCORES", "FileResult", "ImageHit", "RunReport", "Scoring", "SearchEngine", "SimilarWindows", "SpeciesHit",
+           "WindowResult", "search", "search_like"]

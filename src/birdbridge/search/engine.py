@@ -20,10 +20,13 @@ import numpy as np
 from birdbridge.embed.table import EmbeddingTable
 from birdbridge.errors import BirdbridgeError, Failure
 from birdbridge.gallery import Gallery
+from birdbridge.gallery.background import background_command
 from birdbridge.gallery.species_index import index_taxonomy
+from birdbridge.models.calibration import Calibration
 from birdbridge.models.loader import load_student, load_teacher
 from birdbridge.models.student import AudioStudent
 from birdbridge.search.results import FileResult, ImageHit, SpeciesHit, WindowResult
+from birdbridge.search.scoring import DEFAULT_SCALE, Hit, Scoring, score_windows
 from birdbridge.species import SpeciesArg, Taxonomy, as_taxonomy
 from birdbridge.utils.vectors import l2_normalize
 
@@ -32,7 +35,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_SCALE = 100.0  # CLIP's logit scale, when a model records none
+RETRIEVAL = Scoring("softmax", min_score=0.0)  # text and picture queries: a softmax over the species index
 
 
 class SearchEngine:
@@ -46,10 +49,11 @@ class SearchEngine:
     """
 
     def __init__(self, gallery: Gallery, student: AudioStudent | None = None, *, teacher_ref: str | None = None,
-                 device: str | None = None) -> None:
+                 device: str | None = None, model_ref: str | None = None) -> None:
         gallery.check_searchable()
         self.gallery = gallery
         self.student = student
+        self.model_ref = model_ref or (student.name if student is not None else None)  # as the user named it
         self.device = device
         self._teacher_ref = teacher_ref
         self._teacher = None
@@ -57,6 +61,9 @@ class SearchEngine:
         self._taxonomy: Taxonomy | None = None
         self._species = gallery.species()
         self._species_vectors = np.asarray(gallery.species_vectors, dtype=np.float32)
+        self._background = gallery.background()  # (vocabulary, vectors) or None; checked here, before any search
+        self._warned: set[str] = set()
+        self._warn_lock = threading.Lock()
         if student is not None:
             meta = student.metadata.get("teacher")
             if not meta:
@@ -73,7 +80,7 @@ class SearchEngine:
         g = gallery if isinstance(gallery, Gallery) else Gallery.open(gallery)
         g.check_searchable()  # before the model loads
         student = load_student(model, device) if model is not None else None
-        return cls(g, student, teacher_ref=teacher, device=device)
+        return cls(g, student, teacher_ref=teacher, device=device, model_ref=None if model is None else str(model))
 
     # ------------------------------------------------------------------ teacher (text and picture queries)
     @property
@@ -92,12 +99,15 @@ class SearchEngine:
 
     # ------------------------------------------------------------------ what it holds
     def info(self) -> dict[str, Any]:
-        """The student, the gallery's teacher and size, and the student's default window and sample rate."""
+        """The student (and whether it is calibrated), the gallery's teacher, size and background vocabulary, and the
+        student's default window and sample rate."""
         student = self.student
         return {
             "model": student.name if student else None,
+            "calibrated": self.calibration is not None,
             "teacher": dict(self.gallery.teacher),
-            "gallery": {"images": len(self.gallery), "species": len(self._species)},
+            "gallery": {"images": len(self.gallery), "species": len(self._species),
+                        "background": [] if self._background is None else self._background[0].labels},
             "window_s": student.window_s if student else None,
             "sample_rate": student.sample_rate if student else None,
         }
@@ -145,28 +155,65 @@ class SearchEngine:
                            "(add them with `birdbridge gallery species`)", len(unknown), listed)
         return np.array(sorted(set(chosen)), dtype=np.int64)
 
-    def rank_species(self, vectors: np.ndarray, *, top_k: int, min_score: float = 0.0,
-                     subset: np.ndarray | None = None, scale: float = DEFAULT_SCALE) -> list[list[SpeciesHit]]:
-        if not len(self._species):
-            return [[] for _ in range(len(vectors))]
+    def rank_species(self, vectors: np.ndarray, *, top_k: int, scoring: Scoring = RETRIEVAL,
+                     subset: np.ndarray | None = None) -> tuple[list[list[SpeciesHit]], list[str | None], str]:
+        """Score unit ``vectors`` against the species index (or its ``subset``) under ``scoring``: per vector the
+        species that are detections, best first, and the nearest background class of a vector without one;
+        and the score that ranked them (see :mod:`birdbridge.search.scoring`)."""
         index = np.arange(len(self._species)) if subset is None else subset
         sims = vectors @ self._species_vectors[index].T
-        logits = scale * sims
-        logits -= logits.max(axis=1, keepdims=True)
-        probs = np.exp(logits)
-        probs /= probs.sum(axis=1, keepdims=True)
-        out = []
-        for p, s in zip(probs, sims, strict=True):
-            order = np.argsort(-p, kind="stable")[:top_k]
-            hits = []
-            for j in order:
-                if p[j] < min_score:
-                    break
-                sp = self._species[int(index[j])]
-                hits.append(SpeciesHit(sp.key, sp.scientific_name, sp.common_name, sp.code, float(p[j]),
-                                       float(s[j]), sp.has_images))
-            out.append(hits)
-        return out
+        ranked_by = scoring.ranked_by(self.calibration)
+        background = None
+        if ranked_by != "softmax":
+            for what, note in self._notes(scoring).items():
+                self._warn_once(what, note)
+            if self._background is not None:
+                background = vectors @ self._background[1].T
+        scored = score_windows(sims, scoring, self.calibration, top_k=top_k, background=background,
+                               scale=self._scale())
+        labels = [] if self._background is None else self._background[0].labels
+        hits = [[self._species_hit(int(index[h.column]), h) for h in row] for row in scored.hits]
+        return hits, [None if b is None else labels[b] for b in scored.background], scored.ranked_by
+
+    def _species_hit(self, position: int, hit: Hit) -> SpeciesHit:
+        sp = self._species[position]
+        return SpeciesHit(sp.key, sp.scientific_name, sp.common_name, sp.code, hit.score, hit.similarity,
+                          sp.has_images, hit.confidence)
+
+    @property
+    def calibration(self) -> Calibration | None:
+        """The student's calibration (None without a student, or for an uncalibrated one)."""
+        return None if self.student is None else self.student.calibration
+
+    def notes(self, scoring: Scoring | None = None) -> list[str]:
+        """What makes audio searches under ``scoring`` (default: confidences) less than they could be: a student
+        without calibration, a gallery without background vocabulary; each with the command that mends it."""
+        return list(self._notes(scoring or Scoring()).values())
+
+    def _notes(self, scoring: Scoring) -> dict[str, str]:
+        notes = {}
+        if scoring.ranked_by(self.calibration) == "softmax":
+            return notes
+        if self.student is not None and scoring.score == "confidence" and self.calibration is None:
+            name = self.model_ref
+            notes["uncalibrated"] = (
+                f"model {name} has no calibration, so its scores are not confidences: species are ranked by cosine "
+                f"similarity, detections need a similarity of {scoring.min_sim:g} (--min-sim) and results carry no "
+                f"confidence. Calibrate it with `birdbridge calibrate --model {name} --dataset DATASET` (a labelled "
+                "dataset with a validation split)")
+        if self._background is None:
+            notes["background"] = (
+                f"gallery {self.gallery.folder} has no background vocabulary, so a window of wind, rain or other "
+                "non-bird sound that reaches the threshold is named as a bird; add one with "
+                f"{background_command(self.gallery.folder)}")
+        return notes
+
+    def _warn_once(self, what: str, message: str) -> None:
+        with self._warn_lock:
+            if what in self._warned:
+                return
+            self._warned.add(what)
+        logger.warning("%s", message)
 
     # ------------------------------------------------------------------ pictures
     def rank_images(self, vectors: np.ndarray, n: int, species: np.ndarray | None = None,
@@ -195,30 +242,40 @@ class SearchEngine:
             return float(self.student.metadata.get("logit_scale", DEFAULT_SCALE))
         return DEFAULT_SCALE
 
-    def search_table(self, table: EmbeddingTable, *, top_k: int = 5, n_images: int = 5, min_score: float = 0.0,
+    def search_table(self, table: EmbeddingTable, *, top_k: int = 5, n_images: int = 5, scoring: Scoring | None = None,
                      species: SpeciesArg | None = None, durations: dict[str, float] | None = None,
                      ) -> list[FileResult]:
-        """Per-window results for an embedded recording table (rows grouped by file, in order)."""
+        """Per-window results for an embedded recording table (rows grouped by file, in order), scored under
+        ``scoring`` (default: confidences at BirdNET-Analyzer's 0.25). A window without a detection has no
+        species and no pictures, and records its nearest background class."""
+        scoring = scoring or Scoring()
         subset = self.species_subset(species)
         vectors = l2_normalize(table.vectors)
-        ranked = self.rank_species(vectors, top_k=top_k, min_score=min_score, subset=subset, scale=self._scale())
-        pictures = self.rank_images(vectors, n_images, subset)
+        ranked, background, ranked_by = self.rank_species(vectors, top_k=top_k, scoring=scoring, subset=subset)
+        # Pictures of a species nobody heard mislead: windows without a detection get none (softmax names one always).
+        shown = np.array([ranked_by == "softmax" or bool(hits) for hits in ranked], dtype=bool)
+        pictures: list[list[ImageHit]] = [[] for _ in ranked]
+        if shown.any():
+            for i, found in zip(np.flatnonzero(shown), self.rank_images(vectors[shown], n_images, subset), strict=True):
+                pictures[i] = found
+        threshold = scoring.threshold(ranked_by)
         files: dict[str, FileResult] = {}
         for i, name in enumerate(table.names):
-            result = files.setdefault(name, FileResult(name, (durations or {}).get(name, 0.0), []))
+            result = files.setdefault(name, FileResult(name, (durations or {}).get(name, 0.0), [], ranked_by,
+                                                       threshold))
             result.windows.append(WindowResult(len(result.windows), float(table.start_s[i]), float(table.end_s[i]),
-                                               ranked[i], pictures[i]))
+                                               ranked[i], pictures[i], background[i]))
         for result in files.values():
             if not result.duration_s and result.windows:
                 result.duration_s = max(w.end_s for w in result.windows)
         return list(files.values())
 
     def search_audio(self, inputs: Sequence[str | os.PathLike[str]], *, window_s: float | None = None,
-                     hop_s: float | None = None, top_k: int = 5, n_images: int = 5, min_score: float = 0.0,
+                     hop_s: float | None = None, top_k: int = 5, n_images: int = 5, scoring: Scoring | None = None,
                      species: SpeciesArg | None = None, batch_size: int = 16, progress: bool | None = None,
                      limits: WindowLimits | None = None, cancel: threading.Event | None = None,
                      ) -> tuple[list[FileResult], list[Failure]]:
-        """Per-window results for recordings; ``limits`` and ``cancel`` as in
+        """Per-window results for recordings (see :meth:`search_table`); ``limits`` and ``cancel`` as in
         :func:`~birdbridge.embed.audio.embed_audio_windows`."""
         if self.student is None:
             raise BirdbridgeError("audio queries need a model: pass --model (a student distilled for this gallery)")
@@ -231,18 +288,20 @@ class SearchEngine:
         for name in dict.fromkeys(table.names):
             with contextlib.suppress(Exception):  # arrays or vanished files: the last window's end is used
                 durations[name] = audio_info(name).duration_s
-        return self.search_table(table, top_k=top_k, n_images=n_images, min_score=min_score, species=species,
+        return self.search_table(table, top_k=top_k, n_images=n_images, scoring=scoring, species=species,
                                  durations=durations), table.failures
 
     def search_texts(self, texts: Sequence[str], *, n_images: int = 12, top_k: int = 5
                      ) -> list[tuple[list[SpeciesHit], list[ImageHit]]]:
+        """Species (a softmax over the species index: retrieval) and pictures for each text."""
         vectors = self.teacher.encode_texts(list(texts)).numpy()
-        return list(zip(self.rank_species(vectors, top_k=top_k), self.rank_images(vectors, n_images), strict=True))
+        return list(zip(self.rank_species(vectors, top_k=top_k)[0], self.rank_images(vectors, n_images), strict=True))
 
     def search_images(self, images: Sequence, *, n_images: int = 12, top_k: int = 5
                       ) -> list[tuple[list[SpeciesHit], list[ImageHit]]]:
+        """Species (a softmax over the species index: retrieval) and similar pictures for each picture."""
         from birdbridge.embed.images import open_image
 
         pictures = [open_image(p) if isinstance(p, (str, Path)) else p for p in images]
         vectors = self.teacher.encode_images(pictures).numpy()
-        return list(zip(self.rank_species(vectors, top_k=top_k), self.rank_images(vectors, n_images), strict=True))
+        return list(zip(self.rank_species(vectors, top_k=top_k)[0], self.rank_images(vectors, n_images), strict=True))

@@ -1,10 +1,15 @@
 """Output formats: a table on the terminal, and the files BirdNET-Analyzer users already load.
 
 * ``csv``: BirdNET-Analyzer's columns ``Start (s), End (s), Scientific name, Common name, Confidence,
-  File``, plus ``Image 1`` … ``Image n`` (paths, or ids for pictures without a file);
-* ``raven``: a Raven selection table with BirdNET-Analyzer's columns (tab-separated);
-* ``json``: everything, one object per file; ``parquet``: one row per (window, species) with the
-  picture ids as a list column.
+  File``, plus ``Similarity`` and ``Image 1`` … ``Image n`` (paths, or ids for pictures without a file);
+* ``raven``: a Raven selection table with BirdNET-Analyzer's columns (tab-separated); a file without a
+  detection gets BirdNET-Analyzer 2.4's ``nocall`` row, so that every file searched is in its table;
+* ``json``: one object per file, with its windows that hold a detection and a summary of the rest;
+* ``parquet``: one row per (window, species) with the picture ids as a list column.
+
+Rows are detections only: a window where no species reaches the threshold has none. ``Confidence`` is the
+score the species were ranked and thresholded by (:attr:`FileResult.ranked_by`): the calibrated confidence
+by default.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,7 +32,9 @@ FILE_FORMATS = FORMATS[1:]
 TEXT_FORMATS = ("csv", "raven", "json")  # the file formats that are text (and can go to standard output)
 SUFFIX = {"csv": ".birdbridge.results.csv", "raven": ".birdbridge.selection.table.txt",
           "json": ".birdbridge.results.json", "parquet": ".birdbridge.results.parquet"}
-CSV_COLUMNS = ["Start (s)", "End (s)", "Scientific name", "Common name", "Confidence", "File"]
+BIRDNET_CSV_COLUMNS = ["Start (s)", "End (s)", "Scientific name", "Common name", "Confidence", "File"]
+CSV_COLUMNS = [*BIRDNET_CSV_COLUMNS, "Similarity"]
+NOCALL = "nocall"  # BirdNET-Analyzer 2.4's common name and code of the row of a file without a detection
 RAVEN_COLUMNS = ["Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)", "High Freq (Hz)",
                  "Common Name", "Species Code", "Confidence", "Begin Path", "File Offset (s)"]
 
@@ -47,34 +55,50 @@ def to_csv(results: Sequence[FileResult], n_images: int) -> str:
         images = [img.path or img.id for img in window.images[:n_images]]
         writer.writerow([f"{window.start_s:.1f}", f"{window.end_s:.1f}", hit.scientific_name,
                          hit.common_name or hit.scientific_name, f"{hit.score:.4f}", result.file,
-                         *images, *[""] * (n_images - len(images))])
+                         f"{hit.similarity:.4f}", *images, *[""] * (n_images - len(images))])
     return buffer.getvalue()
 
 
 def to_raven(results: Sequence[FileResult], low_hz: float, high_hz: float) -> str:
+    """A Raven selection table; a file without a detection gets BirdNET-Analyzer 2.4's ``nocall`` row (begin 0,
+    end one window, confidence 1.0), which BirdNET-Analyzer's own tools skip."""
     lines = ["\t".join(RAVEN_COLUMNS)]
-    for selection, (result, window, hit) in enumerate(detections(results), start=1):
-        lines.append("\t".join([
-            str(selection), "Spectrogram 1", "1", f"{window.start_s:.1f}", f"{window.end_s:.1f}", f"{low_hz:g}",
-            f"{high_hz:g}", hit.common_name or hit.scientific_name, hit.code or "", f"{hit.score:.4f}",
-            str(Path(result.file).resolve()), f"{window.start_s:.1f}",
-        ]))
+    for result in results:
+        path = str(Path(result.file).resolve())
+        rows = [(window, hit) for window in result.windows for hit in window.species]
+        for window, hit in rows:
+            lines.append("\t".join([
+                str(len(lines)), "Spectrogram 1", "1", f"{window.start_s:.1f}", f"{window.end_s:.1f}", f"{low_hz:g}",
+                f"{high_hz:g}", hit.common_name or hit.scientific_name, hit.code or "", f"{hit.score:.4f}", path,
+                f"{window.start_s:.1f}",
+            ]))
+        if not rows:
+            end = result.windows[0].end_s - result.windows[0].start_s if result.windows else 0.0
+            lines.append("\t".join([str(len(lines)), "Spectrogram 1", "1", "0", f"{end:g}", f"{low_hz:g}",
+                                    f"{high_hz:g}", NOCALL, NOCALL, "1.0", path, "0"]))
     return "\n".join(lines) + "\n"
 
 
 def to_json(results: Sequence[FileResult]) -> str:
-    return json.dumps([r.to_dict() for r in results], indent=2) + "\n"
+    return json.dumps([r.to_dict(all_windows=False) for r in results], indent=2) + "\n"
 
 
 def write_parquet(path: Path, results: Sequence[FileResult]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    schema = pa.schema([
+        ("file", pa.string()), ("start_s", pa.float64()), ("end_s", pa.float64()), ("rank", pa.int64()),
+        ("species", pa.string()), ("common_name", pa.string()), ("code", pa.string()), ("score", pa.float64()),
+        ("confidence", pa.float64()), ("similarity", pa.float64()), ("ranked_by", pa.string()),
+        ("images", pa.list_(pa.string())), ("image_scores", pa.list_(pa.float64())),
+    ])
     rows = [{"file": r.file, "start_s": w.start_s, "end_s": w.end_s, "rank": rank + 1, "species": h.key,
-             "common_name": h.common_name, "code": h.code, "score": h.score, "similarity": h.similarity,
-             "images": [i.id for i in w.images], "image_scores": [i.score for i in w.images]}
+             "common_name": h.common_name, "code": h.code, "score": h.score, "confidence": h.confidence,
+             "similarity": h.similarity, "ranked_by": r.ranked_by, "images": [i.id for i in w.images],
+             "image_scores": [i.score for i in w.images]}
             for r in results for w in r.windows for rank, h in enumerate(w.species)]
-    table = pa.Table.from_pylist(rows) if rows else pa.table({"file": pa.array([], pa.string())})
+    table = pa.Table.from_pylist(rows, schema=schema)
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
 
@@ -106,18 +130,33 @@ def write_results(path: Path, fmt: str, results: Sequence[FileResult], *, n_imag
 
 
 def results_table(results: Sequence[FileResult], n_images: int) -> Table:
+    """The windows with a detection (see :func:`results_summary` for the rest)."""
+    ranked_by = results[0].ranked_by if results else "confidence"
     table = Table(title="birdbridge search", show_lines=False)
-    for column in ("file", "start (s)", "end (s)", "species", "score", "closest pictures"):
-        table.add_column(column, justify="right" if column in ("start (s)", "end (s)", "score") else "left")
+    for column in ("file", "start (s)", "end (s)", "species", ranked_by, "closest pictures"):
+        table.add_column(column, justify="right" if column in ("start (s)", "end (s)", ranked_by) else "left")
     for result in results:
-        for window in result.windows:
-            first = True
-            for hit in window.species or [None]:
-                label = "—" if hit is None else (
-                    f"{hit.common_name} ({hit.scientific_name})" if hit.common_name else hit.scientific_name)
-                pictures = ", ".join(Path(i.path).name if i.path else i.id for i in window.images[:n_images])
+        for window in result.detected:
+            pictures = ", ".join(Path(i.path).name if i.path else i.id for i in window.images[:n_images])
+            for rank, hit in enumerate(window.species):
+                label = f"{hit.common_name} ({hit.scientific_name})" if hit.common_name else hit.scientific_name
+                first = rank == 0
                 table.add_row(Path(result.file).name if first else "", f"{window.start_s:.1f}" if first else "",
-                              f"{window.end_s:.1f}" if first else "", label, "" if hit is None else f"{hit.score:.3f}",
+                              f"{window.end_s:.1f}" if first else "", label, f"{hit.score:.3f}",
                               pictures if first else "")
-                first = False
     return table
+
+
+def results_summary(results: Sequence[FileResult]) -> str:
+    """One line: windows with and without a detection (and the latter's background classes), and the score."""
+    windows = sum(len(r.windows) for r in results)
+    detected = sum(len(r.detected) for r in results)
+    background: Counter[str] = Counter()
+    for result in results:
+        background.update(result.background_counts())
+    quiet = ", ".join(f"{label} {n}" for label, n in background.most_common() if label)
+    first = results[0] if results else None
+    threshold = "" if first is None or first.threshold is None else f" ≥ {first.threshold:g}"
+    return (f"{detected} of {windows} windows in {len(results)} file{'s' if len(results) != 1 else ''} with a "
+            f"detection; {windows - detected} without{f' ({quiet})' if quiet else ''}; ranked by "
+            f"{first.ranked_by if first else 'confidence'}{threshold}")

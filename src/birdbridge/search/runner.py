@@ -25,6 +25,7 @@ from birdbridge.search.engine import SearchEngine
 from birdbridge.search.formats import SUFFIX, write_results
 from birdbridge.search.merge import merge_windows
 from birdbridge.search.results import FileResult, RunReport
+from birdbridge.search.scoring import Scoring
 from birdbridge.species import SpeciesArg, as_taxonomy
 from birdbridge.utils.atomic import write_text
 from birdbridge.utils.prefetch import batched
@@ -114,7 +115,7 @@ def _disambiguate(files: list[Path], names: list[Path]) -> list[Path]:
 
 
 def run_folder(engine: SearchEngine, inputs: Sequence[str | os.PathLike[str]], *, window_s: float | None = None,
-               hop_s: float | None = None, top_k: int = 5, n_images: int = 5, min_score: float = 0.05,
+               hop_s: float | None = None, top_k: int = 5, n_images: int = 5, scoring: Scoring | None = None,
                species: SpeciesArg | None = None, merge: bool = False, output: Path | None = None,
                fmt: str = "table", combined: bool = False, overwrite: bool = False, files_per_batch: int = 8,
                progress: bool | None = None) -> RunReport:
@@ -139,7 +140,7 @@ def run_folder(engine: SearchEngine, inputs: Sequence[str | os.PathLike[str]], *
         for chunk in batched(todo, files_per_batch):
             results, failures = engine.search_audio(
                 [f for f, _ in chunk], window_s=window_s, hop_s=hop_s, top_k=top_k, n_images=n_images,
-                min_score=min_score, species=species, progress=False,
+                scoring=scoring, species=species, progress=False,
             )
             report.failures += failures
             by_name = {r.file: r for r in results}

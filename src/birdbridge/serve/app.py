@@ -22,7 +22,7 @@ import threading
 from base64 import b64encode
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 from urllib.parse import quote
 
 import anyio
@@ -37,8 +37,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from birdbridge.audio.windows import LimitExceeded, WindowLimits
 from birdbridge.errors import AudioError, BirdbridgeError, Failure, ModelFormatError, ModelNotFoundError
+from birdbridge.models.calibration import DEFAULT_SENSITIVITY
 from birdbridge.search.results import FileResult, SpeciesHit, hits_to_dict
 from birdbridge.search.results import ImageHit as FoundImage  # ImageHit below is the API's schema
+from birdbridge.search.scoring import DEFAULT_MIN_CONF, DEFAULT_MIN_SIM, Scoring
 from birdbridge.serve.uploads import Upload, UploadFolder, receive_upload
 from birdbridge.serve.work import ClientGone, WorkQueue
 
@@ -65,7 +67,7 @@ class SearchEngineLike(Protocol):
     def info(self) -> dict: ...
 
     def search_audio(self, inputs: Sequence[str | os.PathLike[str]], *, window_s: float | None = None,
-                     hop_s: float | None = None, top_k: int = 5, n_images: int = 5, min_score: float = 0.0,
+                     hop_s: float | None = None, top_k: int = 5, n_images: int = 5, scoring: Scoring | None = None,
                      progress: bool | None = None, limits: WindowLimits | None = None,
                      cancel: threading.Event | None = None) -> tuple[list[FileResult], list[Failure]]: ...
 
@@ -88,8 +90,11 @@ class SpeciesScore(_Open):
     scientific_name: str
     common_name: str | None = None
     code: str | None = Field(None, description="Short species code, if the taxonomy has one.")
-    score: float = Field(description="Probability-like score in 0..1 (softmax over the species).")
+    score: float = Field(description="The score that ranked the species (the result's `ranked_by`): its confidence, "
+                         "its similarity, or a softmax probability over the species listed.")
     similarity: float = Field(description="Cosine similarity between the audio and the species text embedding.")
+    confidence: float | None = Field(None, description="Calibrated confidence in 0..1 that the species calls in the "
+                                     "window; independent of the other species (null: the model is not calibrated).")
     has_images: bool = Field(description="Whether the gallery holds pictures of this species.")
 
 
@@ -108,12 +113,19 @@ class Window(_Open):
     index: int
     start_s: float
     end_s: float
-    species: list[SpeciesScore] = Field(description="Best species for this window, best first.")
-    images: list[ImageHit] = Field(description="Closest gallery pictures to this window, best first.")
+    species: list[SpeciesScore] = Field(description="The species detected in this window, best first (empty: no "
+                                        "bird detected).")
+    images: list[ImageHit] = Field(description="Closest gallery pictures to this window, best first (none without a "
+                                   "detection).")
+    background: str | None = Field(None, description="For a window without a detection: its nearest class of the "
+                                   "gallery's background vocabulary (wind, rain, ...).")
 
 
 class Summary(_Open):
-    species: list[SpeciesScore] = Field(description="Each species' best score over all windows, best first.")
+    species: list[SpeciesScore] = Field(description="Each species' best window (by confidence), best first.")
+    windows: int = Field(description="Windows searched.")
+    detected: int = Field(description="Windows with a detection.")
+    background: dict[str, int] = Field(description="Windows without a detection per nearest background class.")
 
 
 class SpectrogramInfo(BaseModel):
@@ -127,6 +139,9 @@ class SpectrogramInfo(BaseModel):
 class AudioSearchResponse(_Open):
     file: str = Field(description="The uploaded file's name.")
     duration_s: float
+    ranked_by: str = Field(description="The score that ranked the species: confidence, similarity (a model without "
+                           "calibration) or softmax.")
+    threshold: float | None = Field(None, description="The lowest score of a detection.")
     windows: list[Window]
     summary: Summary
     spectrogram: SpectrogramInfo | None = Field(None, description="Present unless `spectrogram=false`.")
@@ -141,6 +156,8 @@ class TextSearchResponse(_Open):
 class GalleryInfo(_Open):
     images: int
     species: int
+    background: list[str] = Field([], description="The labels of the gallery's background vocabulary (empty: it has "
+                                  "none, and no window is told from wind or rain).")
 
 
 class Limits(BaseModel):
@@ -155,6 +172,8 @@ class Limits(BaseModel):
 
 class InfoResponse(_Open):
     model: str = Field(description="The student audio model.")
+    calibrated: bool = Field(False, description="Whether the model has a calibration (confidences); without one, "
+                             "audio searches rank by similarity.")
     teacher: dict[str, Any] = Field(description="The image-text teacher whose space the gallery is in.")
     gallery: GalleryInfo
     window_s: float = Field(description="Default analysis window in seconds.")
@@ -407,11 +426,21 @@ def create_app(
         window: float | None = Query(None, gt=0, le=600, description="Window length in s (default: the model's)."),
         hop: float | None = Query(None, gt=0, le=600, description="Hop between windows in s (default: the window; "
                                   "at least `min_hop_s`)."),
-        min_score: float = Query(0.0, ge=0, le=1, description="Leave out species scoring below this."),
+        score: Literal["confidence", "similarity", "softmax"] = Query(
+            "confidence", description="What ranks species and makes detections: confidence (the model's calibration; "
+            "similarity if it has none), similarity (raw cosine) or softmax (plain retrieval: every window names a "
+            "species)."),
+        min_conf: float = Query(DEFAULT_MIN_CONF, ge=0, le=1, description="Lowest confidence of a detection."),
+        sensitivity: float = Query(DEFAULT_SENSITIVITY, ge=0.5, le=1.5, description="Detection sensitivity "
+                                   "(BirdNET-Analyzer's): higher values give higher confidences."),
+        min_sim: float = Query(DEFAULT_MIN_SIM, ge=-1, le=1, description="Lowest similarity of a detection, when "
+                               "ranking by similarity."),
+        min_score: float = Query(0.0, ge=0, le=1, description="With score=softmax: leave out species below this."),
         spectrogram: bool = Query(True, description="Include a spectrogram picture (base64 PNG)."),
     ) -> dict:
-        """Cut the uploaded recording into windows; for each window give the best species (with scores) and the
-        closest gallery pictures, plus a summary over all windows and, by default, a spectrogram.
+        """Cut the uploaded recording into windows; for each window give the species detected (with confidences) and
+        the closest gallery pictures, plus a summary over all windows and, by default, a spectrogram. A window
+        without a detection has no species and no pictures, and names its nearest background class.
 
         Upload with `curl -F file=@call.wav http://HOST/api/search/audio`. Past a limit of `/api/info` (upload
         size, seconds of audio, number of windows) the answer is 413 naming the limit; a hop under `min_hop_s`,
@@ -420,10 +449,11 @@ def create_app(
         step = hop if hop is not None else window
         if step is not None:
             bounds.check_hop(step)  # before the upload is read
+        scoring = Scoring(score, min_conf=min_conf, sensitivity=sensitivity, min_sim=min_sim, min_score=min_score)
 
         def search(upload: Upload, cancel: threading.Event) -> dict:
             result = _search_one(engine, upload.path, upload.filename, top_k=top_k, n_images=n_images,
-                                 window_s=window, hop_s=hop, min_score=min_score, limits=bounds, cancel=cancel)
+                                 window_s=window, hop_s=hop, scoring=scoring, limits=bounds, cancel=cancel)
             if spectrogram and not cancel.is_set():
                 result["spectrogram"] = _spectrogram_info(upload.path, min(SPECTROGRAM_MAX_S, max_audio_s))
             return result

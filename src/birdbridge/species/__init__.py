@@ -1,5 +1,6 @@
 """Species lists, BioCLIP text forms and prompts, and cached species text embeddings."""
 
+from birdbridge.species.encoding import class_embeddings, prompt_embeddings
 from birdbridge.species.labels import (
     SpeciesArg,
     as_taxonomy,
@@ -9,21 +10,8 @@ from birdbridge.species.labels import (
     taxonomy_from_names,
 )
 from birdbridge.species.names import SpeciesLabel, split_scientific_name, split_species_label
-from birdbridge.species.prompts import (
-    OPENAI_TEMPLATES,
-    TEMPLATE_SETS,
-    PromptSampler,
-    PromptSpec,
-    TextForm,
-    class_embeddings,
-    parse_forms,
-    parse_mix,
-    parse_text_form,
-    prompt_embeddings,
-    resolve_templates,
-    species_prompts,
-    text_for,
-)
+from birdbridge.species.prompts import PromptSpec, species_prompts
+from birdbridge.species.sampler import PromptSampler
 from birdbridge.species.taxonomy import (
     Species,
     Taxonomy,
@@ -31,6 +19,7 @@ from birdbridge.species.taxonomy import (
     load_taxonomy_csv,
     normalize_rank_name,
 )
+from birdbridge.species.templates import OPENAI_TEMPLATES, TEMPLATE_SETS, resolve_templates
 from birdbridge.species.text_cache import (
     TextEncoder,
     cache_dir,
@@ -38,6 +27,7 @@ from birdbridge.species.text_cache import (
     species_text_embeddings,
     variant_text_embeddings,
 )
+from birdbridge.species.text_forms import TextForm, parse_forms, parse_text_form, text_for
 
 __all__ = [
     "OPENAI_TEMPLATES",
@@ -58,7 +48,6 @@ __all__ = [
     "load_taxonomy_csv",
     "normalize_rank_name",
     "parse_forms",
-    "parse_mix",
     "parse_species_label",
     "parse_species_list",
     "parse_text_form",

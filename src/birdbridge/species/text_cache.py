@@ -23,9 +23,11 @@ if TYPE_CHECKING:
 
 from birdbridge import __version__
 from birdbridge.errors import BirdbridgeError
-from birdbridge.species.prompts import PromptSpec, TextForm, class_embeddings, prompt_embeddings
+from birdbridge.species.encoding import class_embeddings, prompt_embeddings
+from birdbridge.species.prompts import PromptSpec
 from birdbridge.species.taxonomy import Taxonomy
-from birdbridge.utils.array_cache import cache_root, cached_array, identity_key
+from birdbridge.species.text_forms import TextForm
+from birdbridge.utils.array_cache import cache_root, cached_array
 
 FORMAT_VERSION = 1
 
@@ -63,10 +65,6 @@ def _identity(kind: Kind, encoder_fingerprint: str, taxonomy: Taxonomy, spec: Pr
     }
 
 
-def cache_key(kind: Kind, encoder_fingerprint: str, taxonomy: Taxonomy, spec: PromptSpec) -> str:
-    return identity_key(_identity(kind, encoder_fingerprint, taxonomy, spec))
-
-
 def species_text_embeddings(
     encoder: TextEncoder,
     taxonomy: Taxonomy,
@@ -100,7 +98,7 @@ def variant_text_embeddings(
     """float32 [n_species, n_forms * n_templates, D]: one embedding per prompt, not averaged, cached.
 
     Variant ``v`` is form ``v // n_templates`` with template ``v % n_templates`` (the order of
-    :class:`~birdbridge.species.prompts.PromptSampler` when given its ``forms`` and ``templates``).
+    :class:`~birdbridge.species.sampler.PromptSampler` when given its ``forms`` and ``templates``).
     """
     spec = PromptSpec(forms=forms, templates=templates if isinstance(templates, str) else tuple(templates))
 

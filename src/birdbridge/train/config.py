@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -267,7 +266,3 @@ def _coerce(value: Any, hint: Any, source: str, key: str) -> Any:
     except (TypeError, ValueError):
         raise InputError(source, f"{key}: {value!r} is not a valid {text}") from None
     return value
-
-
-def replace(config: TrainConfig, **changes: Any) -> TrainConfig:
-    return dataclasses.replace(config, **changes)

@@ -34,10 +34,6 @@ class _Bar:
         if self._progress is not None:
             self._progress.advance(self._task, n)
 
-    def set_total(self, total: int) -> None:
-        if self._progress is not None:
-            self._progress.update(self._task, total=total)
-
     def describe(self, text: str) -> None:
         if self._progress is not None:
             self._progress.update(self._task, description=text)

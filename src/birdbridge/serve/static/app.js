@@ -35,6 +35,13 @@
   const span = (s, e) => `${secs(s).replace(" s", "")}–${secs(e)}`;
   const mb = (bytes) => `${(bytes / 1048576).toFixed(bytes < 10485760 ? 1 : 0)} MB`;
   const speciesLabel = (sp) => sp.common_name || sp.scientific_name || sp.key;
+  // A species' score as shown: a confidence (or a softmax score) in %, a similarity as a number.
+  const scoreText = (sp, rankedBy) => (rankedBy === "similarity" && sp.confidence == null
+    ? `sim ${sp.score.toFixed(2)}` : pct(sp.confidence ?? sp.score));
+  const scoreTitle = (sp) => [sp.confidence != null ? `confidence ${sp.confidence.toFixed(3)}` : null,
+    `similarity ${sp.similarity.toFixed(3)}`].filter(Boolean).join(", ");
+  // A window without a detection: "no bird detected", with its nearest background class if the gallery has them.
+  const noBird = (w) => `no bird detected${w.background ? ` — ${w.background}` : ""}`;
 
   // ------------------------------------------------------------------------------------------------
   // Messages
@@ -84,6 +91,8 @@
       if (teacher) parts.push(`teacher ${teacher}`);
       parts.push(`gallery of ${info.gallery.images} pictures of ${info.gallery.species} species`);
       parts.push(`${info.window_s} s windows`);
+      parts.push(info.calibrated ? "calibrated confidences" : "not calibrated: ranked by similarity");
+      if (!(info.gallery.background || []).length) parts.push("no background vocabulary");
       $("info").textContent = parts.join(" · ");
       $("limit-hint").textContent = `Files up to ${info.limits.max_upload_mb} MB.`;
       if (info.window_s) {
@@ -116,6 +125,9 @@
     put("hop", "opt-hop");
     put("top_k", "opt-topk");
     put("n_images", "opt-nimages");
+    put("score", "opt-score");
+    put("min_conf", "opt-minconf");
+    put("sensitivity", "opt-sensitivity");
     return params;
   }
 
@@ -140,7 +152,9 @@
       state.file = file;
       showResult(result, file);
       const n = result.windows.length;
-      setStatus($("status"), `${secs(result.duration_s)} analysed in ${n} window${n === 1 ? "" : "s"}.`);
+      const found = result.windows.filter((w) => w.species.length).length;
+      setStatus($("status"), `${secs(result.duration_s)} analysed in ${n} window${n === 1 ? "" : "s"}; ` +
+        `a bird detected in ${found}.`);
     } catch (error) {
       setStatus($("status"), "");
       showError($("error"), `Could not analyse “${file.name}”: ${error.message}`);
@@ -155,7 +169,7 @@
     $("file-name").textContent = result.file;
 
     renderChips($("summary"), "Most likely overall:", result.summary.species.slice(0, 5),
-      "no species above the threshold");
+      "no bird detected in any window", result.ranked_by);
 
     const spectro = result.spectrogram;
     const img = $("spectrogram");
@@ -185,18 +199,19 @@
         onclick: () => selectWindow(i, true),
       },
       el("span", { class: "w-time", text: `${i + 1} · ${span(w.start_s, w.end_s)}` }),
-      el("span", { class: "w-top", text: top ? `${speciesLabel(top)} ${pct(top.score)}` : "—" })));
+      el("span", { class: top ? "w-top" : "w-top no-bird", text: top ? `${speciesLabel(top)} ${scoreText(top, result.ranked_by)}`
+        : noBird(w) })));
     });
     selectWindow(0, false);
   }
 
-  function renderChips(box, label, species, emptyText = "") {
+  function renderChips(box, label, species, emptyText = "", rankedBy = "softmax") {
     box.replaceChildren();
     if (!species.length && !emptyText) return;
     box.append(el("span", { class: "muted small", text: label }));
     for (const sp of species) {
       box.append(el("span", { class: "chip", title: sp.scientific_name },
-        el("strong", { text: speciesLabel(sp) }), ` ${pct(sp.score)}`));
+        el("strong", { text: speciesLabel(sp) }), ` ${scoreText(sp, rankedBy)}`));
     }
     if (!species.length) box.append(el("span", { class: "muted small", text: emptyText }));
   }
@@ -242,8 +257,9 @@
     }
 
     $("window-title").textContent = `Window ${index + 1} of ${result.windows.length} · ${span(w.start_s, w.end_s)}`;
-    renderSpecies($("species-list"), w.species);
-    renderImages($("image-grid"), w.images, "No pictures for this window.");
+    renderSpecies($("species-list"), w, result.ranked_by);
+    renderImages($("image-grid"), w.images, w.species.length ? "No pictures for this window."
+      : "No pictures: no bird was detected in this window.");
     if (fromUser && $("player").paused) $("player").currentTime = w.start_s;
   }
 
@@ -257,14 +273,17 @@
     }
   }
 
-  function renderSpecies(list, species) {
+  function renderSpecies(list, w, rankedBy) {
+    const species = w.species;
     list.replaceChildren();
     if (!species.length) {
-      list.append(el("li", { class: "muted", text: "No species scored above the threshold." }));
+      const text = noBird(w);
+      list.append(el("li", { class: "no-bird", text: text.charAt(0).toUpperCase() + text.slice(1) + "." }));
       return;
     }
     for (const sp of species) {
-      const bar = el("span", { class: "bar" }, el("span", { style: `width:${Math.round(100 * sp.score)}%` }));
+      const fill = Math.max(0, Math.min(1, sp.confidence ?? sp.score));
+      const bar = el("span", { class: "bar" }, el("span", { style: `width:${Math.round(100 * fill)}%` }));
       list.append(el("li", { class: "species" },
         el("span", { class: "names" },
           sp.common_name
@@ -272,7 +291,7 @@
             : el("span", { class: "common scientific-only", text: sp.scientific_name }),
           sp.common_name ? el("span", { class: "scientific", text: sp.scientific_name }) : null,
           sp.has_images === false ? el("span", { class: "muted small", text: " (no pictures)" }) : null),
-        el("span", { class: "score", text: pct(sp.score), title: `similarity ${sp.similarity.toFixed(3)}` }),
+        el("span", { class: "score", text: scoreText(sp, rankedBy), title: scoreTitle(sp) }),
         bar));
     }
   }
