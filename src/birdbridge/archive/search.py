@@ -23,6 +23,7 @@ from birdbridge.archive.store import Archive
 from birdbridge.errors import BirdbridgeError
 from birdbridge.store.records import batches, placeholders
 from birdbridge.store.vector_store import VectorStore
+from birdbridge.utils.vectors import l2_normalize
 
 #: How much wider each step of a per-file-capped search looks.
 WIDEN = 4
@@ -104,7 +105,7 @@ def search_archive(
         query, described = like_query(archive, like, model=model, device=device)
     else:
         query, described = np.asarray(vector, np.float32).reshape(1, -1), {"kind": "vector"}
-    q = archive.check_queries(query)
+    q = l2_normalize(archive.check_queries(query), what="the query")  # scores are cosines, whatever its length
     found = rank_windows(archive, q, int(top_k), rows=rows, min_score=min_score, per_file=per_file, exact=exact)
     method = "ann" if rows is None and exact is not True and archive.ann_index() is not None else "exact"
     hits, durations = _hits(archive, found)
