@@ -26,6 +26,7 @@ from rich.table import Table
 from birdbridge.errors import BirdbridgeError
 from birdbridge.search.results import FileResult
 from birdbridge.utils.atomic import atomic_path, write_text
+from birdbridge.utils.selection_tables import RAVEN_FILE, RAVEN_LEAD, Selection, raven_table
 
 FORMATS = ("table", "csv", "raven", "json", "parquet")
 FILE_FORMATS = FORMATS[1:]
@@ -35,8 +36,8 @@ SUFFIX = {"csv": ".birdbridge.results.csv", "raven": ".birdbridge.selection.tabl
 BIRDNET_CSV_COLUMNS = ["Start (s)", "End (s)", "Scientific name", "Common name", "Confidence", "File"]
 CSV_COLUMNS = [*BIRDNET_CSV_COLUMNS, "Similarity"]
 NOCALL = "nocall"  # BirdNET-Analyzer 2.4's common name and code of the row of a file without a detection
-RAVEN_COLUMNS = ["Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)", "High Freq (Hz)",
-                 "Common Name", "Species Code", "Confidence", "Begin Path", "File Offset (s)"]
+RAVEN_CELLS = ("Common Name", "Species Code", "Confidence")
+RAVEN_COLUMNS = [*RAVEN_LEAD, *RAVEN_CELLS, *RAVEN_FILE]
 
 
 def detections(results: Sequence[FileResult]):
@@ -60,23 +61,21 @@ def to_csv(results: Sequence[FileResult], n_images: int) -> str:
 
 
 def to_raven(results: Sequence[FileResult], low_hz: float, high_hz: float) -> str:
-    """A Raven selection table; a file without a detection gets BirdNET-Analyzer 2.4's ``nocall`` row (begin 0,
-    end one window, confidence 1.0), which BirdNET-Analyzer's own tools skip."""
-    lines = ["\t".join(RAVEN_COLUMNS)]
+    """A Raven selection table (:func:`~birdbridge.utils.selection_tables.raven_table`, times within each file);
+    a file without a detection gets BirdNET-Analyzer 2.4's ``nocall`` row (begin 0, end one window, confidence
+    1.0), which BirdNET-Analyzer's own tools skip."""
+    selections = []
     for result in results:
         path = str(Path(result.file).resolve())
         rows = [(window, hit) for window in result.windows for hit in window.species]
-        for window, hit in rows:
-            lines.append("\t".join([
-                str(len(lines)), "Spectrogram 1", "1", f"{window.start_s:.1f}", f"{window.end_s:.1f}", f"{low_hz:g}",
-                f"{high_hz:g}", hit.common_name or hit.scientific_name, hit.code or "", f"{hit.score:.4f}", path,
-                f"{window.start_s:.1f}",
-            ]))
+        selections += [Selection(path, window.start_s, window.end_s, low_hz, high_hz, {
+            "Common Name": hit.common_name or hit.scientific_name, "Species Code": hit.code or "",
+            "Confidence": f"{hit.score:.4f}"}) for window, hit in rows]
         if not rows:
             end = result.windows[0].end_s - result.windows[0].start_s if result.windows else 0.0
-            lines.append("\t".join([str(len(lines)), "Spectrogram 1", "1", "0", f"{end:g}", f"{low_hz:g}",
-                                    f"{high_hz:g}", NOCALL, NOCALL, "1.0", path, "0"]))
-    return "\n".join(lines) + "\n"
+            selections.append(Selection(path, 0.0, end, low_hz, high_hz, {
+                "Common Name": NOCALL, "Species Code": NOCALL, "Confidence": "1.0"}, time_format="g"))
+    return raven_table(selections, RAVEN_CELLS, time_format=".1f", run_on=False)
 
 
 def to_json(results: Sequence[FileResult]) -> str:

@@ -34,6 +34,8 @@ class Selection:
     cells: Mapping[str, Any] = field(default_factory=dict)
     channel: int = 1
     view: str = "Spectrogram 1"
+    #: How this selection's times are written (a format spec such as ``".1f"`` or ``"g"``); None: the table's.
+    time_format: str | None = None
 
 
 def cell(value: Any) -> str:
@@ -46,18 +48,19 @@ def cell(value: Any) -> str:
 
 def raven_table(
     selections: Iterable[Selection], columns: Sequence[str] = (), *, durations: Mapping[str, float] | None = None,
-    time_digits: int = 3,
+    time_format: str = ".3f", run_on: bool = True,
 ) -> str:
     """A Raven selection table of ``selections`` with the caller's ``columns`` (their cells by name).
 
     Rows are grouped by recording (first-appearance order; the order within a recording is kept) and
-    numbered from 1. Several recordings need their ``durations`` (seconds, by path) to run the begin
-    and end times on across them (see the module docs); a missing one is a ValueError.
+    numbered from 1. With ``run_on``, several recordings need their ``durations`` (seconds, by path) to
+    run the begin and end times on across them (see the module docs; a missing one is a ValueError);
+    without, every begin and end time is within its own recording (BirdNET-Analyzer's per-file tables).
     """
     groups: dict[str, list[Selection]] = {}
     for selection in selections:
         groups.setdefault(selection.path, []).append(selection)
-    if len(groups) > 1:
+    if run_on and len(groups) > 1:
         missing = [path for path in groups if durations is None or path not in durations]
         if missing:
             raise ValueError(f"a Raven table of several recordings needs their durations; missing: {missing[:3]}")
@@ -66,12 +69,13 @@ def raven_table(
     for path, group in groups.items():
         for s in group:
             number += 1
+            fmt = s.time_format or time_format
             lines.append("\t".join([
-                str(number), cell(s.view), str(s.channel), f"{offset + s.start_s:.{time_digits}f}",
-                f"{offset + s.end_s:.{time_digits}f}", f"{s.low_hz:g}", f"{s.high_hz:g}",
-                *(cell(s.cells.get(c)) for c in columns), cell(path), f"{s.start_s:.{time_digits}f}",
+                str(number), cell(s.view), str(s.channel), format(offset + s.start_s, fmt),
+                format(offset + s.end_s, fmt), f"{s.low_hz:g}", f"{s.high_hz:g}",
+                *(cell(s.cells.get(c)) for c in columns), cell(path), format(s.start_s, fmt),
             ]))
-        if len(groups) > 1 and durations is not None:
+        if run_on and len(groups) > 1 and durations is not None:
             offset += float(durations[path])
     return "\n".join(lines) + "\n"
 
