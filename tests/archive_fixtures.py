@@ -53,6 +53,18 @@ def write_recordings(root: Path) -> Path:
     return root
 
 
+def build_world(root: Path, clap: Path, clip: Path) -> dict:
+    """A student, the :data:`RECORDINGS` and their archive, built in ``root``."""
+    from birdbridge.archive.build import build_archive
+
+    student = make_student(root / "student", clap, clip)
+    recordings = write_recordings(root / "recordings")
+    archive = root / "archive"
+    report = build_archive([recordings], archive, student, progress=False)
+    return {"root": root, "student": student, "teacher": clip, "recordings": recordings, "archive": archive,
+            "report": report}
+
+
 TEACHER = {"ref": "synthetic", "name": "synthetic", "fingerprint": "5" * 32}
 
 

@@ -36,13 +36,7 @@ TESTS = Path(__file__).resolve().parent
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, tiny_clap, tiny_clip):
-    root = tmp_path_factory.mktemp("archive")
-    student = fx.make_student(root / "student", tiny_clap, tiny_clip)
-    recordings = fx.write_recordings(root / "recordings")
-    archive = root / "archive"
-    report = build_archive([recordings], archive, student, progress=False)
-    return {"root": root, "student": student, "teacher": tiny_clip, "recordings": recordings, "archive": archive,
-            "report": report}
+    return fx.build_world(tmp_path_factory.mktemp("archive"), tiny_clap, tiny_clip)
 
 
 def rec(world, rel: str) -> str:
