@@ -69,10 +69,11 @@ TEACHER = {"ref": "synthetic", "name": "synthetic", "fingerprint": "5" * 32}
 
 
 def synthetic_archive(folder: Path, vectors: np.ndarray, files: list[tuple[str, RecordingMeta]], per_file: int,
-                      window_s: float = 5.0) -> Archive:
-    """An archive of planted ``vectors``: ``per_file`` consecutive windows of ``window_s`` per file, in order."""
+                      window_s: float = 5.0, teacher: dict | None = None) -> Archive:
+    """An archive of planted ``vectors``: ``per_file`` consecutive windows of ``window_s`` per file, in order (in the
+    space of ``teacher``, default a synthetic one)."""
     dim = vectors.shape[1]
-    archive = Archive.create(folder, {**TEACHER, "embed_dim": dim}, dim)
+    archive = Archive.create(folder, {**(teacher or TEACHER), "embed_dim": dim}, dim)
     archive.update_meta(student={"ref": "synthetic", "name": "synthetic", "fingerprint": "6" * 32, "embed_dim": dim,
                                  "band_hz": [0.0, 8000.0]},
                         windowing={"window_s": window_s, "hop_s": window_s}, build={"complete": True})

@@ -34,6 +34,8 @@ _EXPORTS = {
     "build_gallery": "birdbridge.gallery.build",
     "Archive": "birdbridge.archive.store",
     "build_archive": "birdbridge.archive.build",
+    "ProbeSet": "birdbridge.probes.train",
+    "train_probes": "birdbridge.probes.train",
     # embeddings
     "embed_audio": "birdbridge.embed",
     "embed_audio_windows": "birdbridge.embed",

@@ -161,6 +161,7 @@ ARCHIVE = StoreKind(
     create_hint="build an archive with `birdbridge archive build ARCHIVE --model STUDENT RECORDINGS...`",
     exists_hint="run `birdbridge archive build` on it again to resume it, or pass --add to add recordings",
     ann_command="birdbridge archive build ARCHIVE --ann",
+    files=("probes.json",),  # written by `birdbridge archive probe train` (birdbridge.probes)
 )
 
 

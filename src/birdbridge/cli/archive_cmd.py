@@ -1,4 +1,5 @@
-"""``birdbridge archive {build,search,label,labels,info}``: window embeddings of recordings, searched and labelled."""
+"""``birdbridge archive {build,search,label,labels,info}``: window embeddings of recordings, searched and labelled
+(``archive probe`` is :mod:`birdbridge.cli.probe_cmd`)."""
 
 from __future__ import annotations
 
@@ -242,4 +243,7 @@ def info_cmd(archive: ArchiveFolder, as_json: AsJson = False) -> None:
 
 
 def register(app_: typer.Typer) -> None:
+    from birdbridge.cli import probe_cmd
+
+    app.add_typer(probe_cmd.app, name="probe")
     app_.add_typer(app, name="archive")
