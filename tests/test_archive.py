@@ -199,6 +199,17 @@ def test_resume_add_changed_files_and_other_students(world, tmp_path, tiny_clap,
         build_archive([second], tmp_path / "b", tiny_clap, progress=False)
 
 
+def test_an_ann_index_is_kept_up_to_date_by_add(world, tmp_path) -> None:
+    fx.write_tone(tmp_path / "first" / "A_20240601_050000.wav", 700, 2)
+    fx.write_tone(tmp_path / "second" / "B_20240602_050000.wav", 1100, 2)
+    folder = tmp_path / "a"
+    built = build_archive([tmp_path / "first"], folder, world["student"], ann=True, progress=False)
+    assert built.ann["up_to_date"] and built.ann["rows"] == 2
+    added = build_archive([tmp_path / "second"], folder, add=True, progress=False)
+    assert added.ann["up_to_date"] and added.ann["rows"] == 4
+    assert Archive.open(folder).search(vector=np.ones(Archive.open(folder).dim), top_k=4).method == "ann"
+
+
 def test_stereo_recordings_are_mixed_to_mono(world, tmp_path) -> None:
     fx.write_tone(tmp_path / "recs" / "stereo.wav", 500, 2, channels=2)
     fx.write_tone(tmp_path / "recs" / "mono.wav", 500, 2)

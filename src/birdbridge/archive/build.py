@@ -99,7 +99,8 @@ def build_archive(
 ) -> BuildReport:
     """Embed every window of ``recordings`` (files or folders) into the archive at ``archive``; see the module
     docs. ``model`` is the distilled student (default: the one an existing archive records). ``ann``: True
-    builds (or updates) the ANN index, False leaves it, None builds it from :data:`ANN_THRESHOLD` windows."""
+    builds (or updates) the ANN index, False leaves it, None builds it from :data:`ANN_THRESHOLD` windows and
+    keeps an existing one up to date."""
     if isinstance(recordings, (str, os.PathLike)):
         recordings = [recordings]
     if not recordings:
@@ -134,7 +135,7 @@ def build_archive(
         _embed(arc, student, todo, spec, report, batch_size=batch_size, commit_windows=commit_windows,
                progress=progress)
         report.embed_seconds = time.perf_counter() - started
-        if len(arc) and (ann is True or (ann is None and len(arc) >= ANN_THRESHOLD)):
+        if len(arc) and (ann is True or (ann is None and (len(arc) >= ANN_THRESHOLD or arc.ann_status()["exists"]))):
             build_ann(arc, progress=progress)
         report.ann = arc.ann_status()
         report.count, report.files = len(arc), len(arc.files())
