@@ -16,15 +16,12 @@ exact search, for three kinds of query as they land in the teacher's space:
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from bench_gallery import PeakRss, load, mb, mixture, status
+from bench_gallery import PeakRss, load, mb, mixture, run_phases, scale_parser, status
 
 TEACHER = {"ref": "synthetic", "name": "synthetic", "fingerprint": "1" * 32}
 WINDOWS_PER_FILE = 720  # one hour of 5 s windows
@@ -128,30 +125,9 @@ def measure(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=1_000_000)
-    parser.add_argument("--dim", type=int, default=768)
-    parser.add_argument("--centres", type=int, default=10_000)
-    parser.add_argument("--noise", type=float, default=0.8, help="norm of the Gaussian noise around a unit centre")
-    parser.add_argument("--queries", type=int, default=200)
+    parser = scale_parser(__doc__.splitlines()[0], "archive", "/tmp/bench-archive", 200, [64, 128, 256])
     parser.add_argument("--exact", type=int, default=50, help="queries whose exact top-10 is the recall reference")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--folder", default="/tmp/bench-archive")
-    parser.add_argument("--connectivity", type=int, default=16)
-    parser.add_argument("--expansion-add", type=int, default=128)
-    parser.add_argument("--expansion-search", type=int, nargs="+", default=[64, 128, 256])
-    parser.add_argument("--reuse", action="store_true", help="measure an existing archive instead of writing one")
-    parser.add_argument("--keep-ann", action="store_true", help="with --reuse: keep its ANN index (no rebuild)")
-    parser.add_argument("--phase", choices=["all", "measure"], default="all", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.phase == "measure":
-        measure(args)
-        return
-    if not args.reuse:
-        generate(args)
-    # measure in a fresh process, so that its memory figures hold only what the archive costs
-    subprocess.run([sys.executable, __file__, *sys.argv[1:], "--phase", "measure"], check=True)
-    print(json.dumps({"n": args.n, "dim": args.dim, "centres": args.centres, "noise": args.noise}))
+    run_phases(parser.parse_args(), __file__, generate, measure)
 
 
 if __name__ == "__main__":
