@@ -35,10 +35,10 @@ def train_cmd(
     text_prior: Annotated[bool, typer.Option(
         "--text-prior", help="Start each probe from its species' teacher text embedding; the labels refine it.")
     ] = False,
-    l2: Annotated[float, typer.Option("--l2", min=1e-6, help="L2 penalty of the logistic fit (1/C).")] = 1.0,
+    l2: Annotated[float, typer.Option("--l2", min=1e-6, help="L2 penalty of the logistic fit (1/C).")] = 0.1,
     prior_weight: Annotated[float, typer.Option(
-        "--prior-weight", min=1e-6, help="Cost of the text direction relative to any other (with --text-prior).")
-    ] = 0.01,
+        "--prior-weight", min=1e-6, help="Penalty on the text direction's scale relative to any other weight (with "
+        "--text-prior); smaller ties the probe closer to the text query.")] = 1.0,
     background: Annotated[int, typer.Option(
         "--background", min=0, help="Random unlabelled windows used as weak negatives.")] = 100,
     folds: Annotated[int, typer.Option("--folds", min=2, help="Folds of the cross-validated AP.")] = 5,
