@@ -1,5 +1,5 @@
-"""``birdbridge archive {build,search,label,labels,info}``: window embeddings of recordings, searched and labelled
-(``archive probe`` is :mod:`birdbridge.cli.probe_cmd`)."""
+"""``birdbridge archive {build,search,label,labels,info,export}``: window embeddings of recordings, searched,
+labelled and exported (``archive probe`` is :mod:`birdbridge.cli.probe_cmd`)."""
 
 from __future__ import annotations
 
@@ -240,6 +240,23 @@ def info_cmd(archive: ArchiveFolder, as_json: AsJson = False) -> None:
     if (info.build or {}).get("complete") is False:
         lines.append("build     unfinished: run the same `birdbridge archive build` command again to resume")
     console.print("\n".join(lines), highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command("export")
+def export_cmd(
+    archive: ArchiveFolder,
+    output: Annotated[Path, typer.Argument(help="A new folder for the export.", show_default=False)],
+    fmt: Annotated[str, typer.Option(
+        "--format", "-f", help="hoplite (a perch-hoplite database; needs birdbridge[hoplite]) or parquet "
+        "(windows.parquet with the embeddings, labels.parquet).")] = "hoplite",
+) -> None:
+    """Export the archive's windows, embeddings and labels to perch-hoplite or parquet."""
+    from birdbridge.archive.export import export_archive
+    from birdbridge.archive.store import Archive
+
+    counts = export_archive(Archive.open(archive), output, fmt)
+    console.print(f"exported {counts['windows']:,} windows of {counts['files']:,} recordings and "
+                  f"{counts['labels']:,} labels to {output} ({fmt})", highlight=False)
 
 
 def register(app_: typer.Typer) -> None:
