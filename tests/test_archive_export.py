@@ -31,7 +31,7 @@ def archive(tmp_path) -> Archive:
 
 
 def test_parquet_export_holds_every_window_embedding_and_label(archive, tmp_path, capsys) -> None:
-    out = run(capsys, "archive", "export", archive.folder, tmp_path / "out", "--format", "parquet")
+    out = run(capsys, "archive", "export", archive.folder, tmp_path / "out", "--to", "parquet")
     assert out.returncode == 0, out.stderr
     windows = pq.read_table(tmp_path / "out" / "windows.parquet").to_pylist()
     assert [w["row"] for w in windows] == list(range(len(archive)))

@@ -87,7 +87,7 @@ def export_hoplite(archive: Archive, folder: Path, *, project: str | None = None
         from perch_hoplite.db import datatypes, sqlite_usearch_impl
     except ImportError:
         raise BirdbridgeError("exporting to perch-hoplite needs the hoplite extra: pip install 'birdbridge[hoplite]' "
-                              "(or export parquet with --format parquet)") from None
+                              "(or export parquet: --to parquet)") from None
     db = sqlite_usearch_impl.SQLiteUSearchDB.create(
         str(folder), sqlite_usearch_impl.get_default_usearch_config(archive.dim))
     db.insert_metadata("birdbridge", config_dict.ConfigDict(_about(archive)))

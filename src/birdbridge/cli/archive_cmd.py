@@ -247,8 +247,8 @@ def export_cmd(
     archive: ArchiveFolder,
     output: Annotated[Path, typer.Argument(help="A new folder for the export.", show_default=False)],
     fmt: Annotated[str, typer.Option(
-        "--format", "-f", help="hoplite (a perch-hoplite database; needs birdbridge[hoplite]) or parquet "
-        "(windows.parquet with the embeddings, labels.parquet).")] = "hoplite",
+        "--to", help="hoplite (a perch-hoplite database; needs birdbridge[hoplite]) or parquet (windows.parquet with "
+        "the embeddings, labels.parquet).")] = "hoplite",
 ) -> None:
     """Export the archive's windows, embeddings and labels to perch-hoplite or parquet."""
     from birdbridge.archive.export import export_archive

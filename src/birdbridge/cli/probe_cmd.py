@@ -11,6 +11,7 @@ import typer
 from birdbridge.cli.common import (
     AsJson,
     Device,
+    Format,
     MinConf,
     RecordedTeacher,
     Sensitivity,
@@ -82,12 +83,13 @@ def train_cmd(
 def apply_cmd(
     archive: ArchiveFolder,
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the detections.")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="csv, raven, json or parquet.")] = "csv",
+    fmt: Format = "csv",
     probes_file: ProbesFile = None,
     min_conf: MinConf = 0.25,
     sensitivity: Sensitivity = 1.0,
 ) -> None:
-    """Score every window with the probes; write the detections (calibrated confidences) as search does."""
+    """Score every window with the probes; write the detections (calibrated confidences) as search does (csv, raven,
+    json or parquet)."""
     from collections import Counter
 
     from birdbridge.archive.store import Archive
