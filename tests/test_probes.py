@@ -142,9 +142,9 @@ def test_probes_from_labels_with_cross_validated_ap_and_detections(world, tmp_pa
     out = run(capsys, "archive", "probe", "train", folder, "--labels", f"{CLASSES[0]},{CLASSES[1]}", "--json",
               "--background", "30")
     assert out.returncode == 0, out.stderr
-    report = json.loads(out.stdout[: out.stdout.rindex("}") + 1])
-    assert sorted(report) == sorted(CLASSES[:2]) and report[CLASSES[0]]["cv_ap"] == pytest.approx(
-        probes[CLASSES[0]].cv_ap)
+    report = json.loads(out.stdout)
+    assert sorted(report["probes"]) == sorted(CLASSES[:2]) and report["file"] == str(folder / "probes.json")
+    assert report["probes"][CLASSES[0]]["cv_ap"] == pytest.approx(probes[CLASSES[0]].cv_ap)
     raven = tmp_path / "detections.txt"
     applied = run(capsys, "archive", "probe", "apply", folder, "-o", raven, "-f", "raven", "--min-conf", "0.5")
     assert applied.returncode == 0, applied.stderr

@@ -54,16 +54,22 @@ def train_cmd(
     from rich.table import Table
 
     from birdbridge.archive.store import Archive
+    from birdbridge.errors import BirdbridgeError
     from birdbridge.probes.train import default_probes_path, train_probes
 
     arc = Archive.open(archive)
     probes = train_probes(arc, labels=comma_list(labels) if labels else None, text_prior=text_prior, l2=l2,
                           prior_weight=prior_weight, background=background, folds=folds, seed=seed, teacher=teacher,
                           taxonomy=taxonomy, device=device)
+    if not probes.probes:
+        reasons = "; ".join(f"{label}: {why}" for label, why in probes.skipped.items())
+        raise BirdbridgeError(f"no probe could be trained ({reasons}); label more windows with `birdbridge archive "
+                              "label`")
     path = probes.write(output or default_probes_path(arc))
     if as_json:
-        print(json.dumps({p.label: {"positives": p.positives, "negatives": p.negatives, "cv_ap": p.cv_ap,
-                                    "folds": p.cv_folds} for p in probes.probes}, indent=2))
+        print(json.dumps({"file": str(path), "skipped": probes.skipped, "probes": {
+            p.label: {"positives": p.positives, "negatives": p.negatives, "cv_ap": p.cv_ap, "folds": p.cv_folds}
+            for p in probes.probes}}, indent=2))
     else:
         table = Table(title=f"probes of {arc.folder}{' (text prior)' if text_prior else ''}")
         for column in ("label", "positives", "negatives", "CV AP", "folds"):
@@ -72,11 +78,9 @@ def train_cmd(
             table.add_row(p.label, str(p.positives), str(p.negatives), "-" if p.cv_ap is None else f"{p.cv_ap:.3f}",
                           str(p.cv_folds or "-"))
         console.print(table)
-    for label, why in probes.skipped.items():
-        console.print(f"skipped {label}: {why}", highlight=False)
-    console.print(f"wrote {len(probes.probes)} probes to {path}", highlight=False)
-    if not probes.probes:
-        raise SystemExit(1)
+        for label, why in probes.skipped.items():
+            console.print(f"skipped {label}: {why}", highlight=False)
+        console.print(f"wrote {len(probes.probes)} probes to {path}", highlight=False)
 
 
 @app.command("apply")
