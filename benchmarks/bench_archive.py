@@ -16,12 +16,11 @@ exact search, for three kinds of query as they land in the teacher's space:
 from __future__ import annotations
 
 import argparse
-import shutil
 import time
 from pathlib import Path
 
 import numpy as np
-from bench_gallery import PeakRss, load, mb, mixture, run_phases, scale_parser, status
+from bench_gallery import PeakRss, fresh_start, load, mb, mixture, run_phases, scale_parser, status
 
 TEACHER = {"ref": "synthetic", "name": "synthetic", "fingerprint": "1" * 32}
 WINDOWS_PER_FILE = 720  # one hour of 5 s windows
@@ -32,12 +31,7 @@ def generate(args: argparse.Namespace) -> None:
     from birdbridge.archive.metadata import RecordingMeta
     from birdbridge.archive.store import Archive, NewRecording
 
-    folder = Path(args.folder)
-    if folder.exists():
-        shutil.rmtree(folder)
-    rng = np.random.default_rng(args.seed)
-    centres = rng.standard_normal((args.centres, args.dim), dtype=np.float32)
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    folder, rng, centres = fresh_start(args)
     archive = Archive.create(folder, {**TEACHER, "embed_dim": args.dim}, args.dim)
     archive.update_meta(student={"ref": "synthetic", "name": "synthetic", "fingerprint": "2" * 32,
                                  "embed_dim": args.dim, "band_hz": [0.0, 8000.0]},

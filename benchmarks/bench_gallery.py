@@ -80,15 +80,21 @@ def mixture(rng: np.random.Generator, centres: np.ndarray, n: int, noise: float)
     return x, labels
 
 
-def generate(args: argparse.Namespace) -> None:
-    from birdbridge.gallery import Gallery
-
+def fresh_start(args: argparse.Namespace) -> tuple[Path, np.random.Generator, np.ndarray]:
+    """The store's folder (emptied), the random generator and the unit centres of the mixture."""
     folder = Path(args.folder)
     if folder.exists():
         shutil.rmtree(folder)
     rng = np.random.default_rng(args.seed)
     centres = rng.standard_normal((args.centres, args.dim), dtype=np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    return folder, rng, centres
+
+
+def generate(args: argparse.Namespace) -> None:
+    from birdbridge.gallery import Gallery
+
+    folder, rng, centres = fresh_start(args)
     gallery = Gallery.create(folder, {**TEACHER, "embed_dim": args.dim}, args.dim)
     start = time.perf_counter()
     chunk = 50_000
