@@ -14,14 +14,17 @@ ranking every window of the archive against the truth (the species calls in the 
 * the same two probes from 1, 4 and 16 windows per species labelled *yes* (drawn at random among the
   windows where it calls; ``repeats`` draws, averaged): the question whether the text prior helps.
 
-AP is the mean over species (macro) of :func:`birdbridge.evaluate.metrics.average_precision` over every
-window of the archive (the labelled windows included: they are few).
+AP is the mean over species (macro) of :func:`birdbridge.evaluate.metrics.average_precision`. The text and
+picture queries rank every window of the archive; a probe ranks the windows that were not labelled for it
+(held out), and the text query is measured again on those same windows beside it. A species without a
+positive window among them does not count in that row (the report says how many do).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,12 +58,14 @@ class ArchiveDemo:
     per_species: dict[str, dict[str, float]] = field(default_factory=dict)
     hit_labels: dict[str, int] = field(default_factory=dict)  # yes / no among the labelled hits
     without_probe: int = 0  # species none of whose labelled hits was a yes (their text query's AP counts)
+    species_counted: dict[str, int] = field(default_factory=dict)  # species with a positive among the held-out
     seconds: dict[str, float] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         out = [f"archive: {self.windows} windows of {self.files} soundscapes; {len(self.species)} species call "
                "in them; mean AP over species (every window ranked against the truth):"]
-        out += [f"  {name:<34} {value:.3f}" for name, value in self.ap.items()]
+        out += [f"  {name:<52} {value:.3f}  ({self.species_counted.get(name, len(self.species))} species)"
+                for name, value in self.ap.items()]
         out.append(f"  (the {HITS_LABELLED} top text hits per species, labelled by the truth: "
                    f"{self.hit_labels.get('yes', 0)} yes, {self.hit_labels.get('no', 0)} no; {self.without_probe} "
                    "species without a yes keep their text query's AP)")
@@ -107,11 +112,12 @@ def run_archive_demo(demo: str | Path, out: str | Path, *, soundscapes: int = 8,
     teacher = load_teacher(str(teacher_ref))
     result = ArchiveDemo(len(archive), len(items), species)
 
-    def ap_of(queries: np.ndarray, which: np.ndarray | None = None) -> np.ndarray:
-        """AP per species (all, or those ``which`` selects) of ranking every window by its cosine with the species'
-        ``[S, D]`` query."""
-        relevant = positives.T if which is None else positives.T[which]
-        return average_precision((vectors @ queries.T).T, relevant)
+    def ap_of(queries: np.ndarray, which: np.ndarray | None = None, held_out: np.ndarray | None = None) -> np.ndarray:
+        """AP per species (all, or those ``which`` selects) of ranking the windows (all, or the ``held_out`` ones) by
+        their cosine with the species' ``[S, D]`` query; NaN for a species without a window there."""
+        keep = np.ones(len(vectors), bool) if held_out is None else held_out
+        relevant = positives[keep].T if which is None else positives[keep].T[which]
+        return average_precision((vectors[keep] @ queries.T).T, relevant)
 
     started = time.perf_counter()
     texts = np.concatenate([text_query(archive, name, teacher=teacher)[0] for name in species])
@@ -132,25 +138,36 @@ def run_archive_demo(demo: str | Path, out: str | Path, *, soundscapes: int = 8,
         counts["no"] += sum(not s.value for s in judged)
         archive.add_labels(judged, who="demo listener (the truth)", source=str(written))
     result.hit_labels = counts
+    held_out = np.ones(len(archive), bool)
+    held_out[[lab.row for lab in archive.labels()]] = False
+    hits_name = f"{HITS_LABELLED} hits labelled"
+    scores[f"text query, {hits_name} (same windows)"] = ap_of(texts, held_out=held_out)
     for prior in (False, True):
         probes = train_probes(archive, labels=[n for n in species if n in archive.label_counts()], text_prior=prior,
                               teacher=teacher, seed=seed)
-        found = _probe_ap(probes, species, ap_of)
-        result.without_probe = int(np.isnan(found).sum())  # no yes among its hits: the text query stays
-        scores[f"probe{' + text prior' if prior else ''}, {HITS_LABELLED} hits labelled"] = np.where(
-            np.isnan(found), scores["text query"], found)
+        found = _probe_ap(probes, species, ap_of, held_out)
+        result.without_probe = sum(name not in probes.labels for name in species)  # no yes: the text query stays
+        scores[f"probe{' + text prior' if prior else ''}, {hits_name}"] = np.where(
+            np.isnan(found), scores[f"text query, {hits_name} (same windows)"], found)
     rng = np.random.default_rng(seed)
     for k in LABELS_PER_CLASS:
-        for prior in (False, True):
-            runs = []
-            for _ in range(repeats):
-                examples = _draw(positives, species, k, rng)
+        runs: dict[str, list[np.ndarray]] = {"text query": [], "probe": [], "probe + text prior": []}
+        for _ in range(repeats):
+            examples = _draw(positives, species, k, rng)
+            held_out = np.ones(len(archive), bool)
+            held_out[sorted(set().union(*(p | n for p, n in examples.values())))] = False
+            runs["text query"].append(ap_of(texts, held_out=held_out))
+            for prior in (False, True):
                 probes = train_probes(archive, text_prior=prior, teacher=teacher, seed=seed, examples=examples)
-                runs.append(_probe_ap(probes, species, ap_of))
-            scores[f"probe{' + text prior' if prior else ''}, {k} label{'s' if k > 1 else ''}/species"] = np.nanmean(
-                np.stack(runs), axis=0)
+                runs[f"probe{' + text prior' if prior else ''}"].append(_probe_ap(probes, species, ap_of, held_out))
+        for name, values in runs.items():
+            same = " (same windows)" if name == "text query" else ""
+            with warnings.catch_warnings():  # a species without a held-out positive in any draw stays NaN
+                warnings.simplefilter("ignore", RuntimeWarning)
+                scores[f"{name}, {k} label{'s' if k > 1 else ''}/species{same}"] = np.nanmean(np.stack(values), axis=0)
     seconds["labels and probes"] = time.perf_counter() - started
     result.ap = {name: float(np.nanmean(values)) for name, values in scores.items()}
+    result.species_counted = {name: int(np.isfinite(values).sum()) for name, values in scores.items()}
     result.per_species = {name: {s: round(float(v), 4) for s, v in zip(species, values, strict=True)}
                           for name, values in scores.items()}
     result.seconds = {k: round(v, 1) for k, v in seconds.items()}
@@ -191,14 +208,13 @@ def _draw(positives: np.ndarray, species: list[str], k: int, rng: np.random.Gene
     return {name: (rows, every - rows) for name, rows in chosen.items()}
 
 
-def _probe_ap(probes, species: list[str], ap_of) -> np.ndarray:
-    """AP per species of the probes' rankings (NaN for a species without a probe)."""
-    queries = np.stack([probes[name].vector if name in probes.labels else np.full(probes.matrix().shape[1], np.nan)
-                        for name in species]).astype(np.float32)
+def _probe_ap(probes, species: list[str], ap_of, held_out: np.ndarray) -> np.ndarray:
+    """AP per species of the probes' rankings of the held-out windows (NaN for a species without a probe)."""
     found = np.array([name in probes.labels for name in species])
     out = np.full(len(species), np.nan)
     if found.any():
-        out[found] = ap_of(queries[found], found)
+        queries = np.stack([probes[name].vector for name, ok in zip(species, found, strict=True) if ok])
+        out[found] = ap_of(queries.astype(np.float32), found, held_out)
     return out
 
 
