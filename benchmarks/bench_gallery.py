@@ -80,15 +80,21 @@ def mixture(rng: np.random.Generator, centres: np.ndarray, n: int, noise: float)
     return x, labels
 
 
-def generate(args: argparse.Namespace) -> None:
-    from birdbridge.gallery import Gallery
-
+def fresh_start(args: argparse.Namespace) -> tuple[Path, np.random.Generator, np.ndarray]:
+    """The store's folder (emptied), the random generator and the unit centres of the mixture."""
     folder = Path(args.folder)
     if folder.exists():
         shutil.rmtree(folder)
     rng = np.random.default_rng(args.seed)
     centres = rng.standard_normal((args.centres, args.dim), dtype=np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    return folder, rng, centres
+
+
+def generate(args: argparse.Namespace) -> None:
+    from birdbridge.gallery import Gallery
+
+    folder, rng, centres = fresh_start(args)
     gallery = Gallery.create(folder, {**TEACHER, "embed_dim": args.dim}, args.dim)
     start = time.perf_counter()
     chunk = 50_000
@@ -187,32 +193,42 @@ def measure(args: argparse.Namespace) -> None:
     print(f"RSS after ANN searches: {mb(status()['VmRSS'])}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def scale_parser(description: str, store: str, folder: str, queries: int, expansion_search: list[int]
+                 ) -> argparse.ArgumentParser:
+    """The options of a benchmark of a store at scale (this one and ``bench_archive.py``)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--dim", type=int, default=768)
     parser.add_argument("--centres", type=int, default=10_000)
     parser.add_argument("--noise", type=float, default=0.8, help="norm of the Gaussian noise around a unit centre")
-    parser.add_argument("--queries", type=int, default=256)
+    parser.add_argument("--queries", type=int, default=queries)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--folder", default="/tmp/bench-gallery")
+    parser.add_argument("--folder", default=folder)
     parser.add_argument("--connectivity", type=int, default=16)
     parser.add_argument("--expansion-add", type=int, default=128)
-    parser.add_argument("--expansion-search", type=int, nargs="+", default=[32, 64, 128, 256])
-    parser.add_argument("--skip-ann", action="store_true")
-    parser.add_argument("--reuse", action="store_true", help="measure an existing gallery instead of writing one")
+    parser.add_argument("--expansion-search", type=int, nargs="+", default=expansion_search)
+    parser.add_argument("--reuse", action="store_true", help=f"measure an existing {store} instead of writing one")
     parser.add_argument("--keep-ann", action="store_true", help="with --reuse: keep its ANN index (no rebuild)")
     parser.add_argument("--phase", choices=["all", "measure"], default="all", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser
+
+
+def run_phases(args: argparse.Namespace, script: str, generate, measure) -> None:
+    """Write the store (unless --reuse), then measure it in a fresh process, so that its memory figures hold only
+    what the store costs."""
     if args.phase == "measure":
         measure(args)
         return
     if not args.reuse:
         generate(args)
-    # measure in a fresh process, so that its memory figures hold only what the gallery costs
-    command = [sys.executable, __file__, *sys.argv[1:], "--phase", "measure"]
-    subprocess.run(command, check=True)
+    subprocess.run([sys.executable, script, *sys.argv[1:], "--phase", "measure"], check=True)
     print(json.dumps({"n": args.n, "dim": args.dim, "centres": args.centres, "noise": args.noise}))
+
+
+def main() -> None:
+    parser = scale_parser(__doc__.splitlines()[0], "gallery", "/tmp/bench-gallery", 256, [32, 64, 128, 256])
+    parser.add_argument("--skip-ann", action="store_true")
+    run_phases(parser.parse_args(), __file__, generate, measure)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Data flows one way: a module may import from its own layer or a lower one, never from a higher one.
 
 Layers, bottom to top (DEVELOPERS.md, "Layers"): 1 utils, errors; 2 audio, models, species; 3 embed, video;
-4 datasets, store, gallery, archive; 5 train, evaluate, search, segments; 6 serve, demo; 7 cli. The root package
+4 datasets, store, gallery, archive; 5 train, evaluate, search, segments, probes; 6 serve, demo; 7 cli. The root package
 (``birdbridge/__init__.py``, lazy exports) and ``__main__`` are exempt. Every import counts: top-level ones,
 those inside functions, those under ``TYPE_CHECKING``, and the modules a package's lazy ``_EXPORTS`` name.
 """
@@ -34,6 +34,7 @@ LAYERS: dict[str, int] = {
     "evaluate": 5,
     "search": 5,
     "segments": 5,
+    "probes": 5,
     "serve": 6,
     "demo": 6,
     "cli": 7,

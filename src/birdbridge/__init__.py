@@ -33,6 +33,10 @@ _EXPORTS = {
     "EvalSettings": "birdbridge.evaluate.runner",
     "Gallery": "birdbridge.gallery.store",
     "build_gallery": "birdbridge.gallery.build",
+    "Archive": "birdbridge.archive.store",
+    "build_archive": "birdbridge.archive.build",
+    "ProbeSet": "birdbridge.probes.train",
+    "train_probes": "birdbridge.probes.train",
     # embeddings
     "embed_audio": "birdbridge.embed",
     "embed_audio_windows": "birdbridge.embed",

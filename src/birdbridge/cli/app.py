@@ -7,6 +7,7 @@ import sys
 import typer
 
 from birdbridge.cli import (
+    archive_cmd,
     calibrate_cmd,
     dataset_cmd,
     demo_cmd,
@@ -38,6 +39,7 @@ search_cmd.register(app)
 segments_cmd.register(app)
 species_cmd.register(app)
 serve_cmd.register(app)
+archive_cmd.register(app)
 app.add_typer(embed_cmd.app, name="embed")
 app.add_typer(dataset_cmd.app, name="dataset")
 app.add_typer(index_cmd.gallery_app, name="gallery")

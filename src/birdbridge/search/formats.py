@@ -39,6 +39,7 @@ from rich.table import Table
 from birdbridge.errors import BirdbridgeError
 from birdbridge.search.results import FileResult
 from birdbridge.utils.atomic import atomic_path, json_text, write_text
+from birdbridge.utils.selection_tables import RAVEN_FILE, RAVEN_LEAD, Selection, raven_table
 
 FORMATS = ("table", "csv", "raven", "audacity", "kaleidoscope", "json", "parquet")
 FILE_FORMATS = FORMATS[1:]
@@ -61,8 +62,9 @@ BIRDNET_CSV_COLUMNS = ["Start (s)", "End (s)", "Scientific name", "Common name",
 CSV_COLUMNS = [*BIRDNET_CSV_COLUMNS, "Similarity", "Rank"]
 Extra = Callable[[str], dict[str, str]]  # a recording's additional columns: name -> value (see search.params)
 NOCALL = "nocall"  # BirdNET-Analyzer 2.4's common name and code of the row of a file without a detection
-RAVEN_COLUMNS = ["Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)", "High Freq (Hz)",
-                 "Common Name", "Species Code", "Confidence", "Begin Path", "File Offset (s)", "Rank"]
+RAVEN_CELLS = ("Common Name", "Species Code", "Confidence")
+RAVEN_TRAILING = ("Rank",)  # after BirdNET-Analyzer's columns, so readers by position still find theirs
+RAVEN_COLUMNS = [*RAVEN_LEAD, *RAVEN_CELLS, *RAVEN_FILE, *RAVEN_TRAILING]
 
 
 def detections(results: Sequence[FileResult]):
@@ -134,24 +136,22 @@ def to_kaleidoscope(results: Sequence[FileResult]) -> str:
 
 
 def to_raven(results: Sequence[FileResult], low_hz: float, high_hz: float) -> str:
-    """A Raven selection table; a file without a detection gets BirdNET-Analyzer 2.4's ``nocall`` row (begin 0,
-    end one window, confidence 1.0), which BirdNET-Analyzer's own tools skip."""
-    lines = ["\t".join(RAVEN_COLUMNS)]
+    """A Raven selection table (:func:`~birdbridge.utils.selection_tables.raven_table`, times within each file);
+    a file without a detection gets BirdNET-Analyzer 2.4's ``nocall`` row (begin 0, end one window, confidence
+    1.0), which BirdNET-Analyzer's own tools skip."""
+    selections = []
     for result in results:
         path = str(Path(result.file).resolve())
-        channel = str(result.channel or 1)  # the channel searched (the first for the channels' mean, as BirdNET)
         rows = [(window, hit) for window in result.windows for hit in window.species]
-        for window, hit in rows:
-            lines.append("\t".join([
-                str(len(lines)), "Spectrogram 1", channel, f"{window.start_s:.1f}", f"{window.end_s:.1f}",
-                f"{low_hz:g}", f"{high_hz:g}", hit.common_name or hit.scientific_name, hit.code or "",
-                f"{hit.score:.4f}", path, f"{window.start_s:.1f}", hit.taxon_rank,
-            ]))
+        channel = result.channel or 1  # the channel searched (the first for the channels' mean, as BirdNET)
+        selections += [Selection(path, window.start_s, window.end_s, low_hz, high_hz, {
+            "Common Name": hit.common_name or hit.scientific_name, "Species Code": hit.code or "",
+            "Confidence": f"{hit.score:.4f}", "Rank": hit.taxon_rank}, channel=channel) for window, hit in rows]
         if not rows:
             end = result.windows[0].end_s - result.windows[0].start_s if result.windows else 0.0
-            lines.append("\t".join([str(len(lines)), "Spectrogram 1", channel, "0", f"{end:g}", f"{low_hz:g}",
-                                    f"{high_hz:g}", NOCALL, NOCALL, "1.0", path, "0", ""]))
-    return "\n".join(lines) + "\n"
+            selections.append(Selection(path, 0.0, end, low_hz, high_hz, {
+                "Common Name": NOCALL, "Species Code": NOCALL, "Confidence": "1.0"}, channel=channel, time_format="g"))
+    return raven_table(selections, RAVEN_CELLS, time_format=".1f", run_on=False, trailing=RAVEN_TRAILING)
 
 
 def to_json(results: Sequence[FileResult]) -> str:

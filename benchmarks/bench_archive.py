@@ -1,0 +1,128 @@
+"""Archive at scale: 1,000,000 windows × 768 float16 (synthetic: clustered vectors, no audio decoding).
+
+Writes an archive with ``Archive.add_recordings`` (one-hour recordings of 720 five-second windows, dated, at
+10 sites; vectors from a mixture of Gaussians as ``bench_gallery.py`` draws them), then, in a fresh process,
+measures: opening time and RSS, the usearch ANN build time, and ``Archive.search`` latency (p50/p95, the whole
+call: query check, ANN candidates re-scored exactly, the hits' records from SQLite) with recall@10 against
+exact search, for three kinds of query as they land in the teacher's space:
+
+* ``text``: a class centre itself (a species' text embedding is the centre its windows lie around);
+* ``picture``: a fresh draw around a centre (a picture lies near, not on, it);
+* ``example``: a window of the archive (``--like``: a recording's own embedding).
+
+    .venv/bin/python benchmarks/bench_archive.py [--n 1000000] [--dim 768] [--folder /tmp/bench-archive]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+from bench_gallery import PeakRss, fresh_start, load, mb, mixture, run_phases, scale_parser, status
+
+TEACHER = {"ref": "synthetic", "name": "synthetic", "fingerprint": "1" * 32}
+WINDOWS_PER_FILE = 720  # one hour of 5 s windows
+WINDOW_S = 5.0
+
+
+def generate(args: argparse.Namespace) -> None:
+    from birdbridge.archive.metadata import RecordingMeta
+    from birdbridge.archive.store import Archive, NewRecording
+
+    folder, rng, centres = fresh_start(args)
+    archive = Archive.create(folder, {**TEACHER, "embed_dim": args.dim}, args.dim)
+    archive.update_meta(student={"ref": "synthetic", "name": "synthetic", "fingerprint": "2" * 32,
+                                 "embed_dim": args.dim, "band_hz": [0.0, 8000.0]},
+                        windowing={"window_s": WINDOW_S, "hop_s": WINDOW_S}, build={"complete": True})
+    starts = np.arange(WINDOWS_PER_FILE) * WINDOW_S
+    t0 = time.perf_counter()
+    files = -(-args.n // WINDOWS_PER_FILE)
+    per_commit = max(1, 50_000 // WINDOWS_PER_FILE)
+    for lo in range(0, files, per_commit):
+        batch = []
+        for i in range(lo, min(lo + per_commit, files)):
+            n = min(WINDOWS_PER_FILE, args.n - i * WINDOWS_PER_FILE)
+            x, _ = mixture(rng, centres, n, args.noise)
+            day, hour = divmod(i, 24)
+            meta = RecordingMeta(f"2024-{5 + day // 28:02d}-{1 + day % 28:02d}", f"{hour:02d}:00:00", f"site{i % 10}")
+            batch.append(NewRecording(f"/field/site{i % 10}/{i:06d}.wav", n * WINDOW_S, 48_000, 1, 1, i, meta, x,
+                                      starts[:n], starts[:n] + WINDOW_S))
+        archive.add_recordings(batch)
+    elapsed = time.perf_counter() - t0
+    picture, _ = mixture(rng, centres, args.queries, args.noise)
+    np.save(folder.parent / f"{folder.name}-queries.npy", np.stack([centres[: args.queries], picture]))
+    print(f"wrote {len(archive):,} windows × {args.dim} float16 ({files:,} recordings; {args.centres:,} centres, "
+          f"noise {args.noise}) with Archive.add_recordings in {elapsed:.1f} s ({len(archive) / elapsed:,.0f} rows/s)")
+
+
+def measure(args: argparse.Namespace) -> None:
+    from birdbridge.archive.store import Archive
+    from birdbridge.store import AnnSettings, build_ann
+
+    folder = Path(args.folder)
+    text, picture = np.load(folder.parent / f"{folder.name}-queries.npy")
+    base = status()
+    opens = []
+    for _ in range(5):
+        t = time.perf_counter()
+        archive = Archive.open(folder)
+        opens.append(time.perf_counter() - t)
+    after = status()
+    size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+    print(f"\nfolder {folder}: {mb(size)} on disk (vectors.f16 {mb((folder / 'vectors.f16').stat().st_size)}, "
+          f"archive.sqlite {mb((folder / 'archive.sqlite').stat().st_size)})")
+    print(f"open: first {opens[0] * 1000:.1f} ms, median {np.median(opens) * 1000:.1f} ms; RSS {mb(base['VmRSS'])} "
+          f"before -> {mb(after['VmRSS'])} after (+{mb(after['VmRSS'] - base['VmRSS'])})")
+    rng = np.random.default_rng(args.seed + 1)
+    rows = np.sort(rng.choice(len(archive), args.queries, replace=False))
+    queries = {"text": text, "picture": picture, "example": archive.vectors[rows].astype(np.float32)}
+
+    truth = {}
+    for kind, q in queries.items():
+        t = time.perf_counter()
+        truth[kind] = [[h.row for h in archive.search(vector=v, top_k=10, exact=True).hits] for v in q[:args.exact]]
+        took = (time.perf_counter() - t) / args.exact
+        print(f"exact Archive.search top-10, {kind}: {took * 1000:.0f} ms/query (over {args.exact} queries)")
+
+    if args.keep_ann and archive.ann_status()["up_to_date"]:
+        current = archive.meta["ann"]
+        settings = AnnSettings(current["connectivity"], current["expansion_add"], args.expansion_search[0])
+        print(f"\nANN index kept (built in {current.get('build_seconds')} s)")
+    else:
+        settings = AnnSettings(args.connectivity, args.expansion_add, args.expansion_search[0])
+        t = time.perf_counter()
+        with PeakRss() as peak:
+            build_ann(archive, rebuild=True, settings=settings, threads=0, progress=False)
+        took = time.perf_counter() - t
+        print(f"\nANN build (usearch HNSW, ip, f16, connectivity {settings.connectivity}, expansion_add "
+              f"{settings.expansion_add}, all cores): {took:.1f} s ({len(archive) / took:,.0f} rows/s), index file "
+              f"{mb((folder / 'ann.usearch').stat().st_size)}, peak RSS {mb(peak.peak['VmRSS'])}, load {load()}")
+    for ef in args.expansion_search:
+        build_ann(archive, settings=AnnSettings(settings.connectivity, settings.expansion_add, ef), progress=False)
+        arc = Archive.open(folder)
+        arc.search(vector=text[0], top_k=10)  # load the memory-mapped index
+        for kind, q in queries.items():
+            lat, recall = [], []
+            for i, v in enumerate(q):
+                t = time.perf_counter()
+                found = arc.search(vector=v, top_k=10)
+                lat.append((time.perf_counter() - t) * 1000)
+                if i < args.exact:
+                    recall.append(len({h.row for h in found.hits} & set(truth[kind][i])) / 10)
+            assert found.method == "ann"
+            print(f"  expansion_search {ef:4d}, {kind:8s}: p50 {np.percentile(lat, 50):.2f} ms, p95 "
+                  f"{np.percentile(lat, 95):.2f} ms over {len(q)} queries; recall@10 {np.mean(recall):.4f} "
+                  f"(over {len(recall)}; load {load()})")
+    print(f"RSS after the searches: {mb(status()['VmRSS'])}")
+
+
+def main() -> None:
+    parser = scale_parser(__doc__.splitlines()[0], "archive", "/tmp/bench-archive", 200, [64, 128, 256])
+    parser.add_argument("--exact", type=int, default=50, help="queries whose exact top-10 is the recall reference")
+    run_phases(parser.parse_args(), __file__, generate, measure)
+
+
+if __name__ == "__main__":
+    main()
