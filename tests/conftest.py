@@ -21,7 +21,6 @@ import pytest
 
 from audio_fixtures import tone, write_wav
 
-
 # The longest test files, started first: under pytest-xdist (./scripts/test) each file stays on one worker, so the
 # demo's end-to-end run (about half of the suite's compute) begins at once while the other worker takes the rest.
 LONGEST_FIRST = ("test_demo.py",)
