@@ -6,10 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
+from audio_fixtures import tone, write_wav
 from birdbridge.archive.metadata import RecordingMeta
 from birdbridge.archive.store import Archive, NewRecording
+from store_fixtures import PAUSE
 
 SR = 16_000
 #: (relative path, tone frequency, seconds): 1 s windows, so 3 windows a recording.
@@ -40,11 +41,7 @@ def make_student(root: Path, clap: Path, clip: Path, seed: int = 0) -> Path:
 
 
 def write_tone(path: Path, freq: float, seconds: float, channels: int = 1) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    t = np.arange(round(seconds * SR)) / SR
-    x = (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
-    sf.write(path, np.stack([x] * channels, axis=1) if channels > 1 else x, SR)
-    return path
+    return write_wav(path, tone(seconds, SR, freq, channels=channels), SR)
 
 
 def write_recordings(root: Path) -> Path:
@@ -101,14 +98,7 @@ from birdbridge.archive.build import build_archive
 from birdbridge.archive.store import Archive
 
 archive, model, recordings = sys.argv[1], sys.argv[2], sys.argv[3]
-point, pause_at, marker = (sys.argv[4], int(sys.argv[5]), Path(sys.argv[6])) if len(sys.argv) > 4 else (None, -1, None)
-state = {"append": 0}
-
-def pause(here):
-    if here == point and state["append"] == pause_at:
-        marker.touch()
-        time.sleep(600)
-
+""" + PAUSE + """
 transaction, write_json, append = Archive.transaction, vs.write_json, Archive.append
 
 @contextlib.contextmanager

@@ -93,6 +93,18 @@ def window_rows(start: int, n: int, dim: int = DIM) -> tuple[np.ndarray, list[di
     return vectors.astype(np.float32), records
 
 
+# The pause of the kill-and-resume scripts (this APPENDER and archive_fixtures.BUILDER): arguments 4-6 are the pause
+# point, the number of the append to pause in and the marker file to touch there; then it sleeps until killed.
+PAUSE = """
+point, pause_at, marker = (sys.argv[4], int(sys.argv[5]), Path(sys.argv[6])) if len(sys.argv) > 4 else (None, -1, None)
+state = {"append": 0}
+
+def pause(here):
+    if here == point and state["append"] == pause_at:
+        marker.touch()
+        time.sleep(600)
+"""
+
 # The resumable appender run in a subprocess: `python -c APPENDER FOLDER TOTAL BATCH [PAUSE_POINT PAUSE_BATCH MARKER]`.
 # It appends windows 0..TOTAL-1 in batches, skipping those already stored. With a pause point it stops, forever,
 # in append number PAUSE_BATCH: after the vectors are written ("vectors"), inside the records' transaction
@@ -105,14 +117,7 @@ import store_fixtures as fx
 import birdbridge.store.vector_store as vs
 
 folder, total, batch = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-point, pause_at, marker = (sys.argv[4], int(sys.argv[5]), Path(sys.argv[6])) if len(sys.argv) > 4 else (None, -1, None)
-state = {"append": 0}
-
-def pause(here):
-    if here == point and state["append"] == pause_at:
-        marker.touch()
-        time.sleep(600)
-
+""" + PAUSE + """
 store = fx.Windows.open(folder) if fx.Windows.exists_in(folder) else fx.Windows.create(folder, fx.teacher(), fx.DIM)
 transaction, write_json = fx.Windows.transaction, vs.write_json
 
