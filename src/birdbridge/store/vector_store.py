@@ -61,7 +61,8 @@ def read_meta(folder: Path, kind: StoreKind) -> dict[str, Any]:
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise InputError(str(path), f"unreadable ({exc})") from None
+        raise InputError(str(path), f"unreadable ({exc})",
+                         f"restore the file from a copy, or {kind.create_hint} in a new folder") from None
     if not isinstance(meta, dict) or meta.get("format") != kind.format:
         found = meta.get("format") if isinstance(meta, dict) else None
         raise InputError(str(path), f"not a birdbridge {kind.noun} (format {found!r})")
