@@ -1,5 +1,5 @@
 """Archive exports: parquet (embeddings and labels, read back with pyarrow) and a perch-hoplite database opened and
-searched with hoplite's own API (skipped where perch-hoplite is not installed)."""
+searched with hoplite's own API (the `hoplite` extra, which ./scripts/test installs)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from birdbridge.archive.export import export_archive
 from birdbridge.archive.metadata import RecordingMeta
 from birdbridge.errors import InputError
 from cli_fixtures import run
+from extras import need_extra
 
 
 @pytest.fixture
@@ -44,7 +45,7 @@ def test_parquet_export_holds_every_window_embedding_and_label(archive, tmp_path
 
 
 def test_hoplite_export_opens_and_searches_in_hoplite(archive, tmp_path) -> None:
-    pytest.importorskip("perch_hoplite")
+    need_extra("perch_hoplite", "hoplite")
     from perch_hoplite.db import datatypes, sqlite_usearch_impl
 
     counts = export_archive(archive, tmp_path / "hoplite", "hoplite")
