@@ -23,7 +23,7 @@ from PIL import Image
 
 import archive_fixtures as fx
 from birdbridge.archive import Archive, build_archive
-from birdbridge.archive.formats import CSV_COLUMNS, format_text, write_results
+from birdbridge.archive.formats import CSV_COLUMNS, SPECIES_COLUMNS, format_text, write_results
 from birdbridge.archive.metadata import RecordingMeta, from_name
 from birdbridge.archive.search import rank_windows
 from birdbridge.errors import BirdbridgeError, InputError
@@ -543,3 +543,104 @@ def test_a_gallery_folder_still_opens_and_is_no_archive(tmp_path) -> None:
     assert rows[0, 0] >= 0
     with pytest.raises(InputError, match=r"gallery-v1: is not an archive \(no archive.json\)"):
         Archive.open(old)
+
+
+# ------------------------------------------------------------------------------------------ candidate species
+
+GALLERY_SPECIES = [("Pica hudsonia", "Black-billed Magpie"), ("Corvus corax", "Common Raven"),
+                   ("Corvus brachyrhynchos", "American Crow"), ("Turdus migratorius", "American Robin"),
+                   ("Sitta carolinensis", "White-breasted Nuthatch")]
+ITHACA, CALGARY = (42.48, -76.45), (51.05, -114.07)
+
+
+@pytest.fixture(scope="module")
+def candidates(world, tmp_path_factory):
+    """A gallery of the archive's teacher (two crows, so that a genus has two species), German names for two of its
+    species, and a copy of the archive whose first recording lies in Calgary (lat/lon in its records)."""
+    from birdbridge.gallery.build import build_gallery
+
+    root = tmp_path_factory.mktemp("candidates")
+    rng = np.random.default_rng(1)
+    for s, (sci, common) in enumerate(GALLERY_SPECIES):
+        folder = root / "photos" / f"{sci}_{common}"
+        folder.mkdir(parents=True)
+        Image.fromarray(np.clip(50 * s + rng.normal(0, 25, (32, 32, 3)), 0, 255).astype(np.uint8)).save(
+            folder / "0.png")
+    build_gallery([root / "photos"], root / "gallery", str(world["teacher"]), progress=False)
+    (root / "labels").mkdir()
+    (root / "labels" / "de.txt").write_text("Corvus corax_Kolkrabe\nPica hudsonia_Hudsonelster\nDog_Hund\n")
+    shutil.copytree(world["archive"], root / "archive")
+    calgary = rec(world, "SITE01/20240501_053000.wav")
+    archive = Archive.open(root / "archive")
+    first = archive.file(calgary)
+    archive.set_recording_meta({first.path: RecordingMeta(first.date, first.time, first.site, *CALGARY)})
+    return {"gallery": root / "gallery", "labels": root / "labels", "archive": root / "archive", "calgary": calgary}
+
+
+def softmax_reference(vectors: np.ndarray, species_vectors: np.ndarray, scale: float = 100.0) -> np.ndarray:
+    logits = scale * (vectors.astype(np.float64) @ species_vectors.astype(np.float64).T)
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return probs / probs.sum(axis=1, keepdims=True)
+
+
+def test_hits_get_candidate_species_scored_as_search_scores_windows(world, candidates, tmp_path, capsys) -> None:
+    from birdbridge.gallery import Gallery
+    from birdbridge.search.archive_hits import archive_engine, candidate_species
+    from birdbridge.search.scoring import Scoring
+
+    archive = Archive.open(world["archive"])
+    engine = archive_engine(archive, candidates["gallery"])
+    gallery = Gallery.open(candidates["gallery"])
+    keys = [sp.key for sp in gallery.species()]
+    hits = archive.search(like=rec(world, "SITE02_20240502_013000.wav"), top_k=6).hits
+    vectors = archive.vectors[[h.row for h in hits]].astype(np.float64)
+    probs = softmax_reference(vectors / np.linalg.norm(vectors, axis=1, keepdims=True), gallery.species_vectors)
+    found = candidate_species(engine, archive, hits, top_k=3, scoring=Scoring("softmax", min_score=0.0))
+    assert found.ranked_by == "softmax" and len(found.species) == len(hits)
+    for row, species in zip(probs, found.species, strict=True):
+        best = np.argsort(-row)[:3]
+        assert [h.key for h in species] == [keys[i] for i in best]
+        np.testing.assert_allclose([h.score for h in species], row[best], atol=2e-3)
+    # at genus rank the two crows' probabilities add up (search's rule for softmax)
+    genera = candidate_species(engine, archive, hits, top_k=5, scoring=Scoring("softmax", min_score=0.0, rank="genus"))
+    corvus = [keys.index("Corvus corax"), keys.index("Corvus brachyrhynchos")]
+    for row, species in zip(probs, genera.species, strict=True):
+        by_key = {h.key: h for h in species}
+        assert by_key["Corvus"].taxon_rank == "genus" and set(by_key["Corvus"].members) == {
+            "Corvus corax", "Corvus brachyrhynchos"}
+        assert by_key["Corvus"].score == pytest.approx(row[corvus].sum(), abs=2e-3)
+
+    # the CLI: the best candidate in csv and Raven, all of them in JSON and parquet; names in German
+    args = ["archive", "search", world["archive"], "--like", rec(world, "SITE02_20240502_013000.wav"), "-k", "6",
+            "--gallery", candidates["gallery"], "--score", "softmax", "--top-k-species", "2"]
+    out = run(capsys, *args, "-f", "csv")
+    assert out.returncode == 0, out.stderr
+    rows = list(csv.DictReader(io.StringIO(out.stdout)))
+    assert list(rows[0]) == [*CSV_COLUMNS, *SPECIES_COLUMNS]
+    assert [r["Scientific name"] for r in rows] == [s[0].key for s in found.species]
+    raven = run(capsys, *args, "-f", "raven").stdout.splitlines()
+    assert raven[0].split("\t")[-len(SPECIES_COLUMNS) - 2:-2] == list(SPECIES_COLUMNS)
+    data = json.loads(run(capsys, *args, "-f", "json", "--locale", "de", "--labels-dir", candidates["labels"]).stdout)
+    assert data["candidates"]["ranked_by"] == "softmax" and data["candidates"]["locale"] == "de"
+    german = {"Corvus corax": "Kolkrabe", "Pica hudsonia": "Hudsonelster"}
+    english = dict(GALLERY_SPECIES)
+    for hit, species in zip(data["hits"], found.species, strict=True):
+        shown = [h.key for h in species[:2] if h.score >= 0.05]  # search's --min-score of softmax
+        assert [s["key"] for s in hit["species"]] == shown
+        assert [s["common_name"] for s in hit["species"]] == [german.get(key, english[key]) for key in shown]
+    table = pq.read_table(write_results(tmp_path / "hits.parquet", "parquet", archive_search_results(
+        archive, engine, hits))).to_pylist()
+    assert [r["species"] for r in table] == [s[0].key for s in found.species]
+    assert all(len(r["candidates"]) == 3 and r["species_score"] == r["candidates"][0]["score"] for r in table)
+    bad = run(capsys, *args, "--locale", "xx")
+    assert bad.returncode == 1 and "--locale: no names in 'xx'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def archive_search_results(archive: Archive, engine, hits):
+    from dataclasses import replace
+
+    from birdbridge.search.archive_hits import candidate_species, with_candidates
+    from birdbridge.search.scoring import Scoring
+
+    results = replace(archive.search(vector=np.ones(archive.dim), top_k=1), hits=hits)
+    return with_candidates(results, candidate_species(engine, archive, hits, scoring=Scoring("softmax", min_score=0)))
