@@ -23,7 +23,7 @@ from PIL import Image
 
 import archive_fixtures as fx
 from birdbridge.archive import Archive, build_archive
-from birdbridge.archive.formats import CSV_COLUMNS, SPECIES_COLUMNS, format_text, write_results
+from birdbridge.archive.formats import CSV_COLUMNS, format_text, write_results
 from birdbridge.archive.metadata import RecordingMeta, from_name
 from birdbridge.archive.search import rank_windows
 from birdbridge.errors import BirdbridgeError, InputError
@@ -584,6 +584,7 @@ def softmax_reference(vectors: np.ndarray, species_vectors: np.ndarray, scale: f
 
 
 def test_hits_get_candidate_species_scored_as_search_scores_windows(world, candidates, tmp_path, capsys) -> None:
+    from birdbridge.archive.formats import SPECIES_COLUMNS
     from birdbridge.gallery import Gallery
     from birdbridge.search.archive_hits import archive_engine, candidate_species
     from birdbridge.search.scoring import Scoring

@@ -14,7 +14,6 @@ import typer
 from birdbridge.cli.common import (
     AsJson,
     BatchSize,
-    CandidateGallery,
     Date,
     Device,
     Format,
@@ -25,6 +24,7 @@ from birdbridge.cli.common import (
     Longitude,
     MinConf,
     MinSim,
+    OptionalGallery,
     RangeModelPath,
     Rank,
     RecordedTeacher,
@@ -123,7 +123,7 @@ def search_cmd(
     fmt: Format = "table",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the hits to this file.")] = None,
     exact: Annotated[bool, typer.Option("--exact", help="Never use the ANN index.")] = False,
-    gallery: CandidateGallery = None,
+    gallery: OptionalGallery = None,
     top_k_species: Annotated[int, typer.Option(
         "--top-k-species", min=1, help="Candidate species per hit (with --gallery).")] = 3,
     score: Score = "confidence",
