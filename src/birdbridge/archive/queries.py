@@ -3,8 +3,9 @@
 * **Text** goes through the teacher's text tower. A species (a scientific name, a BirdNET label
   ``Pica hudsonia_Black-billed Magpie``, or a common name or code that ``taxonomy`` lists), read by
   :func:`birdbridge.species.as_taxonomy`, is embedded as the gallery's species index does it: the
-  default forms and templates (``taxonomic_common`` × the 80 OpenAI templates), averaged. Anything else
-  (or any text with ``free_text``) is embedded as written.
+  default forms and templates (``taxonomic_common`` × the 80 OpenAI templates), averaged. At a ``rank`` above
+  species a text that is no species is a taxon (:func:`taxon_query`): its species' text embeddings are the
+  queries. Anything else (or any text with ``free_text``) is embedded as written.
 * **A picture** goes through the teacher's image tower.
 * **An example recording** (``call.wav``, or a part of it ``call.wav:12.5-17.5``) goes through the
   archive's own student, windowed as the archive; its windows' embeddings are averaged into one query
