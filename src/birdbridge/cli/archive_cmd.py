@@ -158,12 +158,13 @@ def search_cmd(
     from birdbridge.search.archive_hits import archive_engine, archive_search
     from birdbridge.search.scoring import Scoring
     from birdbridge.species.common_names import CommonNames
-    from birdbridge.species.where import RangeFilter
+    from birdbridge.species.where import RangeFilter, species_filter
 
     check_format(fmt)
     if fmt == "parquet" and output is None:
         raise BirdbridgeError("--format parquet writes a file: give --output")
     where = RangeFilter.from_options(lat, lon, week, date, sf_thresh, range_model)
+    species_filter(where, species_list)
     scoring = Scoring(score, min_conf=min_conf, sensitivity=sensitivity, min_sim=min_sim, rank=rank)
     if gallery is None and (where is not None or rank != "species") and text is None:
         raise BirdbridgeError("--lat/--lon and --rank apply to the hits' candidate species (give --gallery) or to a "

@@ -125,24 +125,21 @@ def apply_cmd(
     from collections import Counter
 
     from birdbridge.archive.store import Archive
-    from birdbridge.errors import BirdbridgeError
     from birdbridge.probes.apply import apply_probes
     from birdbridge.probes.train import ProbeSet, default_probes_path
     from birdbridge.search.formats import FILE_FORMATS, check_format, write_results
     from birdbridge.species.common_names import CommonNames
     from birdbridge.species.ranks import check_rank
-    from birdbridge.species.where import RangeFilter
+    from birdbridge.species.where import RangeFilter, species_filter
 
     check_format(fmt, FILE_FORMATS)
     check_rank(rank)
-    where = RangeFilter.from_options(lat, lon, week, date, sf_thresh, range_model)
-    if where is not None and species_list is not None:
-        raise BirdbridgeError("give --species-list or --lat/--lon, not both (as BirdNET-Analyzer)")
+    chosen = species_filter(RangeFilter.from_options(lat, lon, week, date, sf_thresh, range_model), species_list)
     names = CommonNames.load(labels_dir) if labels_dir is not None else None
     arc = Archive.open(archive)
     probes = ProbeSet.read(probes_file or default_probes_path(arc))
     found = apply_probes(arc, probes, min_conf=min_conf, sensitivity=sensitivity, rank=rank,
-                         where=where if where is not None else species_list, taxonomy=taxonomy, locale=locale,
+                         where=chosen, taxonomy=taxonomy, locale=locale,
                          names=names)
     band = arc.student.get("band_hz") or (0.0, 0.0)
     write_results(output, fmt, found.results, n_images=0, band_hz=(float(band[0]), float(band[1])))

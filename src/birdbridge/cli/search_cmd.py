@@ -107,7 +107,7 @@ def search_cmd(
     from birdbridge.search.formats import check_format, format_text, results_summary, results_table
     from birdbridge.search.params import check_columns
     from birdbridge.search.scoring import Scoring
-    from birdbridge.species.where import RangeFilter
+    from birdbridge.species.where import RangeFilter, species_filter
 
     check_window_args(window, hop)  # before the model and gallery are loaded
     try:
@@ -115,8 +115,7 @@ def search_cmd(
     except ValueError as exc:
         raise BirdbridgeError(f"--channel: {exc}") from None
     where = RangeFilter.from_options(lat, lon, week, date, sf_thresh, range_model)
-    if where is not None and species_list is not None:
-        raise BirdbridgeError("give --species-list or --lat/--lon, not both (as BirdNET-Analyzer)")
+    species_filter(where, species_list)
     Scoring(score, min_conf=min_conf, sensitivity=sensitivity, min_sim=min_sim, min_score=min_score, rank=rank)
     check_format(fmt)
     if like is not None and rank != "species":

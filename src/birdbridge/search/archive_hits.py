@@ -29,7 +29,7 @@ from birdbridge.search.results import SpeciesHit
 from birdbridge.search.scoring import Scoring
 from birdbridge.species import SpeciesArg
 from birdbridge.species.common_names import CommonNames
-from birdbridge.species.where import RangeFilter
+from birdbridge.species.where import RangeFilter, species_filter
 from birdbridge.utils.vectors import l2_normalize
 
 DEFAULT_TOP_K = 3
@@ -120,8 +120,7 @@ def archive_search(archive: Archive, *, engine: SearchEngine | None = None, top_
     and names in ``locale`` (from the engine's names, else ``names``). ``where`` also leaves out the recordings where
     a species (or taxon) ``text`` is not expected."""
     scoring = scoring or Scoring()
-    if where is not None and species is not None:
-        raise BirdbridgeError("give --species-list or --lat/--lon, not both (as BirdNET-Analyzer)")
+    chosen = species_filter(where, species)
     names = engine.names if engine is not None else names or CommonNames()
     code = names.check(locale) if locale else (engine.locale if engine is not None else None)
     if engine is None and species is not None:
@@ -130,7 +129,7 @@ def archive_search(archive: Archive, *, engine: SearchEngine | None = None, top_
     results = archive.search(rank=scoring.rank, gallery=gallery, where=where, **query)
     if engine is not None:
         found = candidate_species(engine, archive, results.hits, top_k=top_k_species, scoring=scoring,
-                                  where=where if where is not None else species, locale=code)
+                                  where=chosen, locale=code)
         results = with_candidates(results, found, top_k=int(top_k_species), gallery=str(gallery.folder), locale=code,
                                   where=None if where is None else where.describe(),
                                   species_list=None if species is None else str(species))

@@ -229,3 +229,11 @@ class RangeFilter:
             if entry is not None:
                 found.setdefault(entry.key, entry)
         return RangeMatch(Taxonomy(found.values()), len(expected), self.describe())
+
+
+def species_filter(where: RangeFilter | None, species: object | None) -> object | None:
+    """The one species filter of a run: ``where`` (a place and week) or ``species`` (a list), never both (as
+    BirdNET-Analyzer); None without either."""
+    if where is not None and species is not None:
+        raise BirdbridgeError("give --species-list or --lat/--lon, not both (as BirdNET-Analyzer)")
+    return where if where is not None else species
