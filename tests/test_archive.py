@@ -569,6 +569,7 @@ def candidates(world, tmp_path_factory):
     build_gallery([root / "photos"], root / "gallery", str(world["teacher"]), progress=False)
     (root / "labels").mkdir()
     (root / "labels" / "de.txt").write_text("Corvus corax_Kolkrabe\nPica hudsonia_Hudsonelster\nDog_Hund\n")
+    shutil.copytree(root / "labels", root / "gallery" / "labels")  # the gallery's own names (without --labels-dir)
     shutil.copytree(world["archive"], root / "archive")
     calgary = rec(world, "SITE01/20240501_053000.wav")
     archive = Archive.open(root / "archive")
@@ -635,6 +636,13 @@ def test_hits_get_candidate_species_scored_as_search_scores_windows(world, candi
     assert all(len(r["candidates"]) == 3 and r["species_score"] == r["candidates"][0]["score"] for r in table)
     bad = run(capsys, *args, "--locale", "xx")
     assert bad.returncode == 1 and "--locale: no names in 'xx'" in bad.stderr and "Traceback" not in bad.stderr
+    # a species query is named in the locale too, with or without a gallery
+    from birdbridge.search.archive_hits import archive_search
+    from birdbridge.species.common_names import CommonNames
+
+    for given in ({"names": CommonNames.load(candidates["labels"])}, {"engine": engine}):
+        query = archive_search(archive, text="Corvus corax_Common Raven", top_k=1, locale="de", **given).query
+        assert (query["species"], query["common_name"]) == ("Corvus corax", "Kolkrabe")
 
 
 def archive_search_results(archive: Archive, engine, hits):
