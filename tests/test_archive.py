@@ -543,3 +543,213 @@ def test_a_gallery_folder_still_opens_and_is_no_archive(tmp_path) -> None:
     assert rows[0, 0] >= 0
     with pytest.raises(InputError, match=r"gallery-v1: is not an archive \(no archive.json\)"):
         Archive.open(old)
+
+
+# ------------------------------------------------------------------------------------------ candidate species
+
+GALLERY_SPECIES = [("Pica hudsonia", "Black-billed Magpie"), ("Corvus corax", "Common Raven"),
+                   ("Corvus brachyrhynchos", "American Crow"), ("Turdus migratorius", "American Robin"),
+                   ("Sitta carolinensis", "White-breasted Nuthatch")]
+ITHACA, CALGARY = (42.48, -76.45), (51.05, -114.07)
+
+
+@pytest.fixture(scope="module")
+def candidates(world, tmp_path_factory):
+    """A gallery of the archive's teacher (two crows, so that a genus has two species), German names for two of its
+    species, and a copy of the archive whose first recording lies in Calgary (lat/lon in its records)."""
+    from birdbridge.gallery.build import build_gallery
+
+    root = tmp_path_factory.mktemp("candidates")
+    rng = np.random.default_rng(1)
+    for s, (sci, common) in enumerate(GALLERY_SPECIES):
+        folder = root / "photos" / f"{sci}_{common}"
+        folder.mkdir(parents=True)
+        Image.fromarray(np.clip(50 * s + rng.normal(0, 25, (32, 32, 3)), 0, 255).astype(np.uint8)).save(
+            folder / "0.png")
+    build_gallery([root / "photos"], root / "gallery", str(world["teacher"]), progress=False)
+    (root / "labels").mkdir()
+    (root / "labels" / "de.txt").write_text("Corvus corax_Kolkrabe\nPica hudsonia_Hudsonelster\nDog_Hund\n")
+    shutil.copytree(root / "labels", root / "gallery" / "labels")  # the gallery's own names (without --labels-dir)
+    shutil.copytree(world["archive"], root / "archive")
+    calgary = rec(world, "SITE01/20240501_053000.wav")
+    archive = Archive.open(root / "archive")
+    first = archive.file(calgary)
+    archive.set_recording_meta({first.path: RecordingMeta(first.date, first.time, first.site, *CALGARY)})
+    return {"gallery": root / "gallery", "labels": root / "labels", "archive": root / "archive", "calgary": calgary}
+
+
+def softmax_reference(vectors: np.ndarray, species_vectors: np.ndarray, scale: float = 100.0) -> np.ndarray:
+    logits = scale * (vectors.astype(np.float64) @ species_vectors.astype(np.float64).T)
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return probs / probs.sum(axis=1, keepdims=True)
+
+
+def test_hits_get_candidate_species_scored_as_search_scores_windows(world, candidates, tmp_path, capsys) -> None:
+    from birdbridge.archive.formats import SPECIES_COLUMNS
+    from birdbridge.gallery import Gallery
+    from birdbridge.search.archive_hits import archive_engine, candidate_species
+    from birdbridge.search.scoring import Scoring
+
+    archive = Archive.open(world["archive"])
+    engine = archive_engine(archive, candidates["gallery"])
+    gallery = Gallery.open(candidates["gallery"])
+    keys = [sp.key for sp in gallery.species()]
+    hits = archive.search(like=rec(world, "SITE02_20240502_013000.wav"), top_k=6).hits
+    vectors = archive.vectors[[h.row for h in hits]].astype(np.float64)
+    probs = softmax_reference(vectors / np.linalg.norm(vectors, axis=1, keepdims=True), gallery.species_vectors)
+    found = candidate_species(engine, archive, hits, top_k=3, scoring=Scoring("softmax", min_score=0.0))
+    assert found.ranked_by == "softmax" and len(found.species) == len(hits)
+    for row, species in zip(probs, found.species, strict=True):
+        best = np.argsort(-row)[:3]
+        assert [h.key for h in species] == [keys[i] for i in best]
+        np.testing.assert_allclose([h.score for h in species], row[best], atol=2e-3)
+    # at genus rank the two crows' probabilities add up (search's rule for softmax)
+    genera = candidate_species(engine, archive, hits, top_k=5, scoring=Scoring("softmax", min_score=0.0, rank="genus"))
+    corvus = [keys.index("Corvus corax"), keys.index("Corvus brachyrhynchos")]
+    for row, species in zip(probs, genera.species, strict=True):
+        by_key = {h.key: h for h in species}
+        assert by_key["Corvus"].taxon_rank == "genus" and set(by_key["Corvus"].members) == {
+            "Corvus corax", "Corvus brachyrhynchos"}
+        assert by_key["Corvus"].score == pytest.approx(row[corvus].sum(), abs=2e-3)
+
+    # the CLI: the best candidate in csv and Raven, all of them in JSON and parquet; names in German
+    args = ["archive", "search", world["archive"], "--like", rec(world, "SITE02_20240502_013000.wav"), "-k", "6",
+            "--gallery", candidates["gallery"], "--score", "softmax", "--top-k-species", "2"]
+    out = run(capsys, *args, "-f", "csv")
+    assert out.returncode == 0, out.stderr
+    rows = list(csv.DictReader(io.StringIO(out.stdout)))
+    assert list(rows[0]) == [*CSV_COLUMNS, *SPECIES_COLUMNS]
+    assert [r["Scientific name"] for r in rows] == [s[0].key for s in found.species]
+    raven = run(capsys, *args, "-f", "raven").stdout.splitlines()
+    assert raven[0].split("\t")[-len(SPECIES_COLUMNS) - 2:-2] == list(SPECIES_COLUMNS)
+    data = json.loads(run(capsys, *args, "-f", "json", "--locale", "de", "--labels-dir", candidates["labels"]).stdout)
+    assert data["candidates"]["ranked_by"] == "softmax" and data["candidates"]["locale"] == "de"
+    german = {"Corvus corax": "Kolkrabe", "Pica hudsonia": "Hudsonelster"}
+    english = dict(GALLERY_SPECIES)
+    for hit, species in zip(data["hits"], found.species, strict=True):
+        shown = [h.key for h in species[:2] if h.score >= 0.05]  # search's --min-score of softmax
+        assert [s["key"] for s in hit["species"]] == shown
+        assert [s["common_name"] for s in hit["species"]] == [german.get(key, english[key]) for key in shown]
+    table = pq.read_table(write_results(tmp_path / "hits.parquet", "parquet", archive_search_results(
+        archive, engine, hits))).to_pylist()
+    assert [r["species"] for r in table] == [s[0].key for s in found.species]
+    assert all(len(r["candidates"]) == 3 and r["species_score"] == r["candidates"][0]["score"] for r in table)
+    bad = run(capsys, *args, "--locale", "xx")
+    assert bad.returncode == 1 and "--locale: no names in 'xx'" in bad.stderr and "Traceback" not in bad.stderr
+    # a species query is named in the locale too, with or without a gallery
+    from birdbridge.search.archive_hits import archive_search
+    from birdbridge.species.common_names import CommonNames
+
+    for given in ({"names": CommonNames.load(candidates["labels"])}, {"engine": engine}):
+        query = archive_search(archive, text="Corvus corax_Common Raven", top_k=1, locale="de", **given).query
+        assert (query["species"], query["common_name"]) == ("Corvus corax", "Kolkrabe")
+
+
+def archive_search_results(archive: Archive, engine, hits):
+    from dataclasses import replace
+
+    from birdbridge.search.archive_hits import candidate_species, with_candidates
+    from birdbridge.search.scoring import Scoring
+
+    results = replace(archive.search(vector=np.ones(archive.dim), top_k=1), hits=hits)
+    return with_candidates(results, candidate_species(engine, archive, hits, scoring=Scoring("softmax", min_score=0)))
+
+
+def test_the_range_filter_takes_each_recordings_place_and_week(world, candidates, capsys) -> None:
+    from birdbridge.search.archive_hits import archive_engine, candidate_species
+    from birdbridge.search.scoring import Scoring
+    from birdbridge.species.where import RangeFilter
+
+    archive = Archive.open(candidates["archive"])
+    engine = archive_engine(archive, candidates["gallery"])
+    hits = archive.search(vector=np.ones(archive.dim), top_k=len(archive)).hits
+    softmax = Scoring("softmax", min_score=0.0)
+    everywhere = candidate_species(engine, archive, hits, top_k=5, scoring=softmax)
+    assert all(len(species) == 5 for species in everywhere.species)  # the gallery's five, Pica hudsonia among them
+    found = candidate_species(engine, archive, hits, top_k=5, scoring=softmax, where=RangeFilter(*ITHACA, "auto"))
+    for hit, species in zip(hits, found.species, strict=True):
+        keys = {h.key for h in species}
+        # BirdNET's range model expects the magpie in Calgary (this recording's own lat/lon), not in Ithaca
+        assert keys == ({sp for sp, _ in GALLERY_SPECIES} - ({"Pica hudsonia"} if hit.file != candidates["calgary"]
+                                                             else set())), hit.file
+    assert any("1 recordings placed at their own lat/lon" in note for note in found.notes)
+    assert any("1 recordings have no date and were filtered with the whole year's list" in note and "undated.wav"
+               in note for note in found.notes)
+
+    # a species query with a place: only the recordings where it is expected then are searched, and counted
+    plain = archive.search("Pica hudsonia", top_k=30)
+    assert len({h.file for h in plain.hits}) == len(fx.RECORDINGS)
+    placed = archive.search("Pica hudsonia", top_k=30, where=RangeFilter(*ITHACA, "auto"))
+    assert {h.file for h in placed.hits} == {candidates["calgary"]} and len(placed.hits) == 3
+    assert [h.score for h in placed.hits] == [h.score for h in plain.hits if h.file == candidates["calgary"]]
+    assert any("5 recordings (15 windows) left out" in note for note in placed.notes)
+    out = run(capsys, "archive", "search", candidates["archive"], "--text", "Pica hudsonia", "--lat", ITHACA[0],
+              "--lon", ITHACA[1], "--week", "auto", "-f", "json")
+    assert out.returncode == 0, out.stderr
+    assert {h["file"] for h in json.loads(out.stdout)["hits"]} == {candidates["calgary"]}
+    assert "5 recordings (15 windows) left out" in out.stderr and "no date" in out.stderr
+    for option, value, message in (("--week", "0", "--week: week 0 is out of range"),
+                                   ("--lat", "91", "--lat: latitude 91.0 is out of range")):
+        given = {"--lat": ITHACA[0], "--lon": ITHACA[1], "--week": 20, option: value}
+        bad = run(capsys, "archive", "search", candidates["archive"], "--text", "Pica hudsonia",
+                  *[str(x) for pair in given.items() for x in pair])
+        assert bad.returncode == 1 and message in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+    no_gallery = run(capsys, "archive", "search", candidates["archive"], "--like", candidates["calgary"], "--lat",
+                     ITHACA[0], "--lon", ITHACA[1])
+    assert no_gallery.returncode == 1 and "give --gallery" in no_gallery.stderr
+
+
+def test_a_genus_as_text_searches_its_species(world, candidates, tmp_path, capsys) -> None:
+    from birdbridge.embed import embed_species
+    from birdbridge.gallery import Gallery
+    from birdbridge.models.loader import load_teacher
+    from birdbridge.species import Taxonomy, load_taxonomy_csv
+
+    archive = Archive.open(world["archive"])
+    gallery = Gallery.open(candidates["gallery"])
+    crows = [sp.index for sp in gallery.species() if sp.scientific_name.startswith("Corvus ")]
+    best = (archive.vectors.astype(np.float64) @ gallery.species_vectors[crows].astype(np.float64).T).max(axis=1)
+    order = np.argsort(-best, kind="stable")
+    for rank in ("genus", "auto"):
+        found = archive.search("corvus", rank=rank, gallery=gallery, top_k=5)
+        assert (found.query["read_as"], found.query["taxon"], found.query["rank"]) == ("taxon", "Corvus", "genus")
+        assert sorted(found.query["members"]) == ["Corvus brachyrhynchos", "Corvus corax"]
+        np.testing.assert_allclose([h.score for h in found.hits], best[order[:5]], atol=1e-4)  # (tones tie)
+        np.testing.assert_allclose([best[h.row] for h in found.hits], [h.score for h in found.hits], atol=1e-4)
+    taxonomy = tmp_path / "taxonomy.csv"
+    taxonomy.write_text("scientific_name,common_name\nCorvus corax,Common Raven\nCorvus brachyrhynchos,American Crow\n"
+                        "Pica hudsonia,Black-billed Magpie\n")
+    crows_listed = [sp for sp in load_taxonomy_csv(taxonomy) if sp.scientific_name.startswith("Corvus ")]
+    texts = embed_species(Taxonomy(crows_listed), load_teacher(str(world["teacher"])))  # with their common names
+    from_teacher = (archive.vectors.astype(np.float64) @ texts.astype(np.float64).T).max(axis=1)
+    found = archive.search("Corvus", rank="genus", taxonomy=taxonomy, top_k=3)
+    np.testing.assert_allclose([h.score for h in found.hits], np.sort(from_teacher)[::-1][:3], atol=1e-3)
+    with pytest.raises(InputError, match=r"--text: no species of the species index of gallery .* belongs to a genus "
+                                         r"called 'Nonexistus'"):
+        archive.search("Nonexistus", rank="genus", gallery=gallery)
+    with pytest.raises(InputError, match=r"--text: 'Corvus' is no species name.*give --gallery"):
+        archive.search("Corvus", rank="genus")
+    out = run(capsys, "archive", "search", world["archive"], "--text", "Corvus", "--rank", "genus", "--gallery",
+              candidates["gallery"], "--score", "softmax", "-f", "json", "-k", "2")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["query"]["read_as"] == "taxon" and {s["taxon_rank"] for h in data["hits"] for s in h["species"]} == {
+        "genus"}
+
+
+def test_several_queries_rank_windows_by_their_best_cosine(synthetic) -> None:
+    archive = Archive.open(synthetic["folder"])
+    q = synthetic["queries"][:3] / np.linalg.norm(synthetic["queries"][:3], axis=1, keepdims=True)
+    best = (archive.vectors.astype(np.float64) @ q.astype(np.float64).T).max(axis=1)
+    files = {w.row: w.file for w in archive.windows()}
+    order = np.argsort(-best, kind="stable")
+    for per_file in (None, 1, 4):
+        taken, per = [], {}
+        for row in order:
+            if per_file is not None and per.get(files[row], 0) >= per_file:
+                continue
+            per[files[row]] = per.get(files[row], 0) + 1
+            taken.append(int(row))
+            if len(taken) == 25:
+                break
+        assert [r for r, _ in rank_windows(archive, q.astype(np.float32), 25, per_file=per_file)] == taken

@@ -14,7 +14,8 @@ from birdbridge.cli.app import app
 from cli_fixtures import run
 
 SHARED = ["--device", "--batch-size", "--window", "--hop", "--species-list", "--taxonomy", "--forms", "--templates",
-          "--json", "--gallery", "--format"]
+          "--json", "--gallery", "--format", "--rank", "--locale", "--labels-dir", "--lat", "--lon", "--week", "--date",
+          "--sf-thresh", "--range-model", "--score", "--min-conf", "--sensitivity", "--min-sim"]
 
 
 def click_commands(command, path: tuple[str, ...] = ()):
@@ -47,7 +48,8 @@ def test_shared_options_are_defined_once() -> None:
                     users[flag].add(name)
     for flag in SHARED:
         assert len(definitions[flag]) == 1, (flag, definitions[flag])
-    assert len(users["--device"]) >= 8 and len(users["--species-list"]) == 3, users
+    assert len(users["--device"]) >= 8 and len(users["--species-list"]) == 5, users
+    assert {"search", "archive search", "archive probe apply"} <= users["--lat"] & users["--locale"] & users["--rank"]
     for flag, abbreviation in (("--model", ("-m",)), ("--teacher", ("-t",)), ("--output", ("-o",))):
         assert short[flag] == {abbreviation}, (flag, short[flag])  # the same short form wherever the flag is
 

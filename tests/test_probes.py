@@ -177,3 +177,79 @@ def test_probes_of_another_teacher_are_refused(world) -> None:
     probes = ProbeSet({**fx.TEACHER}, [])
     with pytest.raises(BirdbridgeError, match="embeddings of different teachers cannot be compared"):
         score_archive(archive, probes)
+
+
+def text_probes(world, labels: dict[str, int]) -> ProbeSet:
+    """Probes without training: each label's vector is its class's text embedding, one calibration for all."""
+    from birdbridge.models.calibration import Calibration
+    from birdbridge.probes.train import Probe
+
+    calibration = Calibration(slope=12.0, intercept=-6.0)
+    probes = [Probe(label, unit(world["texts"][c]), calibration, 1, 1, None, 0, False) for label, c in labels.items()]
+    return ProbeSet(Archive.open(world["folder"]).teacher, probes)
+
+
+def test_apply_with_a_place_a_species_list_a_rank_and_a_locale(world, tmp_path, capsys) -> None:
+    import shutil
+
+    from birdbridge.probes.apply import apply_probes
+    from birdbridge.species.where import RangeFilter
+
+    folder = tmp_path / "archive"
+    shutil.copytree(world["folder"], folder)
+    archive = Archive.open(folder)
+    calgary = archive.files()[0]  # BirdNET's range model expects the magpie in Calgary, not in Ithaca (in May)
+    archive.set_recording_meta({calgary.path: RecordingMeta(calgary.date, calgary.time, calgary.site, 51.05, -114.07)})
+    probes = text_probes(world, {"Pica hudsonia_Black-billed Magpie": 0, CLASSES[1]: 1, CLASSES[2]: 2, "wind": 0})
+    plain = score_archive(archive, probes, min_conf=0.5)
+
+    def pairs(scores, label=None):
+        return {(int(r), scores.columns[int(j)].label) for r, j in zip(scores.rows, scores.probe, strict=True)
+                if label is None or scores.columns[int(j)].label == label}
+
+    magpie = "Pica hudsonia_Black-billed Magpie"
+    in_calgary = {(r, lab) for r, lab in pairs(plain, magpie) if calgary.first_row <= r < calgary.first_row + 10}
+    assert pairs(plain, magpie) - in_calgary and in_calgary  # the test can tell the two apart
+    placed = score_archive(archive, probes, min_conf=0.5, where=RangeFilter(42.48, -76.45, "auto"))
+    assert pairs(placed) == pairs(plain) - (pairs(plain, magpie) - in_calgary)  # "wind" is no species: kept
+    assert placed.removed == len(pairs(plain, magpie) - in_calgary)
+    listed = score_archive(archive, probes, min_conf=0.5, where=[CLASSES[1]])
+    assert pairs(listed) == pairs(plain, CLASSES[1]) | pairs(plain, "wind")
+
+    # at genus rank: a genus's confidence is the noisy-OR of its species' (two crows here), its cosine the best
+    crows = text_probes(world, {"Corvus corax": 1, "Corvus brachyrhynchos": 0, CLASSES[2]: 2})
+    genus = score_archive(archive, crows, min_conf=0.5, rank="genus")
+    cos = archive.vectors.astype(np.float32) @ crows.matrix().T
+    conf = np.stack([p.confidence(cos[:, j]) for j, p in enumerate(crows.probes)], axis=1)
+    corvus = 1 - (1 - conf[:, 0]) * (1 - conf[:, 1])
+    columns = {c.label: j for j, c in enumerate(genus.columns)}
+    assert genus.columns[columns["Corvus"]].rank == "genus"
+    rows = genus.rows[genus.probe == columns["Corvus"]]
+    np.testing.assert_array_equal(rows, np.flatnonzero(corvus >= 0.5))
+    np.testing.assert_allclose(genus.confidence[genus.probe == columns["Corvus"]], corvus[rows], rtol=1e-5)
+    np.testing.assert_allclose(genus.cosine[genus.probe == columns["Corvus"]], cos[rows, :2].max(axis=1), rtol=1e-5)
+    assert (corvus >= 0.5).sum() > max((conf[:, 0] >= 0.5).sum(), (conf[:, 1] >= 0.5).sum())  # evidence adds up
+
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    (labels / "de.txt").write_text("Corvus corax_Kolkrabe\n")
+    from birdbridge.species.common_names import CommonNames
+
+    found = apply_probes(archive, probes, min_conf=0.5, locale="de", names=CommonNames.load(labels))
+    named = {h.key: h.common_name for r in found.results for w in r.windows for h in w.species}
+    assert named == {magpie: "Black-billed Magpie", CLASSES[1]: "Kolkrabe", CLASSES[2]: CLASSES[2], "wind": None}
+    path = tmp_path / "probes.json"
+    probes.write(path)
+    args = ["archive", "probe", "apply", folder, "-p", path, "-f", "csv", "--min-conf", "0.5"]
+    out = run(capsys, *args, "-o", tmp_path / "d.csv", "--lat", "42.48", "--lon", "-76.45", "--week", "auto",
+              "--locale", "de", "--labels-dir", labels)
+    assert out.returncode == 0, out.stderr
+    assert f"{placed.removed:,} detections of species not expected there and then removed" in out.stderr
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "d.csv").read_text())))
+    assert len(rows) == len(pairs(placed)) and "Kolkrabe" in {r["Common name"] for r in rows}
+    for option, value, message in (("--week", "0", "--week: week 0 is out of range"),
+                                   ("--lat", "91", "--lat: latitude 91.0 is out of range"),
+                                   ("--locale", "xx", "--locale: no names in 'xx'")):
+        given = {"--lat": "42.48", "--lon": "-76.45", "--week": "20", option: value}
+        bad = run(capsys, *args, "-o", tmp_path / "e.csv", *[x for pair in given.items() for x in pair])
+        assert bad.returncode == 1 and message in bad.stderr and "Traceback" not in bad.stderr, bad.stderr

@@ -179,6 +179,31 @@ def test_text_image_and_like_queries(world, tmp_path, capsys) -> None:
     assert refused.returncode == 1 and "made by model" in refused.stderr
 
 
+def test_text_and_picture_queries_answer_at_the_rank_asked(world, capsys) -> None:
+    """--rank on --text and --image: each genus's probability is the sum of its species' (the softmax rule);
+    --like, which finds recordings, refuses it."""
+    engine = SearchEngine.open(world["gallery"], world["model"])
+    picture = next((world["root"] / "photos").rglob("*.png"))
+    for query in ({"texts": [SPECIES[0][1]]}, {"images": [picture]}):
+        ask = engine.search_texts if "texts" in query else engine.search_images
+        species = ask(*query.values(), n_images=0, top_k=len(SPECIES))[0][0]
+        genera = ask(*query.values(), n_images=0, top_k=len(SPECIES), rank="genus")[0][0]
+        by_genus: dict[str, float] = {}
+        for hit in species:
+            by_genus[hit.scientific_name.split()[0]] = by_genus.get(hit.scientific_name.split()[0], 0.0) + hit.score
+        assert {h.taxon_rank for h in genera} == {"genus"} and {h.key for h in genera} == set(by_genus)
+        assert {h.key: h.score for h in genera} == pytest.approx(by_genus)
+    out = run(capsys, "search", "--gallery", world["gallery"], "--text", SPECIES[2][1], "--rank", "genus", "--format",
+              "json", "--images", "0")
+    assert out.returncode == 0, out.stderr
+    assert {h["taxon_rank"] for h in json.loads(out.stdout)["species"]} == {"genus"}
+    refused = run(capsys, "search", world["recordings"] / "site1" / "rec0.wav", "--model", world["model"],
+                  "--gallery", world["gallery"], "--like", world["recordings"], "--rank", "genus")
+    assert refused.returncode == 1 and "--rank does not apply" in refused.stderr
+    bad = run(capsys, "search", "--gallery", world["gallery"], "--text", "x", "--rank", "tribe")
+    assert bad.returncode == 1 and "unknown rank 'tribe'" in bad.stderr
+
+
 def test_refuses_students_of_other_teachers(world, tmp_path, capsys) -> None:
     from birdbridge.models.standins import build_small_clip
 

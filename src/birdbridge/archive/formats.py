@@ -7,6 +7,10 @@
   grouped by recording (sorted by path, hits by time), begin times running on across the recordings;
 * ``json``: the query, the filters, the method and the hits; ``parquet``: one row a hit.
 
+With candidate species (``--gallery``) CSV and Raven add the best one's :data:`SPECIES_COLUMNS`, parquet its
+``species``, ``common_name``, ``species_score``, ``taxon_rank`` and all of them as ``candidates``, JSON all of them
+per hit (``species``) and how they were scored (``candidates``). Without, nothing changes.
+
 ``birdbridge archive label ... --rows`` reads the CSV, Raven and JSON back by their ``Rank``.
 """
 
@@ -17,7 +21,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from birdbridge.archive.search import ArchiveResults
+from birdbridge.archive.search import ArchiveHit, ArchiveResults
 from birdbridge.errors import BirdbridgeError
 from birdbridge.utils.atomic import atomic_path, write_text
 from birdbridge.utils.selection_tables import Selection, csv_table, raven_table
@@ -25,6 +29,8 @@ from birdbridge.utils.selection_tables import Selection, csv_table, raven_table
 FORMATS = ("table", "csv", "raven", "json", "parquet")
 CSV_COLUMNS = ("Rank", "Score", "File", "Start (s)", "End (s)", "Date", "Time", "Site", "Window")
 RAVEN_COLUMNS = ("Rank", "Score", "Date", "Time", "Site")
+#: With candidate species (``--gallery``): the best one's, after the columns above (all of them in JSON and parquet).
+SPECIES_COLUMNS = ("Scientific name", "Common name", "Species score", "Taxon rank")
 
 
 def check_format(fmt: str) -> str:
@@ -33,18 +39,31 @@ def check_format(fmt: str) -> str:
     return fmt
 
 
+def _species_cells(hit: ArchiveHit) -> tuple:
+    """The best candidate's name, common name, score and rank (blank when it has none)."""
+    top = hit.top
+    if top is None:
+        return ("", "", "", "")
+    return (top.scientific_name, top.common_name or top.scientific_name, f"{top.score:.4f}", top.taxon_rank)
+
+
 def to_csv(results: ArchiveResults) -> str:
-    return csv_table(CSV_COLUMNS, ((h.rank, f"{h.score:.4f}", h.file, f"{h.start_s:.3f}", f"{h.end_s:.3f}", h.date,
-                                    h.time, h.site, h.row) for h in results.hits))
+    species = results.candidates is not None
+    columns = CSV_COLUMNS + (SPECIES_COLUMNS if species else ())
+    return csv_table(columns, ((h.rank, f"{h.score:.4f}", h.file, f"{h.start_s:.3f}", f"{h.end_s:.3f}", h.date,
+                                h.time, h.site, h.row, *(_species_cells(h) if species else ())) for h in results.hits))
 
 
 def to_raven(results: ArchiveResults) -> str:
     low, high = results.band_hz
+    species = results.candidates is not None
+    columns = RAVEN_COLUMNS + (SPECIES_COLUMNS if species else ())
     hits = sorted(results.hits, key=lambda h: (h.file, h.start_s, h.rank))
     selections = [Selection(h.file, h.start_s, h.end_s, low, high,
                             {"Rank": h.rank, "Score": f"{h.score:.4f}", "Date": h.date, "Time": h.time,
-                             "Site": h.site}) for h in hits]
-    return raven_table(selections, RAVEN_COLUMNS, durations=results.durations)
+                             "Site": h.site, **(dict(zip(SPECIES_COLUMNS, _species_cells(h), strict=True))
+                                                if species else {})}) for h in hits]
+    return raven_table(selections, columns, durations=results.durations)
 
 
 def to_json(results: ArchiveResults) -> str:
@@ -66,7 +85,7 @@ def write_results(path: str | Path, fmt: str, results: ArchiveResults) -> Path:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        rows = [h.to_dict() for h in results.hits]
+        rows = [_parquet_row(h) for h in results.hits]
         table = pa.Table.from_pylist(rows) if rows else pa.table({"rank": pa.array([], pa.int64())})
         with atomic_path(path) as tmp:
             pq.write_table(table, tmp)
@@ -75,21 +94,46 @@ def write_results(path: str | Path, fmt: str, results: ArchiveResults) -> Path:
     return path
 
 
+def _parquet_row(hit: ArchiveHit) -> dict:
+    """A hit as a parquet row: its fields; with candidates the best one's ``species``, ``common_name``,
+    ``species_score`` and ``taxon_rank``, and all of them as ``candidates``."""
+    row = hit.to_dict()
+    if hit.species is None:
+        return row
+    row["candidates"] = row.pop("species")
+    top = hit.top
+    row.update(species=top and top.scientific_name, common_name=top and (top.common_name or top.scientific_name),
+               species_score=top and top.score, taxon_rank=top and top.taxon_rank)
+    return row
+
+
 def hits_table(results: ArchiveResults) -> Table:
-    """The hits as a table for the terminal."""
+    """The hits as a table for the terminal (with candidate species: a species column)."""
     table = Table(title=f"{describe(results.query)}: {len(results.hits)} of {results.searched:,} windows "
                         f"({results.method})")
-    for column in ("rank", "score", "recording", "start (s)", "end (s)", "date", "time", "site"):
+    columns = ["rank", "score", "recording", "start (s)", "end (s)", "date", "time", "site"]
+    species = results.candidates is not None
+    for column in columns + (["species"] if species else []):
         table.add_column(column, justify="right" if column in ("rank", "score", "start (s)", "end (s)") else "left")
     for h in results.hits:
-        table.add_row(str(h.rank), f"{h.score:.3f}", Path(h.file).name, f"{h.start_s:.1f}", f"{h.end_s:.1f}",
-                      h.date or "", h.time or "", h.site or "")
+        cells = [str(h.rank), f"{h.score:.3f}", Path(h.file).name, f"{h.start_s:.1f}", f"{h.end_s:.1f}", h.date or "",
+                 h.time or "", h.site or ""]
+        if species:
+            cells.append(", ".join(f"{_name(sp)} {sp.score:.2f}" for sp in h.species or ()) or "-")
+        table.add_row(*cells)
     return table
+
+
+def _name(sp) -> str:
+    return f"{sp.scientific_name} ({sp.taxon_rank})" if sp.taxon_rank != "species" else (sp.common_name or
+                                                                                        sp.scientific_name)
 
 
 def describe(query: dict) -> str:
     """One line saying what was searched for and how a text was read."""
     kind = query.get("kind")
+    if kind == "text" and query.get("read_as") == "taxon":
+        return f"{query['rank']} {query['taxon']} ({len(query['members'])} species)"
     if kind == "text" and query.get("read_as") == "species":
         common = f" ({query['common_name']})" if query.get("common_name") else ""
         return f"species {query['species']}{common}"
@@ -103,5 +147,5 @@ def describe(query: dict) -> str:
     return "vector"
 
 
-__all__ = ["CSV_COLUMNS", "FORMATS", "RAVEN_COLUMNS", "check_format", "describe", "format_text", "hits_table",
-           "to_csv", "to_json", "to_raven", "write_results"]
+__all__ = ["CSV_COLUMNS", "FORMATS", "RAVEN_COLUMNS", "SPECIES_COLUMNS", "check_format", "describe", "format_text",
+           "hits_table", "to_csv", "to_json", "to_raven", "write_results"]

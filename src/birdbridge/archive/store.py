@@ -333,7 +333,8 @@ class Archive(VectorStore[WindowRecord]):
         top_k: int = 20, min_score: float | None = None, per_file: int | None = None, date_from: str | None = None,
         date_to: str | None = None, time_from: str | None = None, time_to: str | None = None,
         sites: Sequence[str] | None = None, taxonomy: Any = None, free_text: bool = False, model: Any = None,
-        teacher: Any = None, device: str | None = None, exact: bool | None = None,
+        teacher: Any = None, device: str | None = None, exact: bool | None = None, rank: str = "species",
+        gallery: Any = None, where: Any = None,
     ) -> ArchiveResults:
         """The windows nearest to one query, best first; see :func:`birdbridge.archive.search.search_archive`."""
         from birdbridge.archive.search import search_archive
@@ -341,7 +342,8 @@ class Archive(VectorStore[WindowRecord]):
         return search_archive(self, text=text, image=image, like=like, vector=vector, top_k=top_k,
                               min_score=min_score, per_file=per_file, date_from=date_from, date_to=date_to,
                               time_from=time_from, time_to=time_to, sites=sites, taxonomy=taxonomy, free_text=free_text,
-                              model=model, teacher=teacher, device=device, exact=exact)
+                              model=model, teacher=teacher, device=device, exact=exact, rank=rank, gallery=gallery,
+                              where=where)
 
     # ------------------------------------------------------------------------------ labels
 

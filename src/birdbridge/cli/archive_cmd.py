@@ -14,14 +14,30 @@ import typer
 from birdbridge.cli.common import (
     AsJson,
     BatchSize,
+    Date,
     Device,
     Format,
     Hop,
+    LabelsDir,
+    Latitude,
+    Locale,
+    Longitude,
+    MinConf,
+    MinSim,
+    OptionalGallery,
+    RangeModelPath,
+    Rank,
     RecordedTeacher,
+    Score,
+    Sensitivity,
+    SfThresh,
+    SpeciesList,
     TaxonomyCsv,
+    Week,
     Window,
     comma_list,
     console,
+    console_err,
     report_failures,
 )
 
@@ -107,25 +123,64 @@ def search_cmd(
     fmt: Format = "table",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the hits to this file.")] = None,
     exact: Annotated[bool, typer.Option("--exact", help="Never use the ANN index.")] = False,
+    gallery: OptionalGallery = None,
+    top_k_species: Annotated[int, typer.Option(
+        "--top-k-species", min=1, help="Candidate species per hit (with --gallery).")] = 3,
+    score: Score = "confidence",
+    min_conf: MinConf = 0.25,  # the defaults of birdbridge search
+    sensitivity: Sensitivity = 1.0,
+    min_sim: MinSim = 0.5,
+    rank: Rank = "species",
+    species_list: SpeciesList = None,
+    lat: Latitude = None,
+    lon: Longitude = None,
+    week: Week = None,
+    date: Date = None,
+    sf_thresh: SfThresh = 0.03,
+    range_model: RangeModelPath = None,
+    locale: Locale = None,
+    labels_dir: LabelsDir = None,
     model: ArchiveStudent = None,
     teacher: RecordedTeacher = None,
     device: Device = None,
 ) -> None:
     """The windows nearest to a species name, a picture or an example recording, best first.
 
-    Filters (dates, times of day, sites) are exact; a window's date and time are those of its start.
+    Filters (dates, times of day, sites) are exact; a window's date and time are those of its start. With --gallery
+    each hit gets its candidate species (--top-k-species, scored as `birdbridge search` scores a window: --score,
+    --min-conf, --rank, ...). --lat/--lon with --week (auto: each recording's date; a recording's own lat/lon where the
+    archive records them) keep the candidates expected there and then, and search a species --text only where it is
+    expected. --rank genus/family/order/auto also reads a --text that is no species as a taxon.
     """
     from birdbridge.archive.formats import check_format, format_text, hits_table, write_results
     from birdbridge.archive.store import Archive
     from birdbridge.errors import BirdbridgeError
+    from birdbridge.search.archive_hits import archive_engine, archive_search
+    from birdbridge.search.scoring import Scoring
+    from birdbridge.species.common_names import CommonNames
+    from birdbridge.species.where import RangeFilter, species_filter
 
     check_format(fmt)
     if fmt == "parquet" and output is None:
         raise BirdbridgeError("--format parquet writes a file: give --output")
-    results = Archive.open(archive).search(
-        text, image=image, like=like, top_k=top_k, min_score=min_score, per_file=per_file, date_from=date_from,
-        date_to=date_to, time_from=time_from, time_to=time_to, sites=site, taxonomy=taxonomy, free_text=free_text,
-        model=model, teacher=teacher, device=device, exact=True if exact else None)
+    where = RangeFilter.from_options(lat, lon, week, date, sf_thresh, range_model)
+    species_filter(where, species_list)
+    scoring = Scoring(score, min_conf=min_conf, sensitivity=sensitivity, min_sim=min_sim, rank=rank)
+    if gallery is None and (where is not None or rank != "species") and text is None:
+        raise BirdbridgeError("--lat/--lon and --rank apply to the hits' candidate species (give --gallery) or to a "
+                              "species or taxon --text")
+    names = CommonNames.load(labels_dir) if labels_dir is not None and gallery is None else None
+    arc = Archive.open(archive)
+    engine = None if gallery is None else archive_engine(arc, gallery, model=model, teacher=teacher, device=device,
+                                                         labels=labels_dir, locale=locale)
+    results = archive_search(
+        arc, engine=engine, top_k_species=top_k_species, scoring=scoring, where=where, species=species_list,
+        locale=locale, names=names, text=text, image=image, like=like, top_k=top_k, min_score=min_score,
+        per_file=per_file, date_from=date_from, date_to=date_to, time_from=time_from, time_to=time_to, sites=site,
+        taxonomy=taxonomy, free_text=free_text, model=model, teacher=teacher, device=device,
+        exact=True if exact else None)
+    for note in results.notes:
+        console_err.print(note, highlight=False, markup=False, soft_wrap=True)
     if output is not None:
         write_results(output, "csv" if fmt == "table" else fmt, results)
         console.print(f"wrote {len(results.hits)} hits to {output}", highlight=False)

@@ -44,7 +44,9 @@ BatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Input
 
 Recordings = Annotated[list[Path] | None, typer.Argument(
     help="Recordings, or folders of recordings (searched recursively).", show_default=False)]
-GalleryFolder = Annotated[Path, typer.Option("--gallery", "-g", help="A gallery built with `birdbridge index`.")]
+GALLERY_HELP = "A gallery built with `birdbridge index`."
+GalleryFolder = Annotated[Path, typer.Option("--gallery", "-g", help=GALLERY_HELP)]
+OptionalGallery = Annotated[Path | None, typer.Option("--gallery", "-g", help=GALLERY_HELP)]
 Window = Annotated[float | None, typer.Option(
     "--window", help="Window length in seconds (default: the model's; evaluate: the dataset's).")]
 Hop = Annotated[float | None, typer.Option("--hop", help="Hop between windows in seconds (default: the window).")]

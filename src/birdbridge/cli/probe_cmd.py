@@ -10,14 +10,25 @@ import typer
 
 from birdbridge.cli.common import (
     AsJson,
+    Date,
     Device,
     Format,
+    LabelsDir,
+    Latitude,
+    Locale,
+    Longitude,
     MinConf,
+    RangeModelPath,
+    Rank,
     RecordedTeacher,
     Sensitivity,
+    SfThresh,
+    SpeciesList,
     TaxonomyCsv,
+    Week,
     comma_list,
     console,
+    console_err,
 )
 
 app = typer.Typer(no_args_is_help=True, help="Probes: a classifier per label, trained on the archive's labelled "
@@ -91,23 +102,51 @@ def apply_cmd(
     probes_file: ProbesFile = None,
     min_conf: MinConf = 0.25,
     sensitivity: Sensitivity = 1.0,
+    rank: Rank = "species",
+    species_list: SpeciesList = None,
+    lat: Latitude = None,
+    lon: Longitude = None,
+    week: Week = None,
+    date: Date = None,
+    sf_thresh: SfThresh = 0.03,
+    range_model: RangeModelPath = None,
+    taxonomy: TaxonomyCsv = None,
+    locale: Locale = None,
+    labels_dir: LabelsDir = None,
 ) -> None:
     """Score every window with the probes; write the detections (calibrated confidences) as search does (csv, raven,
-    json or parquet)."""
+    json or parquet).
+
+    Labels that name species: --lat/--lon with --week (auto: each recording's date; a recording's own lat/lon where the
+    archive records them) or --species-list remove the detections of species not expected there and then; --locale
+    names them in a language (--labels-dir); --rank combines the confidences of a taxon's species (noisy-OR; family
+    and order from --taxonomy).
+    """
     from collections import Counter
 
     from birdbridge.archive.store import Archive
-    from birdbridge.probes.apply import detections
+    from birdbridge.probes.apply import apply_probes
     from birdbridge.probes.train import ProbeSet, default_probes_path
     from birdbridge.search.formats import FILE_FORMATS, check_format, write_results
+    from birdbridge.species.common_names import CommonNames
+    from birdbridge.species.ranks import check_rank
+    from birdbridge.species.where import RangeFilter, species_filter
 
     check_format(fmt, FILE_FORMATS)
+    check_rank(rank)
+    chosen = species_filter(RangeFilter.from_options(lat, lon, week, date, sf_thresh, range_model), species_list)
+    names = CommonNames.load(labels_dir) if labels_dir is not None else None
     arc = Archive.open(archive)
     probes = ProbeSet.read(probes_file or default_probes_path(arc))
-    results = detections(arc, probes, min_conf=min_conf, sensitivity=sensitivity)
+    found = apply_probes(arc, probes, min_conf=min_conf, sensitivity=sensitivity, rank=rank,
+                         where=chosen, taxonomy=taxonomy, locale=locale,
+                         names=names)
     band = arc.student.get("band_hz") or (0.0, 0.0)
-    write_results(output, fmt, results, n_images=0, band_hz=(float(band[0]), float(band[1])))
-    counts = Counter(h.key for r in results for w in r.windows for h in w.species)
-    shown = ", ".join(f"{label} {counts.get(label, 0):,}" for label in probes.labels)
-    console.print(f"wrote {sum(counts.values()):,} detections in {len(arc):,} windows to {output} ({shown})",
+    write_results(output, fmt, found.results, n_images=0, band_hz=(float(band[0]), float(band[1])))
+    for note in found.notes:
+        console_err.print(note, highlight=False, markup=False, soft_wrap=True)
+    counts = Counter(h.key for r in found.results for w in r.windows for h in w.species)
+    shown = ", ".join(f"{label} {counts.get(label, 0):,}" for label in (probes.labels if rank == "species"
+                                                                         else sorted(counts)))
+    console.print(f"wrote {sum(counts.values()):,} detections in {len(arc):,} windows to {output} ({shown or 'none'})",
                   highlight=False)

@@ -107,7 +107,7 @@ def search_cmd(
     from birdbridge.search.formats import check_format, format_text, results_summary, results_table
     from birdbridge.search.params import check_columns
     from birdbridge.search.scoring import Scoring
-    from birdbridge.species.where import RangeFilter
+    from birdbridge.species.where import RangeFilter, species_filter
 
     check_window_args(window, hop)  # before the model and gallery are loaded
     try:
@@ -115,10 +115,12 @@ def search_cmd(
     except ValueError as exc:
         raise BirdbridgeError(f"--channel: {exc}") from None
     where = RangeFilter.from_options(lat, lon, week, date, sf_thresh, range_model)
-    if where is not None and species_list is not None:
-        raise BirdbridgeError("give --species-list or --lat/--lon, not both (as BirdNET-Analyzer)")
+    species_filter(where, species_list)
     Scoring(score, min_conf=min_conf, sensitivity=sensitivity, min_sim=min_sim, min_score=min_score, rank=rank)
     check_format(fmt)
+    if like is not None and rank != "species":
+        raise BirdbridgeError("--like finds similar recordings, not species: --rank does not apply to it (leave it "
+                              "out, or search the recordings themselves with --rank)")
     if (additional_columns or birdnet_names) and (output is None or fmt == "table"):
         raise BirdbridgeError("--birdnet-names and --additional-columns are for result files: give --format and "
                               "--output")
@@ -127,8 +129,8 @@ def search_cmd(
         raise BirdbridgeError("--format parquet writes files: give --output (a folder, or a file with --combined)")
     engine = SearchEngine.open(gallery, model, teacher=teacher, device=device, labels=labels_dir, locale=locale)
     if text or image:
-        hits = (engine.search_texts([text], n_images=images, top_k=top_k) if text
-                else engine.search_images([image], n_images=images, top_k=top_k))[0]
+        hits = (engine.search_texts([text], n_images=images, top_k=top_k, rank=rank) if text
+                else engine.search_images([image], n_images=images, top_k=top_k, rank=rank))[0]
         _print_query(hits, text or str(image), fmt)
         return
     if not inputs:
@@ -176,7 +178,9 @@ def _print_query(hits, query: str, fmt: str) -> None:
         table.add_row(str(rank), hit.path or hit.id, hit.common_name or hit.species, f"{hit.score:.3f}")
     console.print(table)
     if species:
-        console.print("species: " + ", ".join(f"{h.common_name or h.scientific_name} ({h.score:.2f})" for h in species))
+        console.print("species: " + ", ".join(
+            f"{h.label if h.taxon_rank != 'species' else h.common_name or h.scientific_name} ({h.score:.2f})"
+            for h in species))
 
 
 def _print_like(engine, inputs: list[Path], store: Path, k: int, window: float | None, hop: float | None,

@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -363,25 +364,29 @@ class SearchEngine:
             result.channel = None if channel is None else channel + 1
         return results, table.failures
 
-    def search_texts(self, texts: Sequence[str], *, n_images: int = 12, top_k: int = 5, locale: str | None = None
-                     ) -> list[tuple[list[SpeciesHit], list[ImageHit]]]:
-        """Species (a softmax over the species index: retrieval) and pictures for each text (names in ``locale``)."""
+    def search_texts(self, texts: Sequence[str], *, n_images: int = 12, top_k: int = 5, locale: str | None = None,
+                     rank: str = "species") -> list[tuple[list[SpeciesHit], list[ImageHit]]]:
+        """Species (a softmax over the species index: retrieval; at ``rank`` above species the taxa, their species'
+        probabilities summed) and pictures for each text (names in ``locale``)."""
+        scoring = replace(RETRIEVAL, rank=rank)  # an unknown rank before the teacher loads
         names = self.common_names(locale)
         vectors = self.teacher.encode_texts(list(texts)).numpy()
-        return self._hits(vectors, n_images, top_k, names)
+        return self._hits(vectors, n_images, top_k, names, scoring)
 
-    def search_images(self, images: Sequence, *, n_images: int = 12, top_k: int = 5, locale: str | None = None
-                      ) -> list[tuple[list[SpeciesHit], list[ImageHit]]]:
-        """Species (a softmax over the species index: retrieval) and similar pictures for each picture (names in
-        ``locale``)."""
+    def search_images(self, images: Sequence, *, n_images: int = 12, top_k: int = 5, locale: str | None = None,
+                      rank: str = "species") -> list[tuple[list[SpeciesHit], list[ImageHit]]]:
+        """Species (a softmax over the species index: retrieval; at ``rank`` as :meth:`search_texts`) and similar
+        pictures for each picture (names in ``locale``)."""
         from birdbridge.embed.images import open_image
 
+        scoring = replace(RETRIEVAL, rank=rank)
         names = self.common_names(locale)
         pictures = [open_image(p) if isinstance(p, (str, Path)) else p for p in images]
         vectors = self.teacher.encode_images(pictures).numpy()
-        return self._hits(vectors, n_images, top_k, names)
+        return self._hits(vectors, n_images, top_k, names, scoring)
 
-    def _hits(self, vectors: np.ndarray, n_images: int, top_k: int, names: dict[str, str] | None
-              ) -> list[tuple[list[SpeciesHit], list[ImageHit]]]:
-        found = zip(self.rank_species(vectors, top_k=top_k)[0], self.rank_images(vectors, n_images), strict=True)
+    def _hits(self, vectors: np.ndarray, n_images: int, top_k: int, names: dict[str, str] | None,
+              scoring: Scoring = RETRIEVAL) -> list[tuple[list[SpeciesHit], list[ImageHit]]]:
+        found = zip(self.rank_species(vectors, top_k=top_k, scoring=scoring)[0], self.rank_images(vectors, n_images),
+                    strict=True)
         return [localize_hits(species, images, names) for species, images in found]

@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from birdbridge.search.results import FileResult, ImageHit, SpeciesHit
 from birdbridge.species.common_names import CommonNames
@@ -37,3 +38,12 @@ def localize_results(results: list[FileResult], names: Mapping[str, str] | None)
             for window in result.windows:
                 window.species, window.images = localize_hits(window.species, window.images, names)
     return results
+
+
+def localize_query(query: dict[str, Any], names: CommonNames, locale: str | None) -> dict[str, Any]:
+    """A query's description (an archive search's) with the common name of the species it reads as in ``locale``
+    (None: as it is)."""
+    if locale is None or query.get("read_as") != "species":
+        return query
+    name = names.names(locale, [(query["species"], query.get("common_name"))])[query["species"]]
+    return {**query, "common_name": name}

@@ -85,3 +85,18 @@ def rank_groups(species: Sequence[tuple[str, Sequence[str]]], rank: str) -> Rank
 def taxon_labels(species: Sequence[tuple[str, Sequence[str]]], rank: str) -> np.ndarray:
     """Per species, the index of its taxon at ``rank`` (see :func:`rank_groups`): class labels for metrics."""
     return rank_groups(species, rank).of
+
+
+def find_taxon(species: Sequence[tuple[str, Sequence[str]]], name: str, rank: str) -> tuple[str, str, list[int]] | None:
+    """The taxon called ``name`` (any case) at ``rank`` (``auto``: genus, then family, then order) among ``species``
+    (scientific name, taxonomy path): its name as the species spell it, its rank and the positions of its species;
+    None when no species belongs to one."""
+    wanted = " ".join(str(name).split()).casefold()
+    for level in (ANSWER_RANKS[1:] if check_rank(rank) == "auto" else (rank,)):
+        if level == "species":
+            continue
+        members = [i for i, (sci, path) in enumerate(species)
+                   if (taxon_at(sci, path, level) or "").casefold() == wanted]
+        if members:
+            return taxon_at(*species[members[0]], level) or name, level, members
+    return None

@@ -188,6 +188,18 @@ class RangeFilter:
                              "name it AudioMoth-style YYYYMMDD_HHMMSS, or give --week N or --date YYYY-MM-DD")
         return RangeFilter(self.lat, self.lon, week_of_date(when), self.sf_thresh, self.model)
 
+    def at(self, date: str | dt.date | None = None, lat: float | None = None, lon: float | None = None
+           ) -> RangeFilter:
+        """This filter for a recording made at (``lat``, ``lon``) (each None: this filter's) on ``date``, which gives
+        the week when the week is ``"auto"``; an auto week without a date is an InputError naming ``--week``."""
+        week = self.week
+        if self.auto:
+            if date is None:
+                raise InputError("--week", "auto: the recording has no date", "give --week N or --date YYYY-MM-DD")
+            week = week_of_date(date if isinstance(date, dt.date) else parse_date(str(date)[:10]))
+        return RangeFilter(self.lat if lat is None else lat, self.lon if lon is None else lon, week, self.sf_thresh,
+                           self.model)
+
     def describe(self) -> str:
         """``at 42.48, -76.45 in week 20 (sf_thresh 0.03)``."""
         when = f"in week {self.week}"
@@ -217,3 +229,11 @@ class RangeFilter:
             if entry is not None:
                 found.setdefault(entry.key, entry)
         return RangeMatch(Taxonomy(found.values()), len(expected), self.describe())
+
+
+def species_filter(where: RangeFilter | None, species: object | None) -> object | None:
+    """The one species filter of a run: ``where`` (a place and week) or ``species`` (a list), never both (as
+    BirdNET-Analyzer); None without either."""
+    if where is not None and species is not None:
+        raise BirdbridgeError("give --species-list or --lat/--lon, not both (as BirdNET-Analyzer)")
+    return where if where is not None else species
