@@ -10,6 +10,7 @@ from typing import Any, get_type_hints
 import yaml
 
 from birdbridge.errors import InputError
+from birdbridge.species.text_forms import parse_text_form
 
 
 @dataclass
@@ -133,6 +134,8 @@ class TrainConfig:
 
         if not self.data.dataset:
             raise bad("data.dataset", "is required (an SSW60 folder, iNatSounds JSON, dataset.yaml or manifest)")
+        for form in self.prompts.mix:
+            parse_text_form(form, f"{source}: prompts.mix")
         if self.head.type not in ("linear", "mlp"):
             raise bad("head.type", f"must be 'linear' or 'mlp', not {self.head.type!r}")
         trainable = self.model.trainable
