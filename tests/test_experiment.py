@@ -117,6 +117,26 @@ def test_runs_are_trained_compared_and_skipped_when_finished(world, tmp_path, ca
     second = run(capsys, "experiment", grid)
     assert second.returncode == 1 and trainings == ["broken/seed0", "broken/seed1"]
     assert json.loads((out / "comparison.json").read_text())["rows"] == table["rows"]
+    listing = run(capsys, "experiment", grid, "--dry-run")
+    assert "common/seed1  (finished)" in listing.stdout and "broken/seed0  (to run)" in listing.stdout
+
+    # Other evaluation settings: the finished runs are evaluated again, not trained.
+    changed = yaml.safe_load(grid.read_text())
+    changed["evaluate"]["k"] = 3
+    grid.write_text(yaml.safe_dump(changed))
+    trainings.clear()
+    third = run(capsys, "experiment", grid)
+    assert third.returncode == 1 and trainings == ["broken/seed0", "broken/seed1"]
+    assert json.loads((out / "common" / "seed0" / "results.json").read_text())["settings"]["k"] == 3
+
+    # A finished run whose settings the grid has since changed is refused, before anything runs.
+    trainings.clear()
+    changed = yaml.safe_load(grid.read_text())
+    changed["set"] = {"optim.lr": 3.0e-5}
+    grid.write_text(yaml.safe_dump(changed))
+    refused = run(capsys, "experiment", grid)
+    assert refused.returncode == 1 and "common/seed0" in refused.stderr and "other settings" in refused.stderr
+    assert trainings == []
 
 
 def test_cells_over_seeds_and_of_one_seed() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -25,14 +26,14 @@ def experiment_cmd(
     loaded = load_grid(grid)
     if dry_run:
         for run in loaded.runs:
-            state = "finished" if finished(run.folder) else "to run"
-            console.print(f"{run.id}  ({state})  " + " ".join(f"--set {s}" for s in run.set_args()),
+            state = "finished" if finished(run.folder, loaded) else "to run"
+            console.print(f"{run.id}  ({state})  " + " ".join(f"--set {shlex.quote(s)}" for s in run.set_args()),
                           highlight=False, markup=False, soft_wrap=True)
         return
     result = run_experiment(loaded, on_run=lambda run, status: console_err.print(f"{run}: {status}",
                                                                                  highlight=False, markup=False))
     console.print(result.markdown.read_text(encoding="utf-8"), highlight=False, markup=False, soft_wrap=True)
-    console_err.print(f"{len(result.trained)} run(s) done now, {len(result.skipped)} skipped as finished; "
+    console_err.print(f"{len(result.ran)} run(s) done now, {len(result.skipped)} skipped as finished; "
                       f"wrote {result.markdown} and {result.json}", highlight=False)
     if result.failures:
         report_failures(result.failures, "runs (they failed)")
