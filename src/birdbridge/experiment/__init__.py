@@ -1,16 +1,3 @@
-"""Experiments from one file: a grid of ``birdbridge train --set`` overrides, each run trained and evaluated, and
-one comparison table (``comparison.md``, ``comparison.json``) with confidence intervals."""
-
-from __future__ import annotations
-
-from birdbridge.utils.lazy import lazy_exports
-
-_EXPORTS = {
-    "Grid": "birdbridge.experiment.grid",
-    "Run": "birdbridge.experiment.grid",
-    "load_grid": "birdbridge.experiment.grid",
-    "ExperimentResult": "birdbridge.experiment.runner",
-    "run_experiment": "birdbridge.experiment.runner",
-}
-__all__ = sorted(_EXPORTS)
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
+"""Experiments from one file: a grid of ``birdbridge train --set`` overrides (:mod:`~birdbridge.experiment.grid`),
+each run trained and evaluated (:mod:`~birdbridge.experiment.runner`), and one comparison table with confidence
+intervals (:mod:`~birdbridge.experiment.table`: ``comparison.md``, ``comparison.json``)."""

@@ -28,7 +28,7 @@ import yaml
 from birdbridge.errors import InputError
 from birdbridge.evaluate.baselines import BASELINES
 from birdbridge.evaluate.settings import EvalSettings
-from birdbridge.train.config import TrainConfig, load_config
+from birdbridge.train.config import TrainConfig, load_config, read_yaml_mapping
 
 KEYS = ("config", "output", "set", "seeds", "grid", "runs", "evaluate")
 RESERVED = {"output": "the grid's output names every run's folder", "run.seed": "give seeds as `seeds: [0, 1, 2]`"}
@@ -82,14 +82,7 @@ def load_grid(path: str | os.PathLike[str]) -> Grid:
     """Read and expand a grid file, and check every run's config (an unknown key is an error naming it and the
     run) and the evaluation settings, so that a bad grid fails before any run starts."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(str(path), "no such grid file") from None
-    except yaml.YAMLError as exc:
-        raise InputError(str(path), f"not valid YAML ({exc})") from None
-    if not isinstance(raw, dict):
-        raise InputError(str(path), "the top level must be a mapping (config, output, grid or runs, ...)")
+    raw = read_yaml_mapping(path, "grid file", "(config, output, grid or runs, ...)")
     src = str(path)
     unknown = sorted(set(raw) - set(KEYS))
     if unknown:
