@@ -56,9 +56,9 @@ def test_shared_options_are_defined_once() -> None:
 
 def test_every_command_is_importable() -> None:
     found = list(callbacks(app))
-    # models train evaluate calibrate demo index search segments species serve; embed 4, dataset 1, gallery 4;
-    # archive 6, probe 2
-    assert len(found) == 27
+    # models train evaluate experiment calibrate demo index search segments species serve; embed 4, dataset 1,
+    # gallery 4; archive 6, probe 2
+    assert len(found) == 28
     for callback in found:
         assert "<locals>" not in callback.__qualname__, callback.__qualname__
         assert getattr(sys.modules[callback.__module__], callback.__name__) is callback

@@ -35,6 +35,7 @@ LAYERS: dict[str, int] = {
     "search": 5,
     "segments": 5,
     "probes": 5,
+    "experiment": 5,
     "serve": 6,
     "demo": 6,
     "cli": 7,

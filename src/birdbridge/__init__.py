@@ -31,6 +31,7 @@ _EXPORTS = {
     "train": "birdbridge.train.loop",
     "evaluate": "birdbridge.evaluate.runner",
     "EvalSettings": "birdbridge.evaluate.runner",
+    "run_experiment": "birdbridge.experiment.runner",
     "Gallery": "birdbridge.gallery.store",
     "build_gallery": "birdbridge.gallery.build",
     "Archive": "birdbridge.archive.store",

@@ -13,6 +13,7 @@ from birdbridge.cli import (
     demo_cmd,
     embed_cmd,
     evaluate_cmd,
+    experiment_cmd,
     index_cmd,
     models_cmd,
     search_cmd,
@@ -32,6 +33,7 @@ app = typer.Typer(
 models_cmd.register(app)
 train_cmd.register(app)
 evaluate_cmd.register(app)
+experiment_cmd.register(app)
 calibrate_cmd.register(app)
 demo_cmd.register(app)
 index_cmd.register(app)

@@ -10,6 +10,7 @@ from typing import Any, get_type_hints
 import yaml
 
 from birdbridge.errors import InputError
+from birdbridge.species.text_forms import parse_text_form
 
 
 @dataclass
@@ -133,6 +134,8 @@ class TrainConfig:
 
         if not self.data.dataset:
             raise bad("data.dataset", "is required (an SSW60 folder, iNatSounds JSON, dataset.yaml or manifest)")
+        for form in self.prompts.mix:
+            parse_text_form(form, f"{source}: prompts.mix")
         if self.head.type not in ("linear", "mlp"):
             raise bad("head.type", f"must be 'linear' or 'mlp', not {self.head.type!r}")
         trainable = self.model.trainable
@@ -181,15 +184,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     raw: dict[str, Any] = {}
     source = str(path) if path else "config"
     if path is not None:
-        path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except FileNotFoundError:
-            raise InputError(str(path), "no such config file") from None
-        except yaml.YAMLError as exc:
-            raise InputError(str(path), f"not valid YAML ({exc})") from None
-        if not isinstance(raw, dict):
-            raise InputError(str(path), "the top level must be a mapping of sections")
+        raw = read_yaml_mapping(path, "config file", "of sections")
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
@@ -200,6 +195,20 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             parsed = value
         _set_dotted(raw, key.strip(), parsed)
     return _build(TrainConfig, raw, source, "").validate(source)
+
+
+def read_yaml_mapping(path: str | Path, what: str, shape: str) -> dict[str, Any]:
+    """A YAML file whose top level is a mapping (an empty file: {}); errors name the file (``what`` it is, the
+    ``shape`` its mapping should have)."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise InputError(str(path), f"no such {what}") from None
+    except yaml.YAMLError as exc:
+        raise InputError(str(path), f"not valid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        raise InputError(str(path), f"the top level must be a mapping {shape}")
+    return raw
 
 
 def dump_config(config: TrainConfig) -> str:
