@@ -111,8 +111,8 @@ def test_openapi_documents_the_api(world) -> None:
     with client_for(world) as client:
         schema = client.get("/openapi.json").json()
     paths = schema["paths"]
-    assert {p for p in paths if not p.startswith("/api/archive/")} == {"/api/info", "/api/search/audio", "/api/search/text", "/api/images/{image_id}",
-                          "/api/spectrogram"}
+    assert {p for p in paths if not p.startswith("/api/archive/")} == {  # the archive's: tests/test_serve_archive.py
+        "/api/info", "/api/search/audio", "/api/search/text", "/api/images/{image_id}", "/api/spectrogram"}
     audio = paths["/api/search/audio"]["post"]
     assert audio["tags"] == ["search"] and audio["summary"]
     assert audio["requestBody"]["content"]["multipart/form-data"]["schema"]["required"] == ["file"]
