@@ -123,27 +123,21 @@
     $("dropzone").classList.toggle("disabled", busy);
   }
 
-  function searchParams() {
+  // Query parameters from form fields: {parameter: element id}; empty fields are left out (the server's defaults).
+  function fieldParams(fields) {
     const params = new URLSearchParams();
-    const put = (name, id) => {
+    for (const [name, id] of Object.entries(fields)) {
       const value = $(id).value.trim();
       if (value !== "") params.set(name, value);
-    };
-    put("window", "opt-window");
-    put("hop", "opt-hop");
-    put("top_k", "opt-topk");
-    put("n_images", "opt-nimages");
-    put("score", "opt-score");
-    put("rank", "opt-rank");
-    put("min_conf", "opt-minconf");
-    put("sensitivity", "opt-sensitivity");
-    put("locale", "opt-locale");
-    put("lat", "opt-lat");
-    put("lon", "opt-lon");
-    put("week", "opt-week");
-    put("date", "opt-date");
+    }
     return params;
   }
+
+  const searchParams = () => fieldParams({
+    window: "opt-window", hop: "opt-hop", top_k: "opt-topk", n_images: "opt-nimages", score: "opt-score",
+    rank: "opt-rank", min_conf: "opt-minconf", sensitivity: "opt-sensitivity", locale: "opt-locale",
+    lat: "opt-lat", lon: "opt-lon", week: "opt-week", date: "opt-date",
+  });
 
   async function searchFile(file) {
     if (!file || state.busy) return;
@@ -559,18 +553,9 @@
       `${info.window_s} s from ${plural(info.files, "recording")} (${length}); ${plural(info.labels, "label")} given.`;
   }
 
-  function archiveParams() {
-    const params = new URLSearchParams();
-    const put = (name, id) => {
-      const value = $(id).value.trim();
-      if (value !== "") params.set(name, value);
-    };
-    put("top_k", "archive-topk");
-    put("per_file", "archive-perfile");
-    put("min_score", "archive-minscore");
-    put("locale", "opt-locale");
-    return params;
-  }
+  const archiveParams = () => fieldParams({
+    top_k: "archive-topk", per_file: "archive-perfile", min_score: "archive-minscore", locale: "opt-locale",
+  });
 
   async function archiveSearch(what, url, options) {
     if (archive.busy) return;
@@ -612,9 +597,7 @@
     }
     const params = archiveParams();
     if (kind === "recording") {
-      const start = $("archive-start").value.trim(), end = $("archive-end").value.trim();
-      if (start !== "") params.set("start", start);
-      if (end !== "") params.set("end", end);
+      for (const [name, value] of fieldParams({ start: "archive-start", end: "archive-end" })) params.set(name, value);
     }
     const form = new FormData();
     form.append("file", file, file.name);
