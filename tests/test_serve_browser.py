@@ -382,7 +382,10 @@ def test_archive_tab(server, world) -> None:
         shots = Path(os.environ.get("BIRDBRIDGE_SCREENSHOT_DIR") or world["archive"].parent)
         shots.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(shots / "serve-archive.png"), full_page=True)
-        print(f"\nscreenshot: {shots / 'serve-archive.png'}")
+        page.set_viewport_size({"width": 390, "height": 844})
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing sticks out sideways
+        page.screenshot(path=str(shots / "serve-archive-narrow.png"), full_page=True)
+        print(f"\nscreenshots: {shots / 'serve-archive.png'} and {shots / 'serve-archive-narrow.png'}")
 
         with ServerThread(create_app(server.engine)) as bare:  # a server without an archive: a note, no controls
             page.goto(bare.url + "/")
