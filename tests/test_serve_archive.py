@@ -69,9 +69,9 @@ def test_info_and_text_search(client, world) -> None:
     expected = client.archive.search("Pica hudsonia", top_k=5, teacher=engine.teacher, taxonomy=engine.taxonomy)
     hits = result["hits"]
     assert [(h["row"], h["score"]) for h in hits] == [(h.row, pytest.approx(h.score)) for h in expected.hits]
-    names = {rel.split("/")[-1] for rel, _, _ in fx.RECORDINGS}
+    names = {rel for rel, _, _ in fx.RECORDINGS}
     for hit in hits:
-        assert hit["file"] in names  # a file name, never the server's path
+        assert hit["file"] in names  # below the recordings' folder, never the server's path
         assert hit["audio_url"] == f"/api/archive/windows/{hit['row']}/audio"
         assert hit["spectrogram_url"] == f"/api/archive/windows/{hit['row']}/spectrogram"
         assert hit["labels"] == []
@@ -85,7 +85,7 @@ def test_info_and_text_search(client, world) -> None:
     ranked = world["engine"].rank_species(vector / np.linalg.norm(vector), top_k=3)[0][0]
     assert [c["key"] for c in hits[0]["candidates"]] == [sp.key for sp in ranked]
     every = search_text(client, top_k=18)["hits"]
-    dated = [h for h in every if h["file"] == "20240501_053000.wav"]
+    dated = [h for h in every if h["file"] == "SITE01/20240501_053000.wav"]
     assert len(dated) == 3 and all(h["date"] == "2024-05-01" and h["site"] == "SITE01" for h in dated)
     assert {h["time"] for h in dated} == {"05:30:00", "05:30:01", "05:30:02"}
 
@@ -128,7 +128,8 @@ def test_missing_recording_is_404_naming_it(client, world) -> None:
         for what in ("audio", "spectrogram"):
             response = client.get(f"/api/archive/windows/{row}/{what}")
             detail = response.json()["detail"]
-            assert response.status_code == 404 and "undated.wav" in detail and "missing" in detail
+            assert response.status_code == 404 and "the recording undated.wav of window" in detail, detail
+            assert "missing on the server" in detail
             assert str(world["root"]) not in detail  # no server path
     finally:
         shutil.move(moved, path)
@@ -155,13 +156,17 @@ def test_labels_are_stored_with_provenance(client) -> None:
     assert [(s["label"], s["value"]) for s in hit["labels"]] == [("Pica hudsonia", True)]
     assert client.get(f"/api/archive/windows/{row}/labels").json()["windows"][0]["labels"] == hit["labels"]
 
-    # By file name and span (exactly a window).
-    record = client.archive.record(5)
-    name = client.archive.file(record.file).path.rsplit("/", 1)[-1]
-    response = client.post("/api/archive/labels", json={"file": name, "start_s": record.start_s,
-                                                        "end_s": record.end_s, "label": "wind", "value": False})
-    assert response.status_code == 200 and response.json()["windows"][0]["row"] == 5
-    assert client.get("/api/info").json()["archive"]["labels"] == 4
+    # By a hit's file and span (exactly a window), or by the file's name.
+    for label, (name, start, end) in (("wind", ("SITE01/20240501_233000.wav", 1.0, 2.0)),
+                                      ("rain", ("SITE02_20240502_013000.wav", 2.0, 3.0))):
+        response = client.post("/api/archive/labels", json={"file": name, "start_s": start, "end_s": end,
+                                                            "label": label, "value": False})
+        assert response.status_code == 200, response.text
+        [window] = response.json()["windows"]
+        record = client.archive.record(window["row"])
+        assert (client.archive.file(record.file).path.endswith(name), record.start_s) == (True, start)
+        assert (label, False, "web page") in [(s["label"], s["value"], s["who"]) for s in window["labels"]]
+    assert client.get("/api/info").json()["archive"]["labels"] == 5
 
 
 def test_label_bad_input(client) -> None:

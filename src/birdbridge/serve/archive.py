@@ -4,7 +4,8 @@ window, the species it most likely is (with pictures), and label it yes or no.
 * :class:`ArchiveService` holds the archive and the server's search engine. The archive must be in the gallery's
   teacher space (refused when the service is made, so at startup). Recording queries go through the archive's own
   student: the served model when it is that student, else the one the archive records (loaded once).
-* Hits name their recording by file name only. A window's audio and spectrogram are cut from the recording the
+* Hits name their recording by its path below the folder holding all the archive's recordings (never the server's
+  absolute path). A window's audio and spectrogram are cut from the recording the
   archive records for its row, never from a path a client sends; at most :data:`MAX_CONTEXT_S` on each side.
 * Labels are written with :meth:`Archive.add_labels <birdbridge.archive.store.Archive.add_labels>` (the archive's
   writer lock and one transaction: safe from several requests at once), with ``who`` (default "web page"), the
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -122,7 +124,7 @@ class Candidate(_Open):
 class Hit(BaseModel):
     rank: int
     row: int = Field(description="The window's row in the archive: its id in the other endpoints.")
-    file: str = Field(description="The recording's file name.")
+    file: str = Field(description="The recording: its path below the folder that holds all the archive's recordings.")
     start_s: float
     end_s: float
     score: float = Field(description="Cosine similarity between the query and the window.")
@@ -144,8 +146,8 @@ class ArchiveSearchResponse(BaseModel):
 
 class LabelRequest(BaseModel):
     row: int | None = Field(None, ge=0, description="The window's row (a hit's `row`); or give file, start_s, end_s.")
-    file: str | None = Field(None, max_length=1000, description="A recording's file name (or path as the archive "
-                             "records it).")
+    file: str | None = Field(None, max_length=1000, description="A recording as a hit names it (or its file name, "
+                             "or its path as the archive records it).")
     start_s: float | None = Field(None, ge=0)
     end_s: float | None = Field(None, ge=0)
     label: str = Field(..., min_length=1, max_length=200, description="The label's name, e.g. a species.")
@@ -168,6 +170,8 @@ class ArchiveService:
         check_archive(archive, engine.info()["teacher"])
         self.archive, self.engine = archive, engine
         self._positions = {sp.key: sp.index for sp in engine.gallery.species()}
+        folders = [str(Path(f.path).parent) for f in archive.files()]
+        self.root = Path(os.path.commonpath(folders)) if folders else Path("/")  # hits name files relative to it
         ours = archive.student.get("fingerprint")
         served = engine.student
         self._student: AudioStudent | None = served if served is not None and served.fingerprint == ours else None
@@ -227,12 +231,19 @@ class ArchiveService:
         for hit, candidates, vector in zip(hits, species, vectors, strict=True):
             candidates, _ = localize_hits(candidates, [], names)
             data = hit.to_dict()
-            data["file"] = Path(hit.file).name
+            data["file"] = self.name(hit.file)
             out.append({**data, "audio_url": f"/api/archive/windows/{hit.row}/audio",
                         "spectrogram_url": f"/api/archive/windows/{hit.row}/spectrogram",
                         "candidates": [self._candidate(sp, vector, names) for sp in candidates],
                         "labels": labels.get(hit.row, [])})
         return out
+
+    def name(self, path: str) -> str:
+        """A recording as hits name it: its path below the folder that holds all the archive's recordings."""
+        try:
+            return Path(path).relative_to(self.root).as_posix()
+        except ValueError:  # a recording added since the server started
+            return Path(path).name
 
     def _candidate(self, species: SpeciesHit, vector: np.ndarray, names: dict[str, str] | None) -> dict[str, Any]:
         image = None
@@ -261,9 +272,9 @@ class ArchiveService:
         path = Path(file.path)
         if not path.is_file():
             log.warning("archive window %d: recording %s is missing", row, path)
-            raise HTTPException(404, f"the recording {path.name} of window {row} is missing on the server: it was "
-                                "moved or deleted after the archive was built (put it back where `birdbridge archive "
-                                "info` says the archive's recordings are)")
+            raise HTTPException(404, f"the recording {self.name(file.path)} of window {row} is missing on the "
+                                "server: it was moved or deleted after the archive was built (put it back where "
+                                "`birdbridge archive info` says the archive's recordings are)")
         context_s = min(max(context_s, 0.0), MAX_CONTEXT_S)
         start = max(0.0, record.start_s - context_s)
         end = min(record.end_s + context_s, max(file.duration_s, record.end_s))
@@ -306,7 +317,9 @@ class ArchiveService:
             span = LabelSpan(file.path, record.start_s, record.end_s, label, request.value,
                              f"window {request.row}", click, exact=True)
         elif request.file and request.start_s is not None and request.end_s is not None:
-            span = LabelSpan(request.file, request.start_s, request.end_s, label, request.value,
+            stored = self.root / request.file  # a hit's name; else a path or a file name, as labels files give them
+            named = str(stored) if ".." not in Path(request.file).parts and self.archive.files([stored]) else None
+            span = LabelSpan(named or request.file, request.start_s, request.end_s, label, request.value,
                              f"{request.file} {request.start_s:g}-{request.end_s:g} s", click, exact=True)
         else:
             raise HTTPException(422, "give the window's row, or its file, start_s and end_s")
