@@ -430,10 +430,10 @@ def test_place_and_week_fields(server, tmp_path) -> None:
 
 @pytest.mark.slow  # real processes: over 15 s on a loaded 2-core machine
 def test_cli_serve(world, tmp_path) -> None:
-    """`birdbridge serve` prints its URL, answers the API and stops cleanly on SIGINT."""
+    """`birdbridge serve` (with an archive) prints its URL, answers the API and stops cleanly on SIGINT."""
     env = {**os.environ, "BIRDBRIDGE_NO_PROGRESS": "1"}
     process = start("serve", "--model", world["model"], "--gallery", world["gallery"], "--port", "0", "--max-upload-mb",
-                    "2", "--device", "cpu", stdout=subprocess.DEVNULL, env=env)
+                    "2", "--device", "cpu", "--archive", world["archive"], stdout=subprocess.DEVNULL, env=env)
     try:
         lines = []
         deadline = time.monotonic() + 120
@@ -449,6 +449,7 @@ def test_cli_serve(world, tmp_path) -> None:
         with urllib.request.urlopen(f"{url}/api/info", timeout=30) as response:
             info = json.loads(response.read())
         assert info["limits"]["max_upload_mb"] == 2 and info["gallery"]["images"] == 12
+        assert info["archive"]["windows"] == 4
         with urllib.request.urlopen(f"{url}/", timeout=30) as response:
             assert b"birdbridge" in response.read()
         process.send_signal(signal.SIGINT)
