@@ -271,11 +271,18 @@ def test_search_cli_and_web_api(world, tmp_path) -> None:
     assert response.status_code == 200, response.text
     keys = {s["key"] for w in response.json()["windows"] for s in w["species"]}
     assert keys and keys <= expected
+    assert response.json()["range_filter"] == {"where": RangeFilter(*ITHACA, 20).describe(), "expected": 132,
+                                               "kept": len(expected)}
+    by_date = client.post("/api/search/audio", params={"lat": ITHACA[0], "lon": ITHACA[1], "date": "2024-05-15",
+                                                       "score": "softmax", "spectrogram": False},
+                          files={"file": (recording.name, audio, "audio/wav")}).json()["range_filter"]
+    assert by_date["where"] == RangeFilter(*ITHACA, 19).describe() and by_date["kept"] <= len(SPECIES)
     unfiltered = client.post("/api/search/audio", params={"score": "softmax", "spectrogram": False},
                              files={"file": (recording.name, audio, "audio/wav")}).json()
     assert {s["key"] for w in unfiltered["windows"] for s in w["species"]} - expected  # the filter took some away
     for params, option in (({"lat": 42.5, "lon": 0, "week": 49}, "--week"), ({"lat": 100, "lon": 0}, "--lat"),
-                           ({"lat": 42.5}, "--lon")):
+                           ({"lat": 42.5}, "--lon"), ({"lat": 42.5, "lon": 0, "date": "15 May"}, "--date"),
+                           ({"lat": 42.5, "lon": 0, "date": "2024-05-15", "week": 20}, "--date")):
         response = client.post("/api/search/audio", params=params, files={"file": ("a.wav", audio, "audio/wav")})
         assert response.status_code == 422 and response.json()["detail"].startswith(f"{option}: "), response.text
     response = client.post("/api/search/audio", params={"lat": 42.5, "lon": 0, "week": "auto"},

@@ -47,6 +47,7 @@ def launch(playwright, extra_args: tuple[str, ...] = ()):
 def world(tmp_path_factory) -> dict[str, Path]:
     """A tiny distilled student (calibrated so that each call window's best species is detected) and a gallery of
     generated pictures whose background vocabulary's one class is what noise sounds like to that student."""
+    from birdbridge.archive.build import build_archive
     from birdbridge.gallery import Gallery, build_background
     from birdbridge.gallery.build import build_gallery
     from birdbridge.models.calibration import Calibration
@@ -81,17 +82,21 @@ def world(tmp_path_factory) -> dict[str, Path]:
     (gallery / "labels").mkdir()  # the gallery's own label files: the page's "Names in" menu offers German
     (gallery / "labels" / "BirdNET_GLOBAL_6K_V2.4_Labels_de.txt").write_text(
         "".join(f"{sci}_{name}\n" for sci, name in GERMAN.items()), encoding="utf-8")
-    return {"model": calibrated, "gallery": gallery, "noise": quiet}
+    archive = root / "archive"  # the four calls, a window each, embedded by the served student
+    build_archive([calls_wav(root / "archived" / "20240515_063000.wav")], archive, calibrated, progress=False)
+    return {"model": calibrated, "gallery": gallery, "noise": quiet, "archive": archive}
 
 
 @pytest.fixture(scope="module")
 def server(world):
-    """A real uvicorn server over the real ``SearchEngine``."""
+    """A real uvicorn server over the real ``SearchEngine``, with the archive."""
+    from birdbridge.archive.store import Archive
     from birdbridge.search import SearchEngine
     from birdbridge.serve.app import create_app
 
     engine = SearchEngine.open(world["gallery"], str(world["model"]), device="cpu")
-    with ServerThread(create_app(engine)) as srv:
+    with ServerThread(create_app(engine, archive=Archive.open(world["archive"]))) as srv:
+        srv.engine = engine
         yield srv
 
 
@@ -327,12 +332,108 @@ def test_page_names_species_in_the_chosen_language(server, tmp_path) -> None:
         browser.close()
 
 
+def test_archive_tab(server, world) -> None:
+    """Search the archive by name; a hit's audio and spectrogram load, its "yes" is stored in the archive."""
+    from playwright.sync_api import sync_playwright
+
+    from birdbridge.archive.store import Archive
+    from birdbridge.serve.app import create_app
+
+    query = urllib.parse.urlencode({"q": "Turdus migratorius", "top_k": 12})
+    with urllib.request.urlopen(f"{server.url}/api/archive/search/text?{query}", timeout=60) as response:
+        expected = json.loads(response.read())
+    with sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(server.url + "/")
+        page.wait_for_function("() => document.getElementById('archive-info').textContent.includes('4 windows')")
+        page.click("#tab-button-archive")
+        assert page.is_hidden("#tab-search") and page.is_hidden("#archive-none")
+        page.fill("#archive-query", "Turdus migratorius")
+        page.press("#archive-query", "Enter")
+        page.wait_for_selector("#archive-hits .hit", timeout=60_000)
+        rows = page.eval_on_selector_all("#archive-hits .hit", "hits => hits.map(h => Number(h.dataset.row))")
+        assert rows == [hit["row"] for hit in expected["hits"]]
+        card = page.locator("#archive-hits .hit").first
+        audio = card.locator("audio").get_attribute("src")
+        loaded = page.evaluate("async src => { const r = await fetch(src); return [r.status, "
+                               "r.headers.get('content-type')]; }", audio)
+        assert loaded == [200, "audio/wav"]
+        assert page.evaluate("() => new Promise(done => { const a = document.querySelector('.hit audio');"
+                             " a.onloadedmetadata = () => done(a.duration); a.preload = 'metadata'; a.load(); })"
+                             ) == pytest.approx(1.0, abs=0.01)  # the player reads it: one 1 s window
+        page.wait_for_function("() => { const i = document.querySelector('.hit .hit-spectro');"
+                               " return i.complete && i.naturalWidth > 0; }")
+        wait_images_loaded(page, "#archive-hits .hit:first-child .candidates")
+        names = card.locator(".candidates .scientific").all_text_contents()
+        assert names == [c["scientific_name"] for c in expected["hits"][0]["candidates"]]
+        assert card.locator(".label-name").input_value() == "Turdus migratorius"
+        assert card.locator(".label-state").text_content() == "not labelled"
+        card.locator(".label-yes").click()
+        page.wait_for_function("() => document.querySelector('.hit .label-state').textContent.includes('yes')")
+        assert card.locator(".label-state").text_content() == "Turdus migratorius: yes (web page)"
+        assert card.locator(".label-yes").get_attribute("aria-pressed") == "true"
+        stored = Archive.open(world["archive"]).labels()
+        assert [(s.row, s.label, s.value, s.who, s.source) for s in stored] == [
+            (rows[0], "Turdus migratorius", True, "web page", "web page")]
+        assert errors == []
+        shots = Path(os.environ.get("BIRDBRIDGE_SCREENSHOT_DIR") or world["archive"].parent)
+        shots.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shots / "serve-archive.png"), full_page=True)
+        page.set_viewport_size({"width": 390, "height": 844})
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing sticks out sideways
+        page.screenshot(path=str(shots / "serve-archive-narrow.png"), full_page=True)
+        print(f"\nscreenshots: {shots / 'serve-archive.png'} and {shots / 'serve-archive-narrow.png'}")
+
+        with ServerThread(create_app(server.engine)) as bare:  # a server without an archive: a note, no controls
+            page.goto(bare.url + "/")
+            page.wait_for_function("() => document.getElementById('info').textContent.includes('gallery of')")
+            page.click("#tab-button-archive")
+            assert page.is_visible("#archive-none") and page.is_disabled("#archive-query")
+        browser.close()
+
+
+def test_place_and_week_fields(server, tmp_path) -> None:
+    """The options' place, week and date reach the API (the page says what the range filter kept); a bad latitude
+    shows the API's error."""
+    from playwright.sync_api import sync_playwright
+
+    wav = calls_wav(tmp_path / "calls.wav")
+    with sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(server.url + "/")
+        page.wait_for_function("() => document.getElementById('info').textContent.includes('gallery of')")
+        assert page.is_hidden("#range-note")
+        page.click("details.options summary")
+        page.fill("#opt-lat", "42.48")
+        page.fill("#opt-lon", "-76.45")
+        page.fill("#opt-week", "20")
+        page.set_input_files("#file-input", str(wav))
+        page.wait_for_selector("#range-note:not([hidden])", timeout=120_000)
+        note = page.text_content("#range-note")
+        assert note.startswith("Range filter at 42.48, -76.45 in week 20 (sf_thresh 0.03): ")
+        assert "of the 132 species BirdNET expects there are in the gallery" in note
+        page.fill("#opt-week", "")
+        page.fill("#opt-date", "2024-01-05")
+        page.click("#apply-options")
+        page.wait_for_function("() => document.getElementById('range-note').textContent.includes('in week 1 ')")
+        page.fill("#opt-lat", "100")
+        page.click("#apply-options")
+        page.wait_for_selector("#error:not([hidden])")
+        message = page.text_content("#error")
+        assert "--lat: latitude 100.0 is out of range [-90, 90]" in message and "HTTP 422" in message
+        browser.close()
+
+
 @pytest.mark.slow  # real processes: over 15 s on a loaded 2-core machine
 def test_cli_serve(world, tmp_path) -> None:
-    """`birdbridge serve` prints its URL, answers the API and stops cleanly on SIGINT."""
+    """`birdbridge serve` (with an archive) prints its URL, answers the API and stops cleanly on SIGINT."""
     env = {**os.environ, "BIRDBRIDGE_NO_PROGRESS": "1"}
     process = start("serve", "--model", world["model"], "--gallery", world["gallery"], "--port", "0", "--max-upload-mb",
-                    "2", "--device", "cpu", stdout=subprocess.DEVNULL, env=env)
+                    "2", "--device", "cpu", "--archive", world["archive"], stdout=subprocess.DEVNULL, env=env)
     try:
         lines = []
         deadline = time.monotonic() + 120
@@ -348,6 +449,7 @@ def test_cli_serve(world, tmp_path) -> None:
         with urllib.request.urlopen(f"{url}/api/info", timeout=30) as response:
             info = json.loads(response.read())
         assert info["limits"]["max_upload_mb"] == 2 and info["gallery"]["images"] == 12
+        assert info["archive"]["windows"] == 4
         with urllib.request.urlopen(f"{url}/", timeout=30) as response:
             assert b"birdbridge" in response.read()
         process.send_signal(signal.SIGINT)

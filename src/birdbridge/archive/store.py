@@ -359,12 +359,13 @@ class Archive(VectorStore[WindowRecord]):
         return add_labels(self, labels, who=who, source=source, min_overlap=min_overlap, label_column=label_column,
                           file=file)
 
-    def labels(self, label: str | None = None, *, latest: bool = False) -> list[Label]:
-        """Every label given (or those of one name), oldest first, with provenance; ``latest``: only the last
-        label given to each (window, name)."""
+    def labels(self, label: str | None = None, *, latest: bool = False, rows: Sequence[int] | None = None
+               ) -> list[Label]:
+        """Every label given (or those of one name, or of the windows ``rows``), oldest first, with provenance;
+        ``latest``: only the last label given to each (window, name)."""
         from birdbridge.archive.labels import read_labels_table
 
-        return read_labels_table(self, label, latest=latest)
+        return read_labels_table(self, label, latest=latest, rows=rows)
 
     def label_counts(self) -> dict[str, LabelCount]:
         """Windows labelled yes and no, per label name (the last label of each window counts)."""

@@ -1,7 +1,8 @@
-"""``birdbridge serve --model STUDENT --gallery GALLERY``: the web page and JSON API."""
+"""``birdbridge serve --model STUDENT --gallery GALLERY [--archive ARCHIVE]``: the web page and JSON API."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -30,12 +31,16 @@ def serve_cmd(
     max_concurrency: Annotated[int, typer.Option("--max-concurrency", min=1, help="Model calls run at once.")] = 1,
     max_queue: Annotated[int, typer.Option("--max-queue", min=0, help="Model calls that may wait; more get 503.")
                          ] = 64,
+    archive: Annotated[Path | None, typer.Option(
+        "--archive", help="An archive (`birdbridge archive build`) to search in the page's Archive tab and under "
+        "/api/archive; it must be in the gallery's teacher space.", show_default=False)] = None,
     locale: Locale = None,
     labels_dir: LabelsDir = None,
     teacher: RecordedTeacher = None,
     device: Device = None,
 ) -> None:
-    """Serve the web page (record or upload a bird call, see species and pictures) and its JSON API.
+    """Serve the web page (record or upload a bird call, see species and pictures) and its JSON API; with --archive,
+    its Archive tab searches an archive by name, picture or recording and labels the windows found yes or no.
 
     --locale is the page's default language of common names; a request's `locale` parameter (the page's
     language menu) chooses another of those --labels-dir (or the gallery's labels/ folder) holds."""
@@ -45,19 +50,29 @@ def serve_cmd(
     check_window_args(None, min_hop)  # the library's floor and ceiling for a hop
     if not gallery.exists():
         raise BirdbridgeError(f"{gallery}: gallery not found (build one with `birdbridge index`)")
+    from birdbridge.gallery import Gallery
     from birdbridge.search import SearchEngine
     from birdbridge.serve.app import create_app
     from birdbridge.serve.server import listen, serve, url_of
 
+    shown = Gallery.open(gallery)
+    served = None
+    if archive is not None:  # refused before the model loads when it does not fit the gallery
+        from birdbridge.archive.store import Archive
+        from birdbridge.serve.archive import check_archive
+
+        served = Archive.open(archive)
+        check_archive(served, shown.teacher)
+
     sock = listen(host, port)
     try:
         console_err.print(f"loading {model} and the gallery {gallery} ...", highlight=False)
-        engine = SearchEngine.open(gallery, model, teacher=teacher, device=device, labels=labels_dir, locale=locale)
+        engine = SearchEngine.open(shown, model, teacher=teacher, device=device, labels=labels_dir, locale=locale)
         for note in engine.notes():  # an uncalibrated model, a gallery without background vocabulary
             console_err.print(f"[yellow]note:[/] {note}", highlight=False)
         web = create_app(engine, max_upload_mb=max_upload_mb, max_audio_s=max_audio_s, max_windows=max_windows,
                          min_hop_s=min_hop, body_timeout_s=body_timeout, max_concurrency=max_concurrency,
-                         max_queue=max_queue)
+                         max_queue=max_queue, archive=served)
         url = url_of(sock, host)
         console_err.print(f"birdbridge is serving on [bold]{url}[/]  (API docs: {url}docs; Ctrl+C to stop)",
                           highlight=False)

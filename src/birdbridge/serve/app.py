@@ -23,7 +23,6 @@ from base64 import b64encode
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
-from urllib.parse import quote
 
 import anyio
 import anyio.to_thread
@@ -35,18 +34,22 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from birdbridge.archive.store import Archive
 from birdbridge.audio.windows import LimitExceeded, WindowLimits
 from birdbridge.errors import AudioError, BirdbridgeError, Failure, ModelFormatError, ModelNotFoundError
 from birdbridge.models.calibration import DEFAULT_SENSITIVITY
 from birdbridge.search.results import FileResult, SpeciesHit, hits_to_dict
 from birdbridge.search.results import ImageHit as FoundImage  # ImageHit below is the API's schema
 from birdbridge.search.scoring import DEFAULT_MIN_CONF, DEFAULT_MIN_SIM, Scoring
+from birdbridge.serve.archive import ArchiveInfo, ArchiveService, add_archive_routes
+from birdbridge.serve.openapi import LOCALE, ErrorResponse, error_responses, image_url, multipart_body, with_urls
 from birdbridge.serve.uploads import Upload, UploadFolder, receive_upload
 from birdbridge.serve.work import ClientGone, WorkQueue
 from birdbridge.species.geo import SF_THRESH
+from birdbridge.species.taxonomy import Taxonomy
 from birdbridge.species.where import RangeFilter
 
-__all__ = ["SearchEngineLike", "create_app", "receive_upload"]
+__all__ = ["ErrorResponse", "SearchEngineLike", "create_app", "image_url", "receive_upload"]
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
@@ -58,9 +61,6 @@ PAGE_CSP = (  # the page loads nothing from elsewhere; blob: is the recorder's A
     "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; script-src 'self' blob:; "
     "style-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'"
 )
-LOCALE = Query(None, max_length=16, description="Language of the common names: one of `/api/info`'s `locales` "
-               "(de, fr, ...; default: the server's). A species without a name in it gets its English name, else its "
-               "scientific name; an unknown locale is 422, listing the available ones.")
 SPECTROGRAM_MAX_S = 600.0  # seconds drawn at most
 CLIENT_GONE = 499  # nginx's "client closed request": logged only, nobody is there to read it
 T = TypeVar("T")
@@ -73,7 +73,7 @@ class SearchEngineLike(Protocol):
 
     def search_audio(self, inputs: Sequence[str | os.PathLike[str]], *, window_s: float | None = None,
                      hop_s: float | None = None, top_k: int = 5, n_images: int = 5, scoring: Scoring | None = None,
-                     species: RangeFilter | None = None, progress: bool | None = None,
+                     species: Taxonomy | RangeFilter | None = None, progress: bool | None = None,
                      limits: WindowLimits | None = None, cancel: threading.Event | None = None,
                      locale: str | None = None) -> tuple[list[FileResult], list[Failure]]: ...
 
@@ -81,6 +81,9 @@ class SearchEngineLike(Protocol):
                      ) -> list[tuple[list[SpeciesHit], list[FoundImage]]]: ...
 
     def image_file(self, image_id: str) -> Path | None: ...
+
+    @property
+    def taxonomy(self) -> Taxonomy: ...
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -145,6 +148,12 @@ class SpectrogramInfo(BaseModel):
     max_hz: float = Field(description="Frequency at the top edge (the bottom edge is 0 Hz).")
 
 
+class RangeFilterInfo(BaseModel):
+    where: str = Field(description="The place and week, e.g. `at 42.48, -76.45 in week 20 (sf_thresh 0.03)`.")
+    expected: int = Field(description="Species BirdNET's range model expects there and then.")
+    kept: int = Field(description="Of those, the species the gallery's species index holds: the only ones searched.")
+
+
 class AudioSearchResponse(_Open):
     file: str = Field(description="The uploaded file's name.")
     duration_s: float
@@ -155,6 +164,8 @@ class AudioSearchResponse(_Open):
     windows: list[Window]
     summary: Summary
     spectrogram: SpectrogramInfo | None = Field(None, description="Present unless `spectrogram=false`.")
+    range_filter: RangeFilterInfo | None = Field(None, description="Present when `lat` and `lon` restricted the "
+                                                 "species.")
 
 
 class TextSearchResponse(_Open):
@@ -191,30 +202,8 @@ class InfoResponse(_Open):
     locales: list[str] = Field(["en"], description="The languages common names can be given in (`locale`).")
     locale: str | None = Field(None, description="The server's default language (null: the gallery's own names).")
     limits: Limits
-
-
-class ErrorResponse(BaseModel):
-    detail: str = Field(description="What went wrong, in words for a person.")
-
-
-def _multipart_body(description: str) -> dict[str, Any]:
-    """OpenAPI ``requestBody`` of an upload (the body is parsed by :func:`receive_upload`, not by FastAPI)."""
-    schema = {"type": "object", "required": ["file"],
-              "properties": {"file": {"type": "string", "format": "binary", "description": description}}}
-    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
-
-
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    text = {
-        400: "Malformed upload.", 404: "Not found.", 408: "The upload stalled for longer than `body_timeout_s`.",
-        413: "The upload, its audio or its windows pass one of the server's limits (see `/api/info`); the message "
-             "names the limit and what the request needed.",
-        415: "Not a multipart/form-data upload.",
-        422: "Bad parameters (e.g. a window longer than the model's, a hop under `min_hop_s`), or a file that is "
-             "not readable audio.",
-        503: "Too many requests are waiting; try again shortly.",
-    }
-    return {code: {"model": ErrorResponse, "description": text[code]} for code in codes}
+    archive: ArchiveInfo | None = Field(None, description="The archive searched under `/api/archive` (null: none; "
+                                        "start the server with --archive).")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -246,15 +235,6 @@ def _limit_error(exc: LimitExceeded, message: str) -> HTTPException:
 # Results
 
 
-def image_url(image_id: str) -> str:
-    return "/api/images/" + quote(str(image_id), safe="")
-
-
-def _with_urls(images: list[dict]) -> list[dict]:
-    """Each picture (of a JSON view without paths) with the ``url`` it is served at."""
-    return [{**image, "url": image_url(image["id"])} for image in images]
-
-
 def _search_one(engine: SearchEngineLike, path: Path, name: str, **params: Any) -> dict:
     """The JSON view of one recording's result, under its ``name``; ``AudioError`` if it cannot be searched."""
     results, failures = engine.search_audio([path], progress=False, **params)
@@ -263,8 +243,15 @@ def _search_one(engine: SearchEngineLike, path: Path, name: str, **params: Any) 
         raise AudioError(name, message)
     data = results[0].to_dict(paths=False)
     for window in data["windows"]:
-        window["images"] = _with_urls(window["images"])
+        window["images"] = with_urls(window["images"])
     return {**data, "file": name}
+
+
+def _range_species(engine: SearchEngineLike, where: RangeFilter) -> tuple[Taxonomy, dict[str, Any]]:
+    """The species of the gallery that BirdNET's range model expects ``where`` (an error if none), and what the
+    filter did: the place and week, the species expected, the species kept."""
+    match = where.match(engine.taxonomy)
+    return match.check(), {"where": where.describe(), "expected": match.expected, "kept": len(match.taxonomy)}
 
 
 def _spectrogram_info(path: Path, max_seconds: float) -> dict:
@@ -319,6 +306,7 @@ def create_app(
     max_concurrency: int = 1,
     max_queue: int = 64,
     upload_dir: str | os.PathLike[str] | None = None,
+    archive: Archive | None = None,
 ) -> FastAPI:
     """The FastAPI app: the page at ``/``, its assets at ``/static``, the JSON API under ``/api``.
 
@@ -332,6 +320,8 @@ def create_app(
         max_concurrency: model calls run at once (each in a worker thread); the rest queue.
         max_queue: model calls allowed to wait; beyond that requests get 503.
         upload_dir: where the private uploads folder is made (default: the system's temp folder).
+        archive: an :class:`~birdbridge.archive.Archive` to search under ``/api/archive`` (the page's Archive tab);
+            it must be in the gallery's teacher space (a BirdbridgeError otherwise).
 
     ``app.state.shutdown()`` cancels all model work and removes the uploads folder; the lifespan's end calls it
     (``birdbridge serve`` calls it as soon as a shutdown begins).
@@ -342,6 +332,7 @@ def create_app(
                         ("body_timeout_s", body_timeout_s)):
         if not (math.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be above 0, not {value!r}")
+    service = None if archive is None else ArchiveService(archive, engine)  # type: ignore[arg-type]
     limit = int(max_upload_mb * 2**20)
     bounds = WindowLimits(max_windows=max_windows, max_audio_s=max_audio_s, min_hop_s=min_hop_s)
     folder = UploadFolder(upload_dir)
@@ -375,6 +366,8 @@ def create_app(
         openapi_tags=[
             {"name": "search", "description": "Audio and text searches."},
             {"name": "gallery", "description": "Gallery pictures."},
+            {"name": "archive", "description": "An archive of recordings' windows (`--archive`): searches, each "
+                                               "window's audio and spectrogram, yes/no labels."},
             {"name": "service", "description": "The model, the gallery and the server's limits."},
         ],
         lifespan=lifespan,
@@ -421,15 +414,16 @@ def create_app(
         """The student model, its teacher, the gallery's size, the default window and the server's limits."""
         data = await anyio.to_thread.run_sync(engine.info)
         teacher = {k: v for k, v in data["teacher"].items() if k != "ref"}  # ref may be a server path
-        return {**data, "teacher": teacher, "limits": limits}
+        archive_info = None if service is None else await anyio.to_thread.run_sync(service.info)
+        return {**data, "teacher": teacher, "limits": limits, "archive": archive_info}
 
     @app.post(
         "/api/search/audio",
         response_model=AudioSearchResponse,
         tags=["search"],
         summary="Species and pictures for a recording",
-        responses=_errors(400, 408, 413, 415, 422, 503),
-        openapi_extra=_multipart_body("The recording: WAV, FLAC, OGG/Vorbis/Opus, MP3 or AIFF."),
+        responses=error_responses(400, 408, 413, 415, 422, 503),
+        openapi_extra=multipart_body("The recording: WAV, FLAC, OGG/Vorbis/Opus, MP3 or AIFF."),
     )
     async def search_audio(
         request: Request,
@@ -458,6 +452,8 @@ def create_app(
         lon: float | None = Query(None, description="Recording longitude."),
         week: str | None = Query(None, description="Week 1-48 (4 per month), -1 for the whole year, or `auto`: from "
                                  "the file name (YYYYMMDD_HHMMSS)."),
+        date: str | None = Query(None, max_length=32, description="Instead of `week`: the recording's date, "
+                                 "YYYY-MM-DD (its BirdNET week is used)."),
         sf_thresh: float = Query(SF_THRESH, description="Lowest range-model score of a species kept."),
         locale: str | None = LOCALE,
     ) -> dict:
@@ -474,13 +470,17 @@ def create_app(
             bounds.check_hop(step)  # before the upload is read
         scoring = Scoring(score, min_conf=min_conf, sensitivity=sensitivity, min_sim=min_sim, min_score=min_score,
                           rank=rank)
-        where = RangeFilter.from_options(lat, lon, week, None, sf_thresh)
+        where = RangeFilter.from_options(lat, lon, week, date, sf_thresh)
 
         def search(upload: Upload, cancel: threading.Event) -> dict:
-            species = None if where is None else where.for_file(upload.filename)
+            species, kept = None, None
+            if where is not None:
+                species, kept = _range_species(engine, where.for_file(upload.filename))
             result = _search_one(engine, upload.path, upload.filename, top_k=top_k, n_images=n_images,
                                  window_s=window, hop_s=hop, scoring=scoring, species=species, limits=bounds,
                                  cancel=cancel, locale=locale)
+            if kept is not None:
+                result["range_filter"] = kept
             if spectrogram and not cancel.is_set():
                 result["spectrogram"] = _spectrogram_info(upload.path, min(SPECTROGRAM_MAX_S, max_audio_s))
             return result
@@ -494,8 +494,8 @@ def create_app(
         summary="Spectrogram picture of a recording",
         response_class=Response,
         responses={200: {"content": {"image/png": {}}, "description": "A PNG picture."},
-                   **_errors(400, 408, 413, 415, 422, 503)},
-        openapi_extra=_multipart_body("The recording: WAV, FLAC, OGG/Vorbis/Opus, MP3 or AIFF."),
+                   **error_responses(400, 408, 413, 415, 422, 503)},
+        openapi_extra=multipart_body("The recording: WAV, FLAC, OGG/Vorbis/Opus, MP3 or AIFF."),
     )
     async def spectrogram_png(request: Request) -> Response:
         """A log-magnitude spectrogram of the uploaded recording as PNG (low frequencies at the bottom; the width
@@ -511,7 +511,7 @@ def create_app(
         response_model=TextSearchResponse,
         tags=["search"],
         summary="Pictures for a text",
-        responses=_errors(422, 503),
+        responses=error_responses(422, 503),
     )
     async def search_text(
         request: Request,
@@ -526,14 +526,14 @@ def create_app(
         species, images = (await work.run(lambda cancel: engine.search_texts([text], n_images=n_images, locale=locale),
                                               request))[0]
         hits = hits_to_dict(species, images, paths=False)
-        return {"query": text, "species": hits["species"], "images": _with_urls(hits["images"])}
+        return {"query": text, "species": hits["species"], "images": with_urls(hits["images"])}
 
     @app.get(
         "/api/images/{image_id:path}",
         tags=["gallery"],
         summary="A gallery picture",
         response_class=FileResponse,
-        responses={200: {"content": {"image/*": {}}, "description": "The picture file."}, **_errors(404)},
+        responses={200: {"content": {"image/*": {}}, "description": "The picture file."}, **error_responses(404)},
     )
     async def image(image_id: str) -> FileResponse:
         """The picture with this gallery id (URL-encode the id; results carry a ready `url`). Only gallery
@@ -549,6 +549,8 @@ def create_app(
         if media_type is None or not await anyio.to_thread.run_sync(path.is_file):
             raise not_found
         return FileResponse(path, media_type=media_type, headers={"Cache-Control": "public, max-age=3600"})
+
+    add_archive_routes(app, service, work, on_upload, bounds)
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:

@@ -2,7 +2,7 @@
 
 The picture's width is proportional to the duration (``px_per_second``) up to ``max_width``; longer
 recordings are drawn at ``max_width`` with the frames spread evenly over the recording. Only the first
-``max_seconds`` are drawn. Low frequencies are at the bottom.
+``max_seconds`` (from ``offset_s``) are drawn. Low frequencies are at the bottom.
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ def render_spectrogram(
     path: str | os.PathLike[str],
     *,
     max_seconds: float = 600.0,
+    offset_s: float = 0.0,
     height: int = 160,
     px_per_second: float = 60.0,
     max_width: int = 1600,
@@ -72,14 +73,14 @@ def render_spectrogram(
     n_fft: int = 512,
     dynamic_range_db: float = 80.0,
 ) -> Spectrogram:
-    """Draw the first ``max_seconds`` of a recording as a spectrogram.
+    """Draw ``max_seconds`` of a recording from ``offset_s`` (default: its start) as a spectrogram.
 
     Raises:
         AudioError: the file cannot be read (see :func:`birdbridge.audio.io.read_audio`).
     """
     # No empty band above the file's Nyquist. The header is enough: only max_seconds are decoded, whatever the file.
     sample_rate = min(sample_rate, declared_length(path)[0])
-    x = read_audio(path, sample_rate, duration_s=max_seconds)
+    x = read_audio(path, sample_rate, offset_s=offset_s, duration_s=max_seconds)
     seconds = len(x) / sample_rate
     width = int(min(max_width, max(min_width, round(seconds * px_per_second))))
     frames = _frames(x, n_fft, width)
@@ -99,6 +100,7 @@ def render_spectrogram(
     return Spectrogram(buffer.getvalue(), width, height, seconds, sample_rate / 2)
 
 
-def spectrogram_png(path: str | os.PathLike[str], *, max_seconds: float = 600.0, height: int = 160) -> bytes:
+def spectrogram_png(path: str | os.PathLike[str], *, max_seconds: float = 600.0, height: int = 160,
+                    offset_s: float = 0.0) -> bytes:
     """PNG bytes of :func:`render_spectrogram` with the default size settings."""
-    return render_spectrogram(path, max_seconds=max_seconds, height=height).png
+    return render_spectrogram(path, max_seconds=max_seconds, height=height, offset_s=offset_s).png

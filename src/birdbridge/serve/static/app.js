@@ -107,6 +107,7 @@
         $("opt-locale").append(el("option", { value: locale, text: locale }));
       }
       if (info.locale) $("opt-locale").value = info.locale;
+      showArchiveInfo(info.archive);
     } catch (error) {
       $("info").textContent = `Could not read the server's info: ${error.message}`;
     }
@@ -122,23 +123,21 @@
     $("dropzone").classList.toggle("disabled", busy);
   }
 
-  function searchParams() {
+  // Query parameters from form fields: {parameter: element id}; empty fields are left out (the server's defaults).
+  function fieldParams(fields) {
     const params = new URLSearchParams();
-    const put = (name, id) => {
+    for (const [name, id] of Object.entries(fields)) {
       const value = $(id).value.trim();
       if (value !== "") params.set(name, value);
-    };
-    put("window", "opt-window");
-    put("hop", "opt-hop");
-    put("top_k", "opt-topk");
-    put("n_images", "opt-nimages");
-    put("score", "opt-score");
-    put("rank", "opt-rank");
-    put("min_conf", "opt-minconf");
-    put("sensitivity", "opt-sensitivity");
-    put("locale", "opt-locale");
+    }
     return params;
   }
+
+  const searchParams = () => fieldParams({
+    window: "opt-window", hop: "opt-hop", top_k: "opt-topk", n_images: "opt-nimages", score: "opt-score",
+    rank: "opt-rank", min_conf: "opt-minconf", sensitivity: "opt-sensitivity", locale: "opt-locale",
+    lat: "opt-lat", lon: "opt-lon", week: "opt-week", date: "opt-date",
+  });
 
   async function searchFile(file) {
     if (!file || state.busy) return;
@@ -176,6 +175,11 @@
     state.result = result;
     $("results").hidden = false;
     $("file-name").textContent = result.file;
+
+    const range = result.range_filter;
+    $("range-note").hidden = !range;
+    $("range-note").textContent = range ? `Range filter ${range.where}: ${range.kept} of the ${range.expected} ` +
+      "species BirdNET expects there are in the gallery, and only they were searched." : "";
 
     renderChips($("summary"), "Most likely overall:", result.summary.species.slice(0, 5),
       "no bird detected in any window", result.ranked_by);
@@ -519,6 +523,173 @@
     }
   }
 
+
+  // ------------------------------------------------------------------------------------------------
+  // Tabs
+
+  function showTab(name) {
+    for (const tab of ["search", "archive"]) {
+      const on = tab === name;
+      $(`tab-button-${tab}`).setAttribute("aria-selected", String(on));
+      $(`tab-${tab}`).hidden = !on;
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // Archive: search its windows by name, picture or recording; hear, see and label each hit.
+
+  const archive = { busy: false, result: null };
+
+  function showArchiveInfo(info) {
+    $("archive-none").hidden = Boolean(info);
+    $("archive-controls").disabled = !info;
+    if (!info) {
+      $("archive-info").textContent = "";
+      return;
+    }
+    const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+    const length = info.hours >= 1 ? `${info.hours.toFixed(1)} h` : secs(info.hours * 3600);
+    $("archive-info").textContent = `Archive “${info.name}”: ${plural(info.windows, "window")} of ` +
+      `${info.window_s} s from ${plural(info.files, "recording")} (${length}); ${plural(info.labels, "label")} given.`;
+  }
+
+  const archiveParams = () => fieldParams({
+    top_k: "archive-topk", per_file: "archive-perfile", min_score: "archive-minscore", locale: "opt-locale",
+  });
+
+  async function archiveSearch(what, url, options) {
+    if (archive.busy) return;
+    archive.busy = true;
+    showError($("archive-error"), "");
+    setStatus($("archive-status"), `Searching the archive for ${what}…`, true);
+    try {
+      const result = await fetchJson(url, options);
+      archive.result = result;
+      renderHits(result);
+      const n = result.hits.length;
+      setStatus($("archive-status"), `${n} window${n === 1 ? "" : "s"} for ${what} (of ${result.searched} searched).`);
+    } catch (error) {
+      setStatus($("archive-status"), "");
+      showError($("archive-error"), `Could not search the archive for ${what}: ${error.message}`);
+    } finally {
+      archive.busy = false;
+    }
+  }
+
+  function searchArchiveText(event) {
+    event.preventDefault();
+    const q = $("archive-query").value.trim();
+    if (!q) {
+      showError($("archive-error"), "Type a species name or a description to search the archive for.");
+      return;
+    }
+    const params = archiveParams();
+    params.set("q", q);
+    archiveSearch(`“${q}”`, `/api/archive/search/text?${params}`);
+  }
+
+  function searchArchiveFile(file, kind) {
+    if (!file) return;
+    if (file.size > state.maxUploadBytes) {
+      showError($("archive-error"), `“${file.name}” is ${mb(file.size)}; this server accepts files up to ` +
+        `${mb(state.maxUploadBytes)}.`);
+      return;
+    }
+    const params = archiveParams();
+    if (kind === "recording") {
+      for (const [name, value] of fieldParams({ start: "archive-start", end: "archive-end" })) params.set(name, value);
+    }
+    const form = new FormData();
+    form.append("file", file, file.name);
+    archiveSearch(`“${file.name}”`, `/api/archive/search/${kind}?${params}`, { method: "POST", body: form });
+  }
+
+  // The label a hit's yes/no buttons give: the species searched for, else the hit's best candidate.
+  function defaultLabel(query, hit) {
+    if (query.read_as === "species" && query.species) return query.species;
+    return hit.candidates.length ? hit.candidates[0].scientific_name : "";
+  }
+
+  function renderHits(result) {
+    const box = $("archive-hits");
+    box.replaceChildren();
+    if (!result.hits.length) {
+      box.append(el("p", { class: "muted", text: "No windows found." }));
+      return;
+    }
+    for (const hit of result.hits) box.append(hitCard(hit, defaultLabel(result.query, hit)));
+  }
+
+  function hitCard(hit, label) {
+    const where = [hit.date, hit.time, hit.site].filter(Boolean).join(" · ");
+    const card = el("article", { class: "hit", "data-row": String(hit.row) });
+    const labelInput = el("input", { type: "text", class: "label-name", value: label, maxlength: "200",
+      "aria-label": `Label for window ${hit.rank}` });
+    const labelState = el("span", { class: "label-state", "aria-live": "polite" });
+    const yes = el("button", { type: "button", class: "button label-yes", "aria-pressed": "false", text: "Yes",
+      onclick: () => sendLabel(hit, card, true) });
+    const no = el("button", { type: "button", class: "button label-no", "aria-pressed": "false", text: "No",
+      onclick: () => sendLabel(hit, card, false) });
+    labelInput.addEventListener("input", () => showLabels(card, hit.labels));
+    const pictures = el("div", { class: "candidates" });
+    for (const sp of hit.candidates) {
+      const name = sp.common_name || sp.scientific_name;
+      pictures.append(el("figure", { class: "picture" },
+        sp.image ? el("img", { src: sp.image.url, alt: `Picture of ${name}`, decoding: "async", width: "160",
+          height: "120" }) : el("p", { class: "muted small", text: "no picture" }),
+        el("figcaption", {},
+          el("span", { class: sp.common_name ? "common" : "common scientific-only", text: name }),
+          sp.common_name ? el("span", { class: "scientific", text: sp.scientific_name }) : null,
+          el("span", { class: "muted small", text: pct(sp.score) }))));
+    }
+    card.append(
+      el("div", { class: "hit-head" },
+        el("strong", { text: `${hit.rank}.` }),
+        el("span", { class: "file", text: hit.file }),
+        el("span", { text: span(hit.start_s, hit.end_s) }),
+        el("span", { class: "muted", text: `score ${hit.score.toFixed(3)}` }),
+        where ? el("span", { class: "muted small", text: where }) : null),
+      el("img", { class: "hit-spectro", src: hit.spectrogram_url, decoding: "async", width: "300", height: "120",
+        alt: `Spectrogram of ${hit.file} ${span(hit.start_s, hit.end_s)}` }),
+      el("audio", { controls: "", preload: "none", src: hit.audio_url }),
+      pictures,
+      el("div", { class: "label-row" }, labelInput, yes, no, labelState));
+    card.labelInput = labelInput;
+    showLabels(card, hit.labels);
+    return card;
+  }
+
+  // The window's labels as text, and the yes/no buttons pressed for the label in the box.
+  function showLabels(card, labels) {
+    const name = card.labelInput.value.trim();
+    const current = labels.find((l) => l.label === name);
+    card.querySelector(".label-yes").setAttribute("aria-pressed", String(Boolean(current && current.value)));
+    card.querySelector(".label-no").setAttribute("aria-pressed", String(Boolean(current && !current.value)));
+    card.querySelector(".label-state").textContent = labels.length
+      ? labels.map((l) => `${l.label}: ${l.value ? "yes" : "no"} (${l.who})`).join("; ") : "not labelled";
+  }
+
+  async function sendLabel(hit, card, value) {
+    const label = card.labelInput.value.trim();
+    showError($("archive-error"), "");
+    if (!label) {
+      showError($("archive-error"), "Type the label's name (e.g. a species) before answering yes or no.");
+      return;
+    }
+    const body = { row: hit.row, label, value };
+    const who = $("archive-who").value.trim();
+    if (who) body.who = who;
+    try {
+      const result = await fetchJson("/api/archive/labels", {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+      });
+      hit.labels = result.windows[0].labels;
+      showLabels(card, hit.labels);
+    } catch (error) {
+      showError($("archive-error"), `Could not store the label: ${error.message}`);
+    }
+  }
+
   // ------------------------------------------------------------------------------------------------
   // Wiring
 
@@ -535,6 +706,17 @@
       else showError($("error"), "Choose or record a recording first.");
     });
     $("text-form").addEventListener("submit", searchText);
+    $("tab-button-search").addEventListener("click", () => showTab("search"));
+    $("tab-button-archive").addEventListener("click", () => showTab("archive"));
+    $("archive-form").addEventListener("submit", searchArchiveText);
+    for (const kind of ["image", "recording"]) {
+      const input = $(kind === "image" ? "archive-image" : "archive-recording");
+      input.addEventListener("change", (event) => {
+        const file = event.target.files[0];
+        event.target.value = "";
+        searchArchiveFile(file, kind);
+      });
+    }
     $("windows").addEventListener("keydown", onWindowKeys);
     $("spectro-frame").addEventListener("click", onSpectrogramClick);
     $("player").addEventListener("timeupdate", onPlayerTime);
@@ -550,7 +732,7 @@
       depth = 0;
       zone.classList.remove("over");
       const file = event.dataTransfer && event.dataTransfer.files[0];
-      if (file) searchFile(file);
+      if (file && !$("tab-search").hidden) searchFile(file);
     });
     loadInfo();
   }
