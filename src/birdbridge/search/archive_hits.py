@@ -60,6 +60,12 @@ def archive_engine(archive: Archive, gallery: str | os.PathLike[str], *, model: 
     return engine
 
 
+def window_vectors(archive: Archive, rows: Sequence[int]) -> np.ndarray:
+    """float32 unit ``[len(rows), D]`` embeddings of archive windows."""
+    return l2_normalize(np.asarray(archive.vectors[np.asarray(rows, dtype=np.int64)], np.float32),
+                        what="the archive's windows")
+
+
 def candidate_species(engine: SearchEngine, archive: Archive, hits: Sequence[ArchiveHit], *,
                       top_k: int = DEFAULT_TOP_K, scoring: Scoring | None = None,
                       where: RangeFilter | SpeciesArg | None = None, locale: str | None = None) -> HitCandidates:
@@ -76,7 +82,7 @@ def candidate_species(engine: SearchEngine, archive: Archive, hits: Sequence[Arc
     if not hits:
         return found
     rows = [h.row for h in hits]
-    vectors = l2_normalize(np.asarray(archive.vectors[rows], dtype=np.float32), what="the archive's windows")
+    vectors = window_vectors(archive, rows)
     groups: dict[Any, list[int]] = {}
     subsets: dict[Any, np.ndarray | None] = {}
     if isinstance(where, RangeFilter):

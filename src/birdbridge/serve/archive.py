@@ -37,18 +37,19 @@ from birdbridge.archive.store import Archive, RecordingFile, WindowRecord
 from birdbridge.audio.io import audio_info, read_audio
 from birdbridge.audio.windows import WindowLimits, WindowSpec, count_windows
 from birdbridge.errors import BirdbridgeError
+from birdbridge.search.archive_hits import candidate_species, window_vectors
+from birdbridge.search.engine import RETRIEVAL
 from birdbridge.search.locale import localize_hits
 from birdbridge.search.results import SpeciesHit
 from birdbridge.serve.openapi import LOCALE, error_responses, image_url, multipart_body
 from birdbridge.serve.uploads import Upload
 from birdbridge.serve.work import WorkQueue
-from birdbridge.utils.vectors import l2_normalize
 
 if TYPE_CHECKING:
     from birdbridge.models.student import AudioStudent
     from birdbridge.search.engine import SearchEngine
 
-__all__ = ["ArchiveService", "add_archive_routes", "candidate_species", "check_archive"]
+__all__ = ["ArchiveService", "add_archive_routes", "check_archive", "hit_candidates"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -71,19 +72,10 @@ def check_archive(archive: Archive, teacher: dict[str, Any]) -> None:
         raise BirdbridgeError(f"--archive {archive.folder} cannot be served with this gallery: {exc}") from None
 
 
-def window_vectors(archive: Archive, rows: Sequence[int]) -> np.ndarray:
-    """float32 unit ``[len(rows), D]`` embeddings of archive windows."""
-    return l2_normalize(np.asarray(archive.vectors[np.asarray(rows, dtype=np.int64)], np.float32),
-                        what="archive windows")
-
-
-def candidate_species(engine: SearchEngine, archive: Archive, hits: Sequence[ArchiveHit], top_k: int = CANDIDATES
-                      ) -> list[list[SpeciesHit]]:
-    """Per hit, the ``top_k`` species of the gallery's species index closest to its window (a softmax over the
-    index, as text and picture queries are ranked)."""
-    if not hits:
-        return []
-    return engine.rank_species(window_vectors(archive, [h.row for h in hits]), top_k=top_k)[0]
+def hit_candidates(engine: SearchEngine, archive: Archive, hits: Sequence[ArchiveHit]) -> list[list[SpeciesHit]]:
+    """Per hit, the ``CANDIDATES`` species of the gallery's species index closest to its window (a softmax over
+    the index, as text and picture queries are ranked)."""
+    return candidate_species(engine, archive, hits, top_k=CANDIDATES, scoring=RETRIEVAL).species
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -224,7 +216,7 @@ class ArchiveService:
 
     def _hits(self, hits: Sequence[ArchiveHit], names: dict[str, str] | None) -> list[dict[str, Any]]:
         rows = [h.row for h in hits]
-        species = candidate_species(self.engine, self.archive, hits)
+        species = hit_candidates(self.engine, self.archive, hits)
         vectors = window_vectors(self.archive, rows) if hits else np.zeros((0, self.archive.dim), np.float32)
         labels = self.labels(rows)
         out = []
