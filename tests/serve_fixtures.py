@@ -147,7 +147,8 @@ class FakeSearchEngine:
         finally:
             self._leave()
 
-    def search_texts(self, texts, *, n_images: int = 12, locale=None) -> list[tuple[list[SpeciesHit], list[ImageHit]]]:
+    def search_texts(self, texts, *, n_images: int = 12, locale=None, rank="species"
+                     ) -> list[tuple[list[SpeciesHit], list[ImageHit]]]:
         self._enter()
         try:
             [text] = texts

@@ -187,6 +187,9 @@ class CrowService:
         table.names = [str(path)]
         return self.engine.search_table(table, top_k=top_k, n_images=n_images, scoring=scoring), []
 
+    def search_texts(self, texts, **kwargs):
+        return self.engine.search_texts(texts, **kwargs)
+
     def image_file(self, image_id: str):
         return self.engine.image_file(image_id)
 
@@ -214,6 +217,13 @@ def test_api_takes_the_rank(engine, tmp_path) -> None:
         assert post(score="softmax").json()["windows"][0]["species"][0]["taxon_rank"] == "species"  # the default
         refused = post(rank="class")
         assert refused.status_code == 422 and "rank" in refused.json()["detail"]
+        text = client.get("/api/search/text", params={"q": "Corvus corax", "rank": "genus"}).json()
+        [(direct, _)] = engine.search_texts(["Corvus corax"], rank="genus")
+        assert [(h["key"], h["taxon_rank"]) for h in text["species"]] == [(h.key, "genus") for h in direct]
+        assert "Corvus" in [h["key"] for h in text["species"]]
+        assert client.get("/api/search/text", params={"q": "Corvus corax"}).json()["species"][0]["taxon_rank"] == \
+            "species"
+        assert client.get("/api/search/text", params={"q": "Corvus corax", "rank": "class"}).status_code == 422
 
 
 @pytest.fixture(scope="module")

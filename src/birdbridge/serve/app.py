@@ -42,7 +42,16 @@ from birdbridge.search.results import FileResult, SpeciesHit, hits_to_dict
 from birdbridge.search.results import ImageHit as FoundImage  # ImageHit below is the API's schema
 from birdbridge.search.scoring import DEFAULT_MIN_CONF, DEFAULT_MIN_SIM, Scoring
 from birdbridge.serve.archive import ArchiveInfo, ArchiveService, add_archive_routes
-from birdbridge.serve.openapi import LOCALE, ErrorResponse, error_responses, image_url, multipart_body, with_urls
+from birdbridge.serve.openapi import (
+    LOCALE,
+    RANK,
+    ErrorResponse,
+    Rank,
+    error_responses,
+    image_url,
+    multipart_body,
+    with_urls,
+)
 from birdbridge.serve.uploads import Upload, UploadFolder, receive_upload
 from birdbridge.serve.work import ClientGone, WorkQueue
 from birdbridge.species.geo import SF_THRESH
@@ -442,10 +451,7 @@ def create_app(
         min_sim: float = Query(DEFAULT_MIN_SIM, ge=-1, le=1, description="Lowest similarity of a detection, when "
                                "ranking by similarity."),
         min_score: float = Query(0.0, ge=0, le=1, description="With score=softmax: leave out species below this."),
-        rank: Literal["species", "genus", "family", "order", "auto"] = Query(
-            "species", description="The rank answered at: species, genus, family or order (the scores of each taxon's "
-            "species combined: summed softmax probability, noisy-OR of confidences, best similarity), or auto: per "
-            "window the lowest rank whose best taxon reaches `min_conf`. A taxon's pictures are its species'."),
+        rank: Rank = RANK,
         spectrogram: bool = Query(True, description="Include a spectrogram picture (base64 PNG)."),
         lat: float | None = Query(None, description="Recording latitude: keep the species BirdNET's range model "
                                   "expects there (with `lon`; needs birdbridge[geo])."),
@@ -518,12 +524,14 @@ def create_app(
         q: str = Query(..., min_length=1, max_length=500, description="A species name or description."),
         n_images: int = Query(12, ge=1, le=100, description="Pictures to return."),
         locale: str | None = LOCALE,
+        rank: Rank = RANK,
     ) -> dict:
         """The gallery pictures closest to a text, such as `Pica hudsonia` or `a black and white bird`."""
         text = q.strip()
         if not text:
             raise HTTPException(422, "q: the search text is empty")
-        species, images = (await work.run(lambda cancel: engine.search_texts([text], n_images=n_images, locale=locale),
+        species, images = (await work.run(lambda cancel: engine.search_texts([text], n_images=n_images, locale=locale,
+                                                                                  rank=rank),
                                               request))[0]
         hits = hits_to_dict(species, images, paths=False)
         return {"query": text, "species": hits["species"], "images": with_urls(hits["images"])}

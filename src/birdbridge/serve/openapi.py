@@ -3,17 +3,21 @@ parameter, and the URLs pictures are served at."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 from fastapi import Query
 from pydantic import BaseModel, Field
 
-__all__ = ["LOCALE", "ErrorResponse", "error_responses", "image_url", "multipart_body", "with_urls"]
+__all__ = ["LOCALE", "RANK", "ErrorResponse", "Rank", "error_responses", "image_url", "multipart_body", "with_urls"]
 
 LOCALE = Query(None, max_length=16, description="Language of the common names: one of `/api/info`'s `locales` "
                "(de, fr, ...; default: the server's). A species without a name in it gets its English name, else its "
                "scientific name; an unknown locale is 422, listing the available ones.")
+RANK = Query("species", description="The rank answered at: species, genus, family or order (the scores of each taxon's "
+             "species combined: summed softmax probability, noisy-OR of confidences, best similarity), or auto: per "
+             "window the lowest rank whose best taxon reaches `min_conf`. A taxon's pictures are its species'.")
+Rank = Literal["species", "genus", "family", "order", "auto"]
 
 
 class ErrorResponse(BaseModel):

@@ -513,7 +513,7 @@
     }
     setStatus($("text-status"), `Searching for “${q}”…`, true);
     try {
-      const result = await fetchJson(`/api/search/text?${new URLSearchParams({ q, n_images: "12", locale: $("opt-locale").value })}`);
+      const result = await fetchJson(`/api/search/text?${new URLSearchParams({ q, n_images: "12", locale: $("opt-locale").value, rank: $("opt-rank").value })}`);
       renderImages($("text-grid"), result.images, "No pictures found.");
       renderChips($("text-species"), "Closest species:", (result.species || []).slice(0, 5));
       setStatus($("text-status"), `Results for “${result.query}”:`);
