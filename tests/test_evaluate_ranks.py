@@ -89,19 +89,25 @@ def world(tmp_path_factory):
             "teacher": build_small_clip(root.parent / "teacher")}
 
 
-def test_evaluate_reports_genus_and_family_map(world, tmp_path, capsys) -> None:
-    """The runner's genus and family MAP of the random projection equal scikit-learn's on taxon-level relevance."""
+def recomputed(world) -> tuple:
+    """The dataset, its test recordings, their random projection (as the runner draws it) and the pictures'
+    embeddings, from the public embedding API."""
     from birdbridge.datasets import load_dataset
 
-    result = evaluate({}, world["dataset"], teacher=str(world["teacher"]), base_student=str(world["student"]),
-                      baselines=("random",), settings=EvalSettings(bootstrap=0))
-    metrics = result.to_dict()["methods"]["random projection"]
     ds = load_dataset(world["dataset"])
     queries, train = ds.audio_split("test"), ds.audio_split("train")
     audio = embed_audio([q.path for q in queries], world["student"])
     projected = B.random_projection(np.vstack([audio, embed_audio([t.path for t in train], world["student"])]), 24,
                                     seed=0)[: len(audio)]
-    images = embed_images([i.path for i in ds.images], world["teacher"])
+    return ds, queries, projected, embed_images([i.path for i in ds.images], world["teacher"])
+
+
+def test_evaluate_reports_genus_and_family_map(world, tmp_path, capsys) -> None:
+    """The runner's genus and family MAP of the random projection equal scikit-learn's on taxon-level relevance."""
+    result = evaluate({}, world["dataset"], teacher=str(world["teacher"]), base_student=str(world["student"]),
+                      baselines=("random",), settings=EvalSettings(bootstrap=0))
+    metrics = result.to_dict()["methods"]["random projection"]
+    ds, queries, projected, images = recomputed(world)
     for rank, taxon in (("genus", lambda key: key.split()[0]), ("family", lambda key: FAMILY[key.split()[0]])):
         ref = sklearn_map(projected, [taxon(q.species) for q in queries], images, [taxon(i.species) for i in ds.images])
         assert metrics[f"a2i_map_{rank}"] == pytest.approx(ref, abs=1e-4), rank
@@ -138,8 +144,6 @@ def test_evaluate_reports_genus_and_family_map(world, tmp_path, capsys) -> None:
 def test_seen_and_unseen_species_against_a_direct_computation(world) -> None:
     """With a held-out species, each group's figures are its own queries' against the whole gallery; a held-out
     species the dataset does not have is an error naming it."""
-    from birdbridge.datasets import load_dataset
-
     with pytest.raises(InputError, match="Pica nonexistens"):
         evaluate({}, world["dataset"], teacher=str(world["teacher"]), base_student=str(world["student"]),
                  baselines=("random",), settings=EvalSettings(bootstrap=0,
@@ -148,12 +152,7 @@ def test_seen_and_unseen_species_against_a_direct_computation(world) -> None:
                       baselines=("random",), settings=EvalSettings(bootstrap=0, holdout=("Black-billed Magpie",)))
     assert result.holdout.species == ["Pica hudsonia"] and result.holdout.unseen_species == 1
     method = result.method("random_projection")
-    ds = load_dataset(world["dataset"])
-    queries, train = ds.audio_split("test"), ds.audio_split("train")
-    audio = embed_audio([q.path for q in queries], world["student"])
-    projected = B.random_projection(np.vstack([audio, embed_audio([t.path for t in train], world["student"])]), 24,
-                                    seed=0)[: len(audio)]
-    images = embed_images([i.path for i in ds.images], world["teacher"])
+    ds, queries, projected, images = recomputed(world)
     image_species = [i.species for i in ds.images]
     for group, unseen in (("seen", False), ("unseen", True)):
         rows = np.array([(q.species == "Pica hudsonia") == unseen for q in queries])

@@ -4,9 +4,12 @@ A soundscape dataset (``type: soundscape``) is evaluated on its windows instead
 (:mod:`birdbridge.evaluate.soundscape`). Otherwise audio clips of ``split`` are the queries. In the teacher's
 space they are scored on audio→image retrieval against the dataset's pictures (MAP over the full ranked
 gallery, R@1/5/10), image→audio MAP, audio→text retrieval against each species' names, and zero-shot species
-classification through the teacher's species text embeddings (both also at genus and family rank:
-:mod:`birdbridge.evaluate.ranks`). In each method's own space, a weighted kNN
-classifier over the ``knn_split`` clips measures what the audio embedding still knows about species.
+classification through the teacher's species text embeddings (both also at genus and family rank), and every
+retrieval direction between audio, pictures and species texts at species, genus and family rank
+(:mod:`birdbridge.evaluate.ranks`; image↔text by the teacher alone). In each method's own space, a weighted kNN
+classifier over the ``knn_split`` clips measures what the audio embedding still knows about species. With species
+held out of training (recorded by the students, or ``EvalSettings.holdout``) every figure is also given for the
+queries of seen and of unseen species, against the whole galleries.
 """
 
 from __future__ import annotations
