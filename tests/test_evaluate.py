@@ -185,7 +185,8 @@ def test_reports_show_the_directions_and_the_seen_and_unseen_species(tmp_path) -
             (("species", base), ("genus", base + 10), ("family", base + 20))}
     method = MethodResult("distilled", "ours", {"a2i_map": 40.0, "n_queries": 4.0}, directions=ours,
                           groups={"seen": {"a2i_map": 45.0, **ours}, "unseen": {"a2i_map": 12.5}})
-    result = EvalResult({"distilled": method}, DatasetSummary("demo", "world", 3, 4, 8, 6, 12),
+    plain = MethodResult("undistilled", "plain", {"knn_acc": 70.0}, groups={"seen": {"knn_acc": 71.0}})
+    result = EvalResult({"distilled": method, "undistilled": plain}, DatasetSummary("demo", "world", 3, 4, 8, 6, 12),
                         TeacherSummary("t", "t", "abc"), None, {}, EvalSettings(),
                         teacher_directions={"i2t/species/map": 70.0, "i2t/genus/map": 80.0, "i2t/family/map": 90.0},
                         holdout=HoldoutSummary(["Pica hudsonia"], "model", 2, 1))
@@ -197,6 +198,7 @@ def test_reports_show_the_directions_and_the_seen_and_unseen_species(tmp_path) -
     assert "| ours | 40.0 / 50.0 / 60.0 | 30.0 / 40.0 / 50.0 | — |" in report
     assert "| teacher alone (ceiling) | — | — | 70.0 / 80.0 / 90.0 |" in report
     assert "1 of 3 species were held out of distillation: Pica hudsonia." in report and "| ours | 12.5 |" in report
+    assert "| plain | — | — |\n" not in report  # the seen grid (A→I, T→A) has no row for a method without directions
     console = Console(width=200, record=True)
     console.print(direction_table(result), group_table(result))
     text = console.export_text()

@@ -80,8 +80,8 @@ def direction_cells(result: EvalResult, group: str | None = None, figure: str = 
     named = [(m.name, m.groups.get(group, {}) if group else m.directions) for m in result.methods.values()]
     named.append(("teacher alone (ceiling)", result.teacher_groups.get(group, {}) if group
                   else result.teacher_directions))
-    named = [(name, figures) for name, figures in named if figures]
     ranks = [r for r in RANKS if any(direction_key(d, r, figure) in f for _, f in named for d in DIRECTIONS)]
+    named = [(name, f) for name, f in named if any(direction_key(d, r, figure) in f for d in DIRECTIONS for r in ranks)]
     directions = [d for d in DIRECTIONS if any(direction_key(d, r, figure) in f for _, f in named for r in ranks)]
     if not directions:
         return None
