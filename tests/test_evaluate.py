@@ -169,3 +169,37 @@ def test_the_demo_report_reads_results_written_before_ids(tmp_path) -> None:
     report = write_report(tmp_path, old, {}, {}, {}).read_text()
     assert "| text distillation (birdbridge) | 50.0 |" in report and "| undistilled (biolingual) | 10.0 |" in report
     assert "Queries: 4 test recordings; gallery: 6 test pictures; 3 species." in report
+    assert "## Every direction" not in report  # nothing to show from a file without directions
+
+
+def test_reports_show_the_directions_and_the_seen_and_unseen_species(tmp_path) -> None:
+    """The demo's Markdown and the terminal tables give each direction's species / genus / family MAP, and with a
+    holdout each group's figures; results.json keeps them under stable keys."""
+    from rich.console import Console
+
+    from birdbridge.demo.report import write_report
+    from birdbridge.evaluate.report import direction_table, group_table
+    from birdbridge.evaluate.results import DatasetSummary, EvalResult, HoldoutSummary, MethodResult, TeacherSummary
+
+    ours = {f"{d}/{r}/map": v for d, base in (("a2i", 40.0), ("t2a", 30.0)) for r, v in
+            (("species", base), ("genus", base + 10), ("family", base + 20))}
+    method = MethodResult("distilled", "ours", {"a2i_map": 40.0, "n_queries": 4.0}, directions=ours,
+                          groups={"seen": {"a2i_map": 45.0, **ours}, "unseen": {"a2i_map": 12.5}})
+    plain = MethodResult("undistilled", "plain", {"knn_acc": 70.0}, groups={"seen": {"knn_acc": 71.0}})
+    result = EvalResult({"distilled": method, "undistilled": plain}, DatasetSummary("demo", "world", 3, 4, 8, 6, 12),
+                        TeacherSummary("t", "t", "abc"), None, {}, EvalSettings(),
+                        teacher_directions={"i2t/species/map": 70.0, "i2t/genus/map": 80.0, "i2t/family/map": 90.0},
+                        holdout=HoldoutSummary(["Pica hudsonia"], "model", 2, 1))
+    saved = result.to_dict()
+    assert saved["directions"]["methods"]["ours"]["t2a/genus/map"] == 40.0
+    assert saved["groups"]["unseen"]["methods"]["ours"] == {"a2i_map": 12.5}
+    report = write_report(tmp_path, {**saved, "checks": {}}, {}, {}, {}).read_text()
+    assert "| method (species / genus / family) | A→I MAP | T→A MAP | I→T MAP |" in report
+    assert "| ours | 40.0 / 50.0 / 60.0 | 30.0 / 40.0 / 50.0 | — |" in report
+    assert "| teacher alone (ceiling) | — | — | 70.0 / 80.0 / 90.0 |" in report
+    assert "1 of 3 species were held out of distillation: Pica hudsonia." in report and "| ours | 12.5 |" in report
+    assert "| plain | — | — |\n" not in report  # the seen grid (A→I, T→A) has no row for a method without directions
+    console = Console(width=200, record=True)
+    console.print(direction_table(result), group_table(result))
+    text = console.export_text()
+    assert "40.0 / 50.0 / 60.0" in text and "ours: unseen" in text and "12.50" in text

@@ -21,17 +21,23 @@ def demo_cmd(
     soundscapes: Annotated[int, typer.Option(
         "--soundscapes", min=0, help="Soundscapes in the world (a share for calibration, the rest for the "
         "soundscape table); a second student is trained with background audio. 0: none.")] = 10,
+    holdout: Annotated[float, typer.Option(
+        "--holdout", min=0.0, max=0.9, help="Share of the species left out of distillation (seeded by --seed); the "
+        "evaluation then reports seen and unseen species apart. 0: none.")] = 0.0,
 ) -> None:
     """Generate a world, pretrain stand-in models, distil, evaluate against the baselines, report; on soundscapes,
     students trained with and without background audio."""
     from birdbridge.demo.run import DemoSettings, run_demo, summary_lines
-    from birdbridge.evaluate.report import detection_lines, results_table
+    from birdbridge.evaluate.report import detection_lines, group_table, results_table
     from birdbridge.evaluate.results import EvalResult
 
     settings = DemoSettings(species=species, seed=seed, distill_epochs=distill_epochs, pivots=pivots,
-                            soundscapes=soundscapes)
+                            soundscapes=soundscapes, holdout=holdout)
     results = run_demo(out, settings, log=lambda m: console_err.print(m, highlight=False, markup=False))
-    console.print(results_table(EvalResult.from_dict(results), "demo world: audio→image retrieval and friends"))
+    evaluation = EvalResult.from_dict(results)
+    console.print(results_table(evaluation, "demo world: audio→image retrieval and friends"))
+    if (groups := group_table(evaluation)) is not None:
+        console.print(groups)
     for line in summary_lines(results):
         console.print(line)
     if pivots:

@@ -53,6 +53,9 @@ def evaluate_cmd(
         "none).")] = "valid",
     background: Annotated[Path | None, typer.Option(
         help="Soundscapes: background vocabulary file, 'label: prompt; prompt' per line (default: built in).")] = None,
+    holdout: Annotated[str | None, typer.Option(
+        help="Species held out of training, comma-separated: figures for seen and unseen species (default: as the "
+        "trained students record them).")] = None,
     output: ResultsJson = Path("results.json"),
     device: Device = None,
 ) -> None:
@@ -62,7 +65,8 @@ def evaluate_cmd(
     the dataset's windows (5 s; --window/--hop override).
     """
     from birdbridge.evaluate.baselines import BASELINES
-    from birdbridge.evaluate.report import detection_lines, rank_table, results_table
+    from birdbridge.evaluate.report import detection_lines, direction_table, group_table, rank_table, results_table
+    from birdbridge.evaluate.results import GROUPS
     from birdbridge.evaluate.runner import EvalSettings, evaluate
 
     models = dict(_named(m) for m in model or [])
@@ -70,13 +74,19 @@ def evaluate_cmd(
     settings = EvalSettings(split=split, knn_split=knn_split or None, image_split=image_split, k=k, tau=tau,
                             bootstrap=bootstrap, window_s=window, hop_s=hop, min_conf=min_conf,
                             sensitivity=sensitivity, min_sim=min_sim, calibration_split=calibration_split or None,
-                            background=None if background is None else str(background))
+                            background=None if background is None else str(background),
+                            holdout=tuple(comma_list(holdout)) if holdout else ())
     result = evaluate(models, dataset, teacher=teacher, base_student=base_student, baselines=chosen,
                       settings=settings, device=device)
     console.print(results_table(result, f"{result.dataset.name}: {split} split"))
-    ranks = rank_table(result)
-    if ranks is not None:
-        console.print(ranks)
+    tables = [rank_table(result), direction_table(result), group_table(result),
+              *(direction_table(result, g) for g in GROUPS if result.holdout)]
+    for table in tables:
+        if table is not None:
+            console.print(table)
+    if result.holdout:
+        console.print(f"held out of training ({result.holdout.source}): {', '.join(result.holdout.species)}",
+                      highlight=False, markup=False, soft_wrap=True)
     for i, line in enumerate(detection_lines(result)):
         console.print(("detections:\n" if i == 0 else "") + f"  {line}", highlight=False, markup=False, soft_wrap=True)
     report_failures(result.failures, "inputs", shown=20)

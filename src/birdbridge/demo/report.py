@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from birdbridge.evaluate.report import detection_lines
-from birdbridge.evaluate.results import EvalResult
+from birdbridge.evaluate.report import detection_lines, direction_cells
+from birdbridge.evaluate.results import GROUPS, EvalResult
 from birdbridge.utils.atomic import atomic_path, write_text
 
 METRICS = [("a2i_map", "A→I MAP"), ("a2i_r1", "A→I R@1"), ("i2a_map", "I→A MAP"), ("a2t_r1", "A→T R@1"),
@@ -21,15 +21,43 @@ SOUNDSCAPE_METRICS = [("cmap", "cmAP"), ("auroc", "AUROC"), ("t1", "T1"), ("prec
                       ("f1", "F1"), ("false_alarm_rate", "False alarm")]
 
 
-def markdown_table(evaluation: EvalResult, metrics: list[tuple[str, str]] = METRICS) -> str:
-    """One row per method, one column per metric (×100, one decimal; — where a method has no such figure)."""
-    lines = ["| method | " + " | ".join(label for _, label in metrics) + " |",
-             "|---|" + "---:|" * len(metrics)]
+def markdown_table(evaluation: EvalResult, metrics: list[tuple[str, str]] = METRICS, group: str | None = None) -> str:
+    """One row per method, one column per metric (×100, one decimal; — where a method has no such figure); with
+    ``group`` (``seen``, ``unseen``) the figures of that group's queries."""
+    rows = []
     for method in evaluation.methods.values():
-        cells = [f"{method.metrics[key]:.1f}" if not math.isnan(method.metrics.get(key, math.nan)) else "—"
-                 for key, _ in metrics]
-        lines.append(f"| {method.name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        figures = method.groups.get(group, {}) if group else method.metrics
+        rows.append([method.name, *(f"{figures[key]:.1f}" if not math.isnan(figures.get(key, math.nan)) else "—"
+                                    for key, _ in metrics)])
+    return _markdown(["method", *(label for _, label in metrics)], rows)
+
+
+def _markdown(header: list[str], rows: list[list[str]]) -> str:
+    return "\n".join(["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1),
+                      *("| " + " | ".join(row) + " |" for row in rows)])
+
+
+def direction_lines(evaluation: EvalResult) -> list[str]:
+    """Every retrieval direction at each rank (MAP), and with held-out species the seen and unseen figures."""
+    cells = direction_cells(evaluation)
+    if cells is None:
+        return []
+    lines = ["## Every direction, relevance at each rank", "",
+             "MAP ×100 with a gallery item relevant when it is of the query's species / genus / family; T is one "
+             "text embedding per species (the teacher's); image↔text is the teacher alone, the ceiling.", "",
+             _markdown(*cells), ""]
+    h = evaluation.holdout
+    if h is None:
+        return lines
+    lines += ["## Seen and unseen species", "",
+              f"{h.unseen_species} of {h.seen_species + h.unseen_species} species were held out of distillation: "
+              f"{', '.join(h.species)}. Queries of each group against the whole gallery.", ""]
+    for group in GROUPS:
+        lines += [f"{group.capitalize()} species:", "", markdown_table(evaluation, group=group), ""]
+        grid = direction_cells(evaluation, group)
+        if grid is not None:
+            lines += [_markdown(*grid), ""]
+    return lines
 
 
 def soundscape_lines(results: dict[str, Any]) -> list[str]:
@@ -149,6 +177,7 @@ def write_report(out: Path, results: dict[str, Any], timings: dict[str, float], 
         "",
         markdown_table(evaluation),
         "",
+        *direction_lines(evaluation),
         *_frame_share_lines(results),
         *soundscape_lines(results),
         "## Checks",

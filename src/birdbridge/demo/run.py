@@ -64,6 +64,7 @@ class DemoSettings:
     soundscapes: int = 10  # 0: no soundscapes, no background clips, no student trained with background audio
     soundscape_s: float = 60.0
     background_per_class: int = 16  # background-only clips per class, to train the second student with
+    holdout: float = 0.0  # a share of the species left out of every distillation (data.holdout), drawn with seed
 
     def world_config(self) -> WorldConfig:
         orders = max(1, round(self.species / 8))
@@ -108,6 +109,8 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), progress:
             "optim.warmup_steps=20", f"run.progress={'null' if progress is None else progress}",
             "run.checkpoint_every=1000000", "run.eval_every=1000000", f"video.fps={VIDEO_FPS}",
             f"video.nearest_warmup_epochs={settings.nearest_warmup_epochs}", *extra,
+            *([f"data.holdout.fraction={settings.holdout}", f"data.holdout.seed={settings.seed}"]
+              if settings.holdout else []),
         ])
         return train(cfg, fresh=True).model
 

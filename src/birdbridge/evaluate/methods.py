@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ class Methods:
     teacher_ref: str
     teacher: Any  # a loaded models.teacher.Teacher
     base_ref: str | None  # the undistilled student, when baselines are evaluated
+    held_out: dict[str, list[str]] = field(default_factory=dict)  # method id -> species its training left out
 
 
 def prepare_methods(
@@ -72,7 +73,9 @@ def prepare_methods(
                                     None)
     if baselines and base_ref is None:
         raise BirdbridgeError("the baselines need the undistilled student: pass --base-student (e.g. biolingual)")
-    return Methods(ids, labels, tuple(b for b in B.BASELINES if b in baselines), teacher_ref, t, base_ref)
+    held_out = {ids[name]: list(meta["holdout"]["species"]) for name, meta in metas.items()
+                if meta and meta.get("holdout")}
+    return Methods(ids, labels, tuple(b for b in B.BASELINES if b in baselines), teacher_ref, t, base_ref, held_out)
 
 
 @dataclass

@@ -31,6 +31,7 @@ BASELINE_IDS = {  # baseline (as --baselines names it) -> method id
     "chain": "zero_shot_chain",
     "undistilled": UNDISTILLED,
 }
+GROUPS = ("seen", "unseen")  # the species of an evaluation with a holdout: trained on, held out of training
 DISPLAY_NAMES = {  # method id -> display name (undistilled: "undistilled (NAME)"; trained models: their name)
     "random_projection": "random projection",
     "text_mapping": "text-embedding mapping",
@@ -89,6 +90,8 @@ class MethodResult:
     ci: dict[str, tuple[float, float]] = field(default_factory=dict)
     per_species: dict[str, dict[str, float]] = field(default_factory=dict)
     detection: DetectionSummary | None = None
+    directions: dict[str, float] = field(default_factory=dict)  # "a2i/genus/map" -> value (evaluate.ranks)
+    groups: dict[str, dict[str, float]] = field(default_factory=dict)  # "seen"/"unseen" -> metrics and directions
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,19 @@ class DatasetSummary:
 
 
 @dataclass(frozen=True)
+class HoldoutSummary:
+    """The species held out of training (taxonomy keys), where the list came from (``model``: recorded by the
+    trained student(s); ``settings``: given to the evaluation), how many species each group has, and any recorded
+    species that this dataset does not have."""
+
+    species: list[str]
+    source: str
+    seen_species: int
+    unseen_species: int
+    not_in_dataset: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class TeacherSummary:
     ref: str
     name: str
@@ -128,6 +144,9 @@ class EvalResult:
     models: dict[str, str]  # method id -> trained model reference
     settings: EvalSettings
     failures: list[Failure] = field(default_factory=list)
+    teacher_directions: dict[str, float] = field(default_factory=dict)  # image↔text by the teacher alone
+    teacher_groups: dict[str, dict[str, float]] = field(default_factory=dict)  # the same, by seen/unseen species
+    holdout: HoldoutSummary | None = None
 
     def method(self, method_id: str) -> MethodResult:
         """The method with this id (a KeyError naming the ids there are, if none has it)."""
@@ -145,6 +164,13 @@ class EvalResult:
             "per_species": {m.name: m.per_species for m in methods},
             **({"detection": {m.name: asdict(m.detection) for m in methods if m.detection}}
                if any(m.detection for m in methods) else {}),
+            **({"directions": {"methods": {m.name: m.directions for m in methods if m.directions},
+                               "teacher": self.teacher_directions}}
+               if self.teacher_directions or any(m.directions for m in methods) else {}),
+            **({"holdout": asdict(self.holdout),
+                "groups": {g: {"methods": {m.name: m.groups[g] for m in methods if g in m.groups},
+                               "teacher": self.teacher_groups.get(g, {})} for g in GROUPS}}
+               if self.holdout else {}),
             "method_ids": {m.id: m.name for m in methods},
             "dataset": asdict(self.dataset),
             "teacher": asdict(self.teacher),
@@ -165,12 +191,16 @@ class EvalResult:
         """Read a ``results.json`` mapping (one written before ``method_ids`` existed too); other keys are ignored."""
         ids = data.get("method_ids") or infer_ids(list(data["methods"]))
         cis, per_species, detection = data.get("ci", {}), data.get("per_species", {}), data.get("detection", {})
+        directions, groups = data.get("directions", {}), data.get("groups", {})
         by_name = {name: method_id for method_id, name in ids.items()}
         methods = {
             method_id: MethodResult(method_id, name, _figures(data["methods"][name]),
                                     {k: (_nan(lo), _nan(hi)) for k, (lo, hi) in cis.get(name, {}).items()},
                                     {k: _figures(v) for k, v in per_species.get(name, {}).items()},
-                                    _known(DetectionSummary, detection[name]) if name in detection else None)
+                                    _known(DetectionSummary, detection[name]) if name in detection else None,
+                                    _figures(directions.get("methods", {}).get(name, {})),
+                                    {g: _figures(groups[g]["methods"][name]) for g in groups
+                                     if name in groups[g].get("methods", {})})
             for method_id, name in ids.items()
         }
         return cls(
@@ -181,6 +211,9 @@ class EvalResult:
             models={by_name.get(name, name): ref for name, ref in data.get("models", {}).items()},
             settings=EvalSettings.from_dict(data.get("settings", {})),
             failures=[Failure(f["input"], f["error"]) for f in data.get("failures", [])],
+            teacher_directions=_figures(directions.get("teacher", {})),
+            teacher_groups={g: _figures(groups[g].get("teacher", {})) for g in groups},
+            holdout=_known(HoldoutSummary, data["holdout"]) if data.get("holdout") else None,
         )
 
 

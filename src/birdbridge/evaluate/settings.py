@@ -24,6 +24,7 @@ class EvalSettings:
     mapping_ridge: float = 1e-2
     chain_scale: float = 100.0
     batch_size: int = 16
+    holdout: tuple[str, ...] = ()  # species held out of training (default: as the trained students record them)
     # soundscapes (birdbridge.evaluate.soundscape)
     window_s: float | None = None  # None: the dataset's (5 s by default)
     hop_s: float | None = None  # None: the dataset's hop, or the window when window_s is given

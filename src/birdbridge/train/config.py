@@ -9,6 +9,7 @@ from typing import Any, get_type_hints
 
 import yaml
 
+from birdbridge.datasets.holdout import Holdout
 from birdbridge.errors import InputError
 from birdbridge.species.text_forms import parse_text_form
 
@@ -26,6 +27,7 @@ class DataConfig:
     background_gaps: bool = False  # also train on the stretches between known calls of the training recordings
     background_gap_label: str = "silence"  # the background class of those stretches
     background_min_gap_s: float = 0.5  # shortest stretch kept (0.1 s away from every call)
+    holdout: Holdout = field(default_factory=Holdout)  # species left out of training (species, genera, fraction)
 
 
 @dataclass
@@ -162,6 +164,9 @@ class TrainConfig:
             raise bad("data.background_share", "must be at least 0 and below 1")
         if self.data.background and self.data.background_share == 0:
             raise bad("data.background_share", "is 0, so data.background would not be used; give a share above 0")
+        fraction = self.data.holdout.fraction
+        if fraction is not None and not 0 < fraction < 1:
+            raise bad("data.holdout.fraction", f"must lie strictly between 0 and 1, not {fraction!r}")
         if not self.data.background_min_gap_s > 0:
             raise bad("data.background_min_gap_s", "must be above 0")
         if (self.data.background or self.data.background_gaps) and self.objective != "text":
@@ -262,12 +267,20 @@ def _coerce(value: Any, hint: Any, source: str, key: str) -> Any:
             if isinstance(value, bool) or float(value) != int(float(value)):
                 raise TypeError
             return int(value)
-        if hint is float:
+        if hint is float or text == "float | None":
+            if isinstance(value, bool):
+                raise TypeError
             return float(value)
         if hint is str or text == "str | None":
             if isinstance(value, (dict, list)):
                 raise TypeError
             return str(value)
+        if text == "list[str]":
+            if isinstance(value, str):
+                return [value]
+            if not isinstance(value, list) or any(isinstance(v, (dict, list)) for v in value):
+                raise TypeError
+            return [str(v) for v in value]
         if text.startswith("tuple"):
             return tuple(float(v) for v in value)
         if text.startswith("dict"):

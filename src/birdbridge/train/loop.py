@@ -11,13 +11,14 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from birdbridge.datasets.holdout import drop_species
 from birdbridge.errors import BirdbridgeError, InputError
 from birdbridge.models.calibration import write_calibration
 from birdbridge.models.distilled import save_distilled_student
@@ -54,6 +55,7 @@ class Prepared:
     teacher: dict
     bad_files: list[str]
     vocabulary: BackgroundVocabulary | None = None
+    held_out: list[str] = field(default_factory=list)  # species keys left out of training (data.holdout)
 
     @property
     def n_background(self) -> int:
@@ -227,6 +229,8 @@ def _train(cfg: TrainConfig, device: torch.device, info: D.DistInfo, fresh: bool
                 "prompts": {"mix": cfg.prompts.mix, "templates": cfg.prompts.templates},
                 "train": {"steps": step, "config": cfg.as_dict()},
                 **_background_meta(prepared, per_batch_background),
+                **({"holdout": {"species": prepared.held_out, "rule": asdict(cfg.data.holdout)}}
+                   if prepared.held_out else {}),
             },
         )
         taxonomy.to_csv(model_dir / "species.csv")
@@ -254,10 +258,14 @@ def _prepare(cfg: TrainConfig, dataset, device: torch.device, progress: bool | N
                              progress=progress, background=vocabulary)
     frames = None
     n_birds = 0
+    held_out = cfg.data.holdout.resolve(taxonomy)
+    if held_out:
+        print(f"holding out {len(held_out)} of {len(taxonomy)} species from training (data.holdout)")
     if cfg.objective == "text":
-        items = dataset.audio_split(cfg.data.train_split)
+        items = drop_species(dataset.audio_split(cfg.data.train_split), held_out)
         if not items:
-            raise BirdbridgeError(f"{cfg.data.dataset}: no audio in split {cfg.data.train_split!r}")
+            raise BirdbridgeError(f"{cfg.data.dataset}: no audio in split {cfg.data.train_split!r}"
+                                  + (" of the species not held out" if held_out else ""))
         clips = [Clip(Path(it.path), taxonomy.index(it.species), it.duration_s) for it in items]
         clips, bad_files = _validated(clips) if cfg.data.validate_files else (clips, [])
         n_birds = len(clips)
@@ -267,7 +275,7 @@ def _prepare(cfg: TrainConfig, dataset, device: torch.device, progress: bool | N
                 background, [])
             clips, bad_files = clips + background, bad_files + bad + unreadable
     else:
-        clips, frames, bad_files = _video_clips(cfg, dataset, teacher, progress)
+        clips, frames, bad_files = _video_clips(cfg, dataset, teacher, progress, held_out)
         n_birds = len(clips)
     del teacher
     clear_model_cache()
@@ -277,7 +285,7 @@ def _prepare(cfg: TrainConfig, dataset, device: torch.device, progress: bool | N
         text_weight=cfg.loss.text_weight, image_weight=cfg.loss.image_weight,
         negatives_all=cfg.loss.negatives == "all", symmetric=cfg.loss.symmetric, seed=cfg.run.seed,
     )
-    return Prepared(clips, n_birds, text, objective, teacher_meta, bad_files, vocabulary)
+    return Prepared(clips, n_birds, text, objective, teacher_meta, bad_files, vocabulary, held_out)
 
 
 def _background_clips(cfg: TrainConfig, vocabulary: BackgroundVocabulary, items, n_species: int
@@ -360,14 +368,14 @@ def _calibrate(cfg: TrainConfig, student, model_dir: Path, teacher_meta: dict, d
     print(f"calibration written to {path}")
 
 
-def _video_clips(cfg: TrainConfig, dataset, teacher, progress):
+def _video_clips(cfg: TrainConfig, dataset, teacher, progress, held_out: list[str]):
     """One clip per video: its sound track (decoded once to a cached WAV) and its frames' embeddings."""
     from birdbridge.audio import audio_info
     from birdbridge.models.clap_frontend import FrontendConfig
     from birdbridge.models.hub import resolve
     from birdbridge.video import VideoError, video_audio_cache, video_batch_embeddings
 
-    items = dataset.videos_split(cfg.data.train_split)
+    items = drop_species(dataset.videos_split(cfg.data.train_split), held_out)
     unreliable = [it for it in items if it.reliable_audio is False]
     if unreliable and cfg.video.reliable_audio_only:
         print(f"left out {len(unreliable)} videos marked reliable_audio = false "
