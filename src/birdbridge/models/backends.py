@@ -162,11 +162,11 @@ class ExportFailed(BirdbridgeError):
 
 
 def _torch_runner(student: AudioStudent, precision: str) -> TorchTower:
-    tower = FeaturesTower(student).eval()
-    if precision == "int8":
+    tower: nn.Module = FeaturesTower(student)
+    if precision == "int8":  # a quantised copy: the student itself is left as it is
         with warnings.catch_warnings():  # torch.ao.quantization's deprecation notices
             warnings.simplefilter("ignore")
-            tower = torch.ao.quantization.quantize_dynamic(tower, {nn.Linear}, dtype=torch.qint8)
+            tower = torch.ao.quantization.quantize_dynamic(tower, {nn.Linear}, dtype=torch.qint8).eval()
     return TorchTower("torch", precision, f"torch {torch.__version__}", module=tower)
 
 
@@ -178,17 +178,20 @@ def _onnx_runner(student: AudioStudent, precision: str, folder: Path) -> OnnxTow
     options.intra_op_num_threads = torch.get_num_threads()
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # an operator this runtime lacks, say: as good as a failed export
+        raise ExportFailed(f"ONNX Runtime cannot run the exported graph ({type(exc).__name__}: {exc})") from exc
     return OnnxTower("onnx", precision, f"onnxruntime {ort.__version__}", session=session, path=path)
 
 
-def onnx_identity(student: AudioStudent, precision: str) -> dict[str, Any]:
+def onnx_identity(student: AudioStudent, precision: str, weights: str | None = None) -> dict[str, Any]:
     """What a cached ONNX file depends on: the model's fingerprint and weights, the precision, the versions."""
     import onnx
     import onnxruntime as ort
 
     return {"export_version": EXPORT_VERSION, "opset": OPSET, "model": student.name,
-            "fingerprint": student.fingerprint, "weights": weights_digest(FeaturesTower(student)),
+            "fingerprint": student.fingerprint, "weights": weights or weights_digest(FeaturesTower(student)),
             "precision": precision, "torch": torch.__version__, "onnx": onnx.__version__,
             "onnxruntime": ort.__version__}
 
@@ -202,18 +205,18 @@ def weights_digest(module: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def cached_onnx(student: AudioStudent, precision: str, folder: Path) -> Path:
+def cached_onnx(student: AudioStudent, precision: str, folder: Path, weights: str | None = None) -> Path:
     """The ONNX file of ``student``'s tower at ``precision``: from the cache if its record matches, else exported
-    (and quantised) now and cached."""
-    identity = onnx_identity(student, precision)
+    (and quantised) now and cached. ``weights``: :func:`weights_digest` of the tower, if known."""
+    identity = onnx_identity(student, precision, weights)
     stem = f"{_safe(student.name)}-{precision}-{identity_key(identity)[:20]}"
     path, record = folder / f"{stem}.onnx", folder / f"{stem}.json"
     if path.exists() and record.exists():
         if _record_matches(record, path, identity):
             return path
-        print(f"birdbridge: the cached ONNX file {path} is damaged; exporting it again")
+        log.warning("the cached ONNX file %s does not match its record (damaged?); exporting it again", path)
     if precision == "int8":
-        source = cached_onnx(student, "fp32", folder)
+        source = cached_onnx(student, "fp32", folder, identity["weights"])
         with atomic_path(path) as tmp:
             _quantize(source, tmp)
     else:
@@ -225,7 +228,7 @@ def cached_onnx(student: AudioStudent, precision: str, folder: Path) -> Path:
 
 def export_onnx(student: AudioStudent, path: Path) -> None:
     """Export the fp32 tower to ``path`` (dynamic batch); any failure is an :class:`ExportFailed`."""
-    tower = FeaturesTower(student).eval().to("cpu")
+    tower = FeaturesTower(student)  # the exporter runs it in eval mode and restores the mode after
     cfg = student.frontend_config
     example = torch.zeros(2, 1, cfg.n_frames, cfg.n_mels)
     try:
@@ -236,17 +239,22 @@ def export_onnx(student: AudioStudent, path: Path) -> None:
                               opset_version=OPSET, dynamo=False)
     except Exception as exc:  # the exporters raise many kinds
         raise ExportFailed(f"{type(exc).__name__}: {exc}") from exc
-    finally:
-        tower.to(student.device)
 
 
 def _quantize(source: Path, target: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    root = logging.getLogger()
+    quiet, level = logging.NullHandler(), root.level
+    root.addHandler(quiet)  # it logs notes on the root logger: keep them from setting up a handler there
+    root.setLevel(logging.ERROR)
     try:
         quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
     except Exception as exc:
         raise ExportFailed(f"int8 quantisation: {type(exc).__name__}: {exc}") from exc
+    finally:
+        root.removeHandler(quiet)
+        root.setLevel(level)
 
 
 def _record_matches(record: Path, path: Path, identity: dict[str, Any]) -> bool:
