@@ -235,10 +235,13 @@ def main() -> None:
         peak_after = gemm_gflops(args.threads)
         print(f"fp32 GEMM rate after: {peak_after:.1f} GFLOP/s", flush=True)
 
-        today = results[("torch", "fp32")][1]
-        print("\nside by side (× real time; speed-up over today's embed_audio; ratio to BirdNET):")
+        today, peak = results[("torch", "fp32")][1], max(peak_before, peak_after)
+        print(f"\nside by side (× real time; speed-up over today's embed_audio; ratio to BirdNET; share of the higher "
+              f"GEMM rate, {peak:.1f} GFLOP/s):")
         for key, (_, rt) in results.items():
-            print(f"  {key[0]:5s} {key[1]}: {rt:6.1f}×  {rt / today:4.2f}× today  {rt / bn_rt:4.2f}× BirdNET")
+            share = rt / base.window_s * flops / peak
+            print(f"  {key[0]:5s} {key[1]}: {rt:6.1f}×  {rt / today:4.2f}× today  {rt / bn_rt:4.2f}× BirdNET  "
+                  f"{share:5.1%} of the GEMM rate")
 
         reference = results[("torch", "fp32")][0]
         half = max(1, args.files // 2)
