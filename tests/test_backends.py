@@ -133,6 +133,10 @@ def test_the_commands_run_the_backend_asked_for_and_record_it(student_dir, tmp_p
     assert result.returncode == 0, result.stderr
     params = json.loads((tmp_path / "results" / PARAMS_FILE).read_text())
     assert params["model"]["backend"]["backend"] == "onnx" and params["model"]["backend"]["precision"] == "fp32"
+    from birdbridge.search import SearchEngine  # as `serve` opens it: /api/info names what runs
+
+    info = SearchEngine.open(gallery, student_dir, backend="onnx", precision="int8").info()
+    assert (info["backend"]["backend"], info["backend"]["precision"]) == ("onnx", "int8")
 
     out = tmp_path / "emb.parquet"
     result = run(capsys, "embed", "audio", recordings, "-o", out, "-m", student_dir, "--backend", "onnx",
