@@ -14,6 +14,9 @@ os.environ["MKL_NUM_THREADS"] = os.environ.get("MKL_NUM_THREADS", "1")
 os.environ["HF_HUB_OFFLINE"] = os.environ.get("HF_HUB_OFFLINE", "1")
 os.environ["TRANSFORMERS_OFFLINE"] = os.environ.get("TRANSFORMERS_OFFLINE", "1")
 os.environ["BIRDBRIDGE_NO_PROGRESS"] = os.environ.get("BIRDBRIDGE_NO_PROGRESS", "1")
+# The commands' --backend auto would export each tiny model to ONNX once per test process; the suite runs the
+# student on torch, and tests/test_backends.py runs the other backends (and auto) explicitly.
+os.environ["BIRDBRIDGE_BACKEND"] = os.environ.get("BIRDBRIDGE_BACKEND", "torch")
 
 from pathlib import Path
 

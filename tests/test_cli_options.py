@@ -15,7 +15,8 @@ from cli_fixtures import run
 
 SHARED = ["--device", "--batch-size", "--window", "--hop", "--species-list", "--taxonomy", "--forms", "--templates",
           "--json", "--gallery", "--format", "--rank", "--locale", "--labels-dir", "--lat", "--lon", "--week", "--date",
-          "--sf-thresh", "--range-model", "--score", "--min-conf", "--sensitivity", "--min-sim"]
+          "--sf-thresh", "--range-model", "--score", "--min-conf", "--sensitivity", "--min-sim", "--backend",
+          "--precision"]
 
 
 def click_commands(command, path: tuple[str, ...] = ()):
@@ -50,6 +51,7 @@ def test_shared_options_are_defined_once() -> None:
         assert len(definitions[flag]) == 1, (flag, definitions[flag])
     assert len(users["--device"]) >= 8 and len(users["--species-list"]) == 5, users
     assert {"search", "archive search", "archive probe apply"} <= users["--lat"] & users["--locale"] & users["--rank"]
+    assert users["--backend"] == users["--precision"] == {"search", "serve", "archive build", "embed audio"}, users
     for flag, abbreviation in (("--model", ("-m",)), ("--teacher", ("-t",)), ("--output", ("-o",))):
         assert short[flag] == {abbreviation}, (flag, short[flag])  # the same short form wherever the flag is
 

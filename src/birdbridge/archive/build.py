@@ -65,6 +65,7 @@ class BuildReport:
     resumed: bool = False
     embed_seconds: float = 0.0
     ann: dict[str, Any] | None = None
+    backend: dict[str, str] = field(default_factory=dict)  # what ran the student's tower
 
     @property
     def windows_per_s(self) -> float:
@@ -96,11 +97,14 @@ def build_archive(
     progress: bool | None = None,
     ann: bool | None = None,
     commit_windows: int = COMMIT_WINDOWS,
+    backend: str = "torch",
+    precision: str = "fp32",
 ) -> BuildReport:
     """Embed every window of ``recordings`` (files or folders) into the archive at ``archive``; see the module
     docs. ``model`` is the distilled student (default: the one an existing archive records). ``ann``: True
     builds (or updates) the ANN index, False leaves it, None builds it from :data:`ANN_THRESHOLD` windows and
-    keeps an existing one up to date."""
+    keeps an existing one up to date. ``backend`` and ``precision``: what runs a student given by name
+    (:mod:`birdbridge.models.backends`; the archive's build record names what ran)."""
     if isinstance(recordings, (str, os.PathLike)):
         recordings = [recordings]
     if not recordings:
@@ -113,7 +117,8 @@ def build_archive(
         model = (existing.student.get("ref") if existing is not None else None)
         if model is None:
             raise BirdbridgeError("give the student that embeds the recordings (--model): a `birdbridge train` output")
-    student = model if isinstance(model, AudioStudent) else load_student(model, device)
+    student = (model if isinstance(model, AudioStudent)
+               else load_student(model, device, backend=backend, precision=precision))
     teacher = student_teacher(student)
     ref = student.name if isinstance(model, AudioStudent) else stable_ref(model)
     spec = _window_spec(student, existing, window_s, hop_s)
@@ -127,7 +132,8 @@ def build_archive(
     sources = sorted({str(Path(r).expanduser().resolve()) for r in recordings})
 
     arc, created, resumed = _open(folder, existing, student, teacher, ref, spec, sources, add)
-    report = BuildReport(arc.folder, created=created, resumed=resumed, metadata_unmatched=unmatched)
+    report = BuildReport(arc.folder, created=created, resumed=resumed, metadata_unmatched=unmatched,
+                         backend=student.backend)
     report.failures += skipped(found.problems)
     try:
         todo = _plan(arc, paths, named, spec, report)
@@ -183,7 +189,7 @@ def _open(folder: Path, existing: Archive | None, student: AudioStudent, teacher
             resumed = True
     meta = arc.meta
     fields: dict[str, Any] = {"build": {**(meta.get("build") or {}), "complete": False, "sources": sources,
-                                        "add": add, "started": now_iso()}}
+                                        "add": add, "started": now_iso(), "backend": student.backend}}
     if not meta.get("student"):  # a new archive (or one whose create was interrupted before this)
         fields.update(student=student_meta(student, ref), windowing=windowing)
     arc.update_meta(**fields)

@@ -13,6 +13,7 @@ import typer
 
 from birdbridge.cli.common import (
     AsJson,
+    Backend,
     BatchSize,
     Date,
     Device,
@@ -25,6 +26,7 @@ from birdbridge.cli.common import (
     MinConf,
     MinSim,
     OptionalGallery,
+    Precision,
     RangeModelPath,
     Rank,
     RecordedTeacher,
@@ -71,6 +73,8 @@ def build_cmd(
     commit_every: Annotated[int, typer.Option(
         "--commit-every", min=1, help="Windows per committed (resumable) chunk of whole recordings.")] = 256,
     device: Device = None,
+    backend: Backend = "auto",
+    precision: Precision = "fp32",
 ) -> None:
     """Embed every window of the recordings into an archive; run it again to resume, --add to add recordings.
 
@@ -81,13 +85,16 @@ def build_cmd(
 
     started = time.perf_counter()
     report = build_archive(recordings, archive, model, window_s=window, hop_s=hop, metadata=metadata, add=add,
-                           batch_size=batch_size, device=device, progress=None, ann=ann, commit_windows=commit_every)
+                           batch_size=batch_size, device=device, progress=None, ann=ann, commit_windows=commit_every,
+                           backend=backend, precision=precision)
     verb = "resumed" if report.resumed else "created" if report.created else "added to"
     console.print(f"{verb} archive {report.archive} in {time.perf_counter() - started:.1f} s", highlight=False)
     console.print(
         f"  added {report.files_added:,} recordings ({report.windows_added:,} windows, "
         f"{report.windows_per_s:,.1f} windows/s); {report.already:,} already there; {len(report.failures):,} skipped; "
         f"{report.files:,} recordings and {report.count:,} windows in all", highlight=False)
+    console.print(f"  audio tower: {report.backend['backend']} {report.backend['precision']} "
+                  f"({report.backend['runtime']})", highlight=False)
     if metadata is not None:
         console.print(f"  metadata: {report.metadata_updated:,} recordings already there updated; "
                       f"{report.metadata_unmatched:,} rows name none of the recordings", highlight=False)

@@ -38,6 +38,12 @@ RecordedTeacher = Annotated[str | None, typer.Option(
     "--teacher", "-t", help="The image-text teacher (preset, hub id or folder); default: the one the gallery (or the "
     "trained students) record. Give it if that reference has moved; searches use it for text and picture queries.")]
 BatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Inputs (windows, images) per forward pass.")]
+Backend = Annotated[str, typer.Option(
+    "--backend", envvar="BIRDBRIDGE_BACKEND", help="What runs the student's audio tower: auto (ONNX Runtime on the "
+    "CPU when birdbridge[onnx] is installed, else torch), torch, or onnx (needs `pip install 'birdbridge[onnx]'`).")]
+Precision = Annotated[str, typer.Option(
+    "--precision", envvar="BIRDBRIDGE_PRECISION", help="fp32, or int8: the tower's Linear weights quantised "
+    "(faster on the CPU; embeddings within cosine 0.99 of fp32).")]
 
 # ---------------------------------------------------------------------------------------------------
 # Inputs

@@ -8,12 +8,14 @@ from typing import Annotated
 import typer
 
 from birdbridge.cli.common import (
+    Backend,
     BatchSize,
     Device,
     EmbeddingsFile,
     Forms,
     Hop,
     Model,
+    Precision,
     Recordings,
     Templates,
     Window,
@@ -45,6 +47,8 @@ def embed_audio_cmd(
     pool: Annotated[bool, typer.Option("--pool", help="One mean embedding per file instead of per window.")] = False,
     batch_size: BatchSize = 16,
     device: Device = None,
+    backend: Backend = "auto",
+    precision: Precision = "fp32",
 ) -> None:
     """Embed recordings in fixed windows; bad files are skipped and reported."""
     from birdbridge.audio.windows import check_window_args
@@ -54,7 +58,8 @@ def embed_audio_cmd(
     check_window_args(window, hop)  # before the model is loaded
     check_format(output)
     table = embed_audio_windows(
-        inputs, model, window_s=window, hop_s=hop, batch_size=batch_size, device=device, progress=None
+        inputs, model, window_s=window, hop_s=hop, batch_size=batch_size, device=device, progress=None,
+        backend=backend, precision=precision,
     )
     _finish(table.pooled() if pool else table, output, "audio files")
 

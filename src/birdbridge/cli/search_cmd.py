@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from birdbridge.cli.common import (
+    Backend,
     BatchSize,
     Date,
     Device,
@@ -22,6 +23,7 @@ from birdbridge.cli.common import (
     Longitude,
     MinConf,
     MinSim,
+    Precision,
     RangeModelPath,
     Rank,
     RecordedTeacher,
@@ -85,6 +87,8 @@ def search_cmd(
     labels_dir: LabelsDir = None,
     teacher: RecordedTeacher = None,
     device: Device = None,
+    backend: Backend = "auto",
+    precision: Precision = "fp32",
     batch_size: BatchSize = 16,
     channel: Annotated[str, typer.Option(
         "--channel", help="mix (the channels averaged), left, right, or a channel number from 1: search that channel "
@@ -127,7 +131,8 @@ def search_cmd(
     check_columns(additional_columns)
     if fmt == "parquet" and output is None and not (text or image or like):
         raise BirdbridgeError("--format parquet writes files: give --output (a folder, or a file with --combined)")
-    engine = SearchEngine.open(gallery, model, teacher=teacher, device=device, labels=labels_dir, locale=locale)
+    engine = SearchEngine.open(gallery, model, teacher=teacher, device=device, labels=labels_dir, locale=locale,
+                               backend=backend, precision=precision)
     if text or image:
         hits = (engine.search_texts([text], n_images=images, top_k=top_k, rank=rank) if text
                 else engine.search_images([image], n_images=images, top_k=top_k, rank=rank))[0]

@@ -7,7 +7,17 @@ from typing import Annotated
 
 import typer
 
-from birdbridge.cli.common import Device, GalleryFolder, LabelsDir, Locale, RecordedTeacher, Student, console_err
+from birdbridge.cli.common import (
+    Backend,
+    Device,
+    GalleryFolder,
+    LabelsDir,
+    Locale,
+    Precision,
+    RecordedTeacher,
+    Student,
+    console_err,
+)
 
 
 def serve_cmd(
@@ -38,6 +48,8 @@ def serve_cmd(
     labels_dir: LabelsDir = None,
     teacher: RecordedTeacher = None,
     device: Device = None,
+    backend: Backend = "auto",
+    precision: Precision = "fp32",
 ) -> None:
     """Serve the web page (record or upload a bird call, see species and pictures) and its JSON API; with --archive,
     its Archive tab searches an archive by name, picture or recording and labels the windows found yes or no.
@@ -67,7 +79,8 @@ def serve_cmd(
     sock = listen(host, port)
     try:
         console_err.print(f"loading {model} and the gallery {gallery} ...", highlight=False)
-        engine = SearchEngine.open(shown, model, teacher=teacher, device=device, labels=labels_dir, locale=locale)
+        engine = SearchEngine.open(shown, model, teacher=teacher, device=device, labels=labels_dir, locale=locale,
+                                   backend=backend, precision=precision)
         for note in engine.notes():  # an uncalibrated model, a gallery without background vocabulary
             console_err.print(f"[yellow]note:[/] {note}", highlight=False)
         web = create_app(engine, max_upload_mb=max_upload_mb, max_audio_s=max_audio_s, max_windows=max_windows,

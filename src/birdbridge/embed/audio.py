@@ -57,9 +57,12 @@ def embed_audio_windows(
     limits: WindowLimits | None = None,
     cancel: threading.Event | None = None,
     channel: int | None = None,
+    backend: str = "torch",
+    precision: str = "fp32",
 ) -> EmbeddingTable:
     """Embed every window of every input. Files in folders are found recursively. ``channel``: of files, that
-    channel only (counted from 0; a file without it fails), else the channels' mean.
+    channel only (counted from 0; a file without it fails), else the channels' mean. ``backend`` and ``precision``:
+    what runs a model given by name (:mod:`birdbridge.models.backends`).
 
     A bad file is skipped and listed in ``failures`` (or raises if ``skip_errors`` is false); rows of
     a file that fails part-way are dropped, every other result is kept.
@@ -68,7 +71,8 @@ def embed_audio_windows(
         LimitExceeded: past a bound of ``limits`` (the whole call stops: it is the call that is too big).
         Cancelled: ``cancel`` was set; it is checked before each batch of ``batch_size`` windows.
     """
-    student = model if isinstance(model, AudioStudent) else load_student(model, device)
+    student = (model if isinstance(model, AudioStudent)
+               else load_student(model, device, backend=backend, precision=precision))
     spec = window_spec_for(student, window_s, hop_s, min_tail_s)
     if limits is not None:
         limits.check_hop(spec.step_s)
@@ -112,7 +116,7 @@ def embed_audio_windows(
         start_s=np.array([rows[k][2] for k in keep], dtype=np.float64),
         end_s=np.array([rows[k][3] for k in keep], dtype=np.float64),
         failures=[*unreadable, *(failures[i] for i in sorted(failures))],
-        meta={"kind": "audio", "model": student.name, "fingerprint": student.fingerprint,
+        meta={"kind": "audio", "model": student.name, "fingerprint": student.fingerprint, **student.backend,
               "window_s": spec.window_s, "hop_s": spec.hop_s or spec.window_s},
     )
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from birdbridge.errors import BirdbridgeError, ModelFormatError
+from birdbridge.models.backends import check_backend, with_backend
 from birdbridge.models.hub import ModelRef, check_model_folder, resolve
 from birdbridge.models.registry import Layout
 from birdbridge.models.student import AudioStudent, clap_model_type
@@ -58,8 +59,11 @@ def _device_key(device: str | torch.device | None) -> str:
     return str(best_device(None if device is None else str(device)))
 
 
-def load_student(model: str | os.PathLike[str], device: str | torch.device | None = None) -> AudioStudent:
-    """An audio encoder: a CLAP folder/hub id/preset, or a distilled birdbridge student."""
+def load_student(model: str | os.PathLike[str], device: str | torch.device | None = None, *,
+                 backend: str = "torch", precision: str = "fp32") -> AudioStudent:
+    """An audio encoder: a CLAP folder/hub id/preset, or a distilled birdbridge student. Its ``embed`` runs the
+    tower on ``backend`` (auto, torch, onnx) at ``precision`` (fp32, int8): see :mod:`birdbridge.models.backends`."""
+    backend, precision = check_backend(backend, precision)
     ref, layout = _ref(model)
     if layout not in AUDIO_LAYOUTS:
         raise BirdbridgeError(
@@ -71,7 +75,11 @@ def load_student(model: str | os.PathLike[str], device: str | torch.device | Non
         from birdbridge.models.calibration import read_calibration
 
         student.calibration = read_calibration(ref.folder)
-    return student
+    if (backend, precision) == ("torch", "fp32"):
+        return student
+    view = _student_view(student, backend, precision)
+    view.calibration = student.calibration
+    return view
 
 
 def load_teacher(model: str | os.PathLike[str], device: str | torch.device | None = None) -> Teacher:
@@ -130,6 +138,11 @@ def _load_student(folder: str, layout: str, device: str, name: str, stamp: tuple
 
 
 @functools.lru_cache(maxsize=2)
+def _student_view(student: AudioStudent, backend: str, precision: str) -> AudioStudent:
+    return with_backend(student, backend, precision)
+
+
+@functools.lru_cache(maxsize=2)
 def _load_teacher(folder: str, device: str, name: str, stamp: tuple = ()) -> Teacher:
     from birdbridge.models.teacher import Teacher
 
@@ -145,5 +158,5 @@ def _load_clap_text(folder: str, device: str, name: str, stamp: tuple = ()) -> C
 
 def clear_model_cache() -> None:
     """Forget loaded models (frees memory; the next call loads again)."""
-    for fn in (resolve_cached, _load_student, _load_teacher, _load_clap_text):
+    for fn in (resolve_cached, _load_student, _student_view, _load_teacher, _load_clap_text):
         fn.cache_clear()

@@ -52,6 +52,7 @@ class AudioStudent(nn.Module):
         self.fingerprint = fingerprint
         self.metadata = dict(metadata or {})
         self.calibration = calibration  # similarity -> confidence map (models.calibration), None if uncalibrated
+        self.runner = None  # what runs the tower in embed(): None is this module (models.backends.with_backend)
 
     @property
     def frontend_config(self) -> FrontendConfig:
@@ -79,16 +80,28 @@ class AudioStudent(nn.Module):
     def device(self) -> torch.device:
         return next(self.audio_model.parameters()).device
 
+    @property
+    def backend(self) -> dict[str, str]:
+        """What runs the tower in :meth:`embed`: ``{"backend", "precision", "runtime"}``."""
+        if self.runner is not None:
+            return self.runner.describe()
+        return {"backend": "torch", "precision": "fp32", "runtime": f"torch {torch.__version__}"}
+
     def clap_embedding(self, waves: torch.Tensor) -> torch.Tensor:
         """CLAP's projected audio embedding (unnormalised) of windows [B, window_samples]."""
-        features = self.frontend(waves.to(self.device))
-        pooled = self.audio_model(input_features=features).pooler_output
-        return self.audio_projection(pooled)
+        return self._clap_features(self.frontend(waves.to(self.device)))
+
+    def _clap_features(self, features: torch.Tensor) -> torch.Tensor:
+        return self.audio_projection(self.audio_model(input_features=features).pooler_output)
+
+    def embed_features(self, features: torch.Tensor) -> torch.Tensor:
+        """The tower: log-mel features [B, 1, T, F] -> unnormalised output embedding (CLAP's, then the head)."""
+        out = self._clap_features(features)
+        return self.head(out) if self.head is not None else out
 
     def forward(self, waves: torch.Tensor) -> torch.Tensor:
-        """Unnormalised output embedding: CLAP's, then the head if there is one."""
-        out = self.clap_embedding(waves)
-        return self.head(out) if self.head is not None else out
+        """Unnormalised output embedding of windows [B, window_samples]."""
+        return self.embed_features(self.frontend(waves.to(self.device)))
 
     @torch.inference_mode()
     def embed(self, waves: torch.Tensor | np.ndarray | Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
@@ -103,12 +116,17 @@ class AudioStudent(nn.Module):
         self.eval()
         try:
             outs = [
-                F.normalize(self(waves[i : i + batch_size]).float(), dim=-1).cpu()
+                F.normalize(self._infer(waves[i : i + batch_size]).float(), dim=-1).cpu()
                 for i in range(0, waves.shape[0], batch_size)
             ]
         finally:
             self.train(was_training)
         return torch.cat(outs).numpy().astype(np.float32, copy=False)
+
+    def _infer(self, waves: torch.Tensor) -> torch.Tensor:
+        if self.runner is None:
+            return self(waves)
+        return self.runner(self.frontend(waves.to(self.device)))
 
     @classmethod
     def from_folder(

@@ -91,15 +91,17 @@ class SearchEngine:
     @classmethod
     def open(cls, gallery: str | os.PathLike[str] | Gallery, model: str | os.PathLike[str] | None = None, *,
              teacher: str | None = None, device: str | None = None, labels: str | os.PathLike[str] | None = None,
-             locale: str | None = None) -> SearchEngine:
+             locale: str | None = None, backend: str = "torch", precision: str = "fp32") -> SearchEngine:
         """The engine for a gallery and a student; ``labels``: a folder of BirdNET-style label files (or one, or a
-        taxonomy CSV with ``common_name_de``, ... columns) for common names in ``locale``."""
+        taxonomy CSV with ``common_name_de``, ... columns) for common names in ``locale``; ``backend`` and
+        ``precision``: what runs the student's tower (:mod:`birdbridge.models.backends`)."""
         g = gallery if isinstance(gallery, Gallery) else Gallery.open(gallery)
         g.check_searchable()  # before the model loads, as the names and the locale are
         names = CommonNames.load(labels) if labels is not None else gallery_names(g.folder)
         if locale is not None:
             names.check(locale)
-        student = load_student(model, device) if model is not None else None
+        student = (load_student(model, device, backend=backend, precision=precision)
+                   if model is not None else None)
         return cls(g, student, teacher_ref=teacher, device=device, model_ref=None if model is None else str(model),
                    names=names, locale=locale)
 
@@ -125,6 +127,7 @@ class SearchEngine:
         student = self.student
         return {
             "model": student.name if student else None,
+            "backend": student.backend if student else None,
             "calibrated": self.calibration is not None,
             "teacher": dict(self.gallery.teacher),
             "gallery": {"images": len(self.gallery), "species": len(self._species),

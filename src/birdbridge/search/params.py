@@ -82,7 +82,7 @@ def run_params(engine: SearchEngine, *, window_s: float | None, hop_s: float | N
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "model": {"ref": engine.model_ref, "name": student.name if student else None,
                   "fingerprint": student.fingerprint if student else None,
-                  "calibrated": engine.calibration is not None},
+                  "calibrated": engine.calibration is not None, "backend": student.backend if student else None},
         "teacher": {"name": teacher.get("name"), "ref": teacher.get("ref"), "fingerprint": teacher.get("fingerprint")},
         "gallery": {"path": str(Path(engine.gallery.folder).resolve()), "images": len(engine.gallery),
                     "species": len(engine.taxonomy)},

@@ -204,6 +204,8 @@ class InfoResponse(_Open):
     model: str = Field(description="The student audio model.")
     calibrated: bool = Field(False, description="Whether the model has a calibration (confidences); without one, "
                              "audio searches rank by similarity.")
+    backend: dict[str, str] | None = Field(None, description="What runs the student's audio tower: backend (torch, "
+                                           "onnx), precision (fp32, int8) and runtime.")
     teacher: dict[str, Any] = Field(description="The image-text teacher whose space the gallery is in.")
     gallery: GalleryInfo
     window_s: float = Field(description="Default analysis window in seconds.")
