@@ -17,6 +17,7 @@ from birdbridge.cli.common import (
     Device,
     Format,
     Hop,
+    RayAddress,
     RecordedTeacher,
     TaxonomyCsv,
     Window,
@@ -55,6 +56,7 @@ def build_cmd(
     commit_every: Annotated[int, typer.Option(
         "--commit-every", min=1, help="Windows per committed (resumable) chunk of whole recordings.")] = 256,
     device: Device = None,
+    ray: RayAddress = None,
 ) -> None:
     """Embed every window of the recordings into an archive; run it again to resume, --add to add recordings.
 
@@ -65,7 +67,8 @@ def build_cmd(
 
     started = time.perf_counter()
     report = build_archive(recordings, archive, model, window_s=window, hop_s=hop, metadata=metadata, add=add,
-                           batch_size=batch_size, device=device, progress=None, ann=ann, commit_windows=commit_every)
+                           batch_size=batch_size, device=device, progress=None, ann=ann, commit_windows=commit_every,
+                           ray=ray)
     verb = "resumed" if report.resumed else "created" if report.created else "added to"
     console.print(f"{verb} archive {report.archive} in {time.perf_counter() - started:.1f} s", highlight=False)
     console.print(

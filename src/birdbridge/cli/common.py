@@ -38,6 +38,11 @@ RecordedTeacher = Annotated[str | None, typer.Option(
     "--teacher", "-t", help="The image-text teacher (preset, hub id or folder); default: the one the gallery (or the "
     "trained students) record. Give it if that reference has moved; searches use it for text and picture queries.")]
 BatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Inputs (windows, images) per forward pass.")]
+RAY_OPTION = "--ray"
+RayAddress = Annotated[str | None, typer.Option(
+    RAY_OPTION, metavar="[ADDRESS]", show_default=False, help="Run the work as a Ray Data pipeline (resumable per "
+    "file): `--ray` alone starts a local Ray instance, `--ray auto` joins the cluster this machine belongs to (as "
+    "under `ray job submit`), or give a Ray address (ray://host:10001). Needs `pip install 'birdbridge[ray]'`.")]
 
 # ---------------------------------------------------------------------------------------------------
 # Inputs
@@ -130,6 +135,15 @@ def set_command_line(args: Sequence[str]) -> None:
 def command_line() -> list[str] | None:
     """``["birdbridge", arg, ...]`` as this command was run (None when it was not run through ``main``)."""
     return list(_COMMAND) or None
+
+
+def ray_address_given(args: Sequence[str]) -> list[str]:
+    """``args`` with ``--ray`` given no address (last, or before another option) made ``--ray local``."""
+    out = list(args)
+    for i in range(len(out) - 1, -1, -1):
+        if out[i] == RAY_OPTION and (i + 1 == len(out) or out[i + 1].startswith("-")):
+            out.insert(i + 1, "local")
+    return out
 
 
 def comma_list(text: str) -> list[str]:

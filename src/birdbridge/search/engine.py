@@ -347,12 +347,21 @@ class SearchEngine:
         if self.student is None:
             raise BirdbridgeError("audio queries need a model: pass --model (a student distilled for this gallery)")
         self.common_names(locale)  # an unknown locale before any audio is read
-        from birdbridge.audio import audio_info
         from birdbridge.embed.audio import embed_audio_windows
 
         table = embed_audio_windows(list(inputs), self.student, window_s=window_s, hop_s=hop_s,
                                     batch_size=batch_size, progress=progress, limits=limits, cancel=cancel,
                                     channel=channel)
+        return self.search_embedded(table, top_k=top_k, n_images=n_images, scoring=scoring, species=species,
+                                    locale=locale, channel=channel), table.failures
+
+    def search_embedded(self, table: EmbeddingTable, *, top_k: int = 5, n_images: int = 5,
+                        scoring: Scoring | None = None, species: SpeciesArg | RangeFilter | None = None,
+                        locale: str | None = None, channel: int | None = None) -> list[FileResult]:
+        """:meth:`search_audio` of recordings embedded already (``table``: the windows of
+        :func:`~birdbridge.embed.audio.embed_audio_windows`, from the student)."""
+        from birdbridge.audio import audio_info
+
         durations = {}
         for name in dict.fromkeys(table.names):
             with contextlib.suppress(Exception):  # arrays or vanished files: the last window's end is used
@@ -361,7 +370,7 @@ class SearchEngine:
                                     durations=durations, locale=locale)
         for result in results:
             result.channel = None if channel is None else channel + 1
-        return results, table.failures
+        return results
 
     def search_texts(self, texts: Sequence[str], *, n_images: int = 12, top_k: int = 5, locale: str | None = None
                      ) -> list[tuple[list[SpeciesHit], list[ImageHit]]]:
