@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from functools import partial
 
 import numpy as np
 import pytest
@@ -106,12 +107,9 @@ def _no_model(device):
     return None
 
 
-def _die_once(model, inputs: np.ndarray) -> np.ndarray:
-    """Kills its worker process the first time it runs (for each marker folder), and embeds afterwards."""
-    import os
-
-    marker = os.environ.get("BIRDBRIDGE_TEST_DIE_ONCE")
-    if marker and not os.path.exists(marker):
+def _die_once(marker: str, model, inputs: np.ndarray) -> np.ndarray:
+    """Kills its worker process the first time it runs (it leaves ``marker``), and embeds afterwards."""
+    if not os.path.exists(marker):
         open(marker, "w").close()
         os._exit(1)
     return inputs
@@ -128,12 +126,8 @@ def test_a_worker_that_dies_is_restarted_and_its_files_retried(ray_instance, tmp
     for file in files:
         open(file, "w").close()
     marker = tmp_path / "died"
-    spec = BulkSpec("test", _read_marker, _no_model, _die_once, {"test": 1})
-    os.environ["BIRDBRIDGE_TEST_DIE_ONCE"] = str(marker)  # inherited by the workers Ray starts from now on
-    try:
-        job = run_bulk(files, spec, tmp_path / "shards", progress=False)
-    finally:
-        del os.environ["BIRDBRIDGE_TEST_DIE_ONCE"]
+    spec = BulkSpec("test", _read_marker, _no_model, partial(_die_once, str(marker)), {"test": 1})
+    job = run_bulk(files, spec, tmp_path / "shards", progress=False)
     assert marker.exists()  # it did die
     assert (job.embedded, job.failures) == (files, [])
     assert job.shards.table(files, dim=4).vectors.shape == (3, 4)
@@ -143,13 +137,14 @@ def test_archive_build_on_ray_equals_local(ray_instance, world, tmp_path) -> Non
     local = build_archive([world["recordings"]], tmp_path / "local", world["student"], progress=False, ann=False)
     report = build_archive([world["recordings"]], tmp_path / "ray", world["student"], progress=False, ann=False,
                            ray="local")
-    assert (report.files_added, report.windows_added) == (local.files_added, local.windows_added) == (3, 6)
+    assert (report.files_added, report.windows_added) == (local.files_added, local.windows_added)
+    assert local.files_added == len(TONES)
     assert [f.source for f in report.failures] == [f.source for f in local.failures] == [
         str((world["recordings"] / "broken.wav").resolve())]
     ours, theirs = Archive.open(tmp_path / "ray"), Archive.open(tmp_path / "local")
     assert [(f.path, f.site, f.date, f.n_windows) for f in ours.files()] == [
         (f.path, f.site, f.date, f.n_windows) for f in theirs.files()]
-    _same_store(ours, theirs, lambda w: (w.path, w.start_s, w.end_s))
+    _same_store(ours, theirs, lambda w: (w.file, w.start_s, w.end_s))
     assert not (tmp_path / "ray" / "ray-shards.tmp").exists()
 
 
@@ -186,6 +181,15 @@ def test_search_folder_on_ray_equals_local(ray_instance, world, tmp_path, capsys
             ours, theirs = (json.loads((tmp_path / side / rel).read_text()) for side in ("ray", "local"))
             assert _rounded(ours) == _rounded(theirs) and ours["windows"]
     assert not (tmp_path / "ray" / ".birdbridge-ray-shards").exists()
+
+
+def test_ray_without_an_address_is_a_local_instance() -> None:
+    from birdbridge.cli.common import ray_address_given
+
+    assert ray_address_given(["index", "--ray"]) == ["index", "--ray", "local"]
+    assert ray_address_given(["embed", "--ray", "-o", "x.npy"]) == ["embed", "--ray", "local", "-o", "x.npy"]
+    assert ray_address_given(["embed", "--ray", "auto", "-o", "x"]) == ["embed", "--ray", "auto", "-o", "x"]
+    assert ray_address_given(["search", "--ray=ray://head:10001"]) == ["search", "--ray=ray://head:10001"]
 
 
 def test_without_ray_the_option_says_how_to_install_it(world, tmp_path, capsys, monkeypatch) -> None:

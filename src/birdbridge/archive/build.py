@@ -15,6 +15,9 @@ and windows), and its inputs grow by them. A recording already in the archive wh
 time has changed is reported, not embedded again (its windows would mix two versions of the file);
 build a new archive for it.
 
+**On Ray** (``ray``) the recordings are embedded first, one shard per recording (a rerun after a killed build embeds
+only those without one; :mod:`birdbridge.embed.ray_jobs`), and then committed in chunks as above.
+
 **Dates, times and sites** come from the file names (:mod:`birdbridge.archive.metadata`) or from a
 metadata CSV, which wins; with a CSV, recordings already in the archive get its values too.
 Unreadable recordings and folder entries are skipped and reported, and the rest is built.

@@ -58,8 +58,14 @@ def connected(address: str) -> Iterator[Any]:
     if ray.is_initialized():
         yield ray
         return
-    ray.init(address=None if address in ("", LOCAL) else address, include_dashboard=False,
-             logging_level="WARNING", log_to_driver=False)
+    try:
+        ray.init(address=None if address in ("", LOCAL) else address, include_dashboard=False,
+                 logging_level="WARNING", log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise BirdbridgeError(
+            f"--ray {address}: cannot start or join Ray ({str(exc).strip().splitlines()[0]}); give `--ray` alone for a "
+            "local instance, `--ray auto` on a node of a running cluster (`ray start --head`), or the address of one"
+        ) from None
     try:
         yield ray
     finally:

@@ -32,7 +32,9 @@ ids already in the gallery are skipped, so a killed build loses at most the batc
 resolved paths, same order) with the same teacher, which is then resumed; any other existing gallery is
 an error. With ``add`` the images are appended to an existing gallery (created if missing) whose teacher
 must be the same; re-adding the same folder adds only what is new. A path-derived id already in the
-gallery for a *different* file is an error (give ids in a manifest instead).
+gallery for a *different* file is an error (give ids in a manifest instead). On Ray (``ray``) the pictures are
+embedded first, one shard per picture (a rerun after a killed build embeds only those without one;
+:mod:`birdbridge.embed.ray_jobs`), and then committed in chunks as above.
 """
 
 from __future__ import annotations
