@@ -211,15 +211,14 @@ def _embed_on_ray(engine: SearchEngine, files: list[Path], output: Path | None, 
                   progress: bool | None) -> BulkReport:
     """The windows of ``files`` embedded on Ray into shards beside the results (a rerun after a killed run resumes
     from them), or, for results that are not written, in a temporary folder."""
-    if engine.student is None:
-        raise BirdbridgeError("audio queries need a model: pass --model (a student distilled for this gallery)")
+    student = engine.audio_student()
     if output is not None and fmt != "table":
         folder = (output.parent if combined and output.suffix else output) / RAY_SHARDS
     else:
         folder = Path(tempfile.mkdtemp(prefix="birdbridge-ray-"))
-    spec = window_spec_for(engine.student, window_s, hop_s)
-    model = engine.student if engine.student.name == engine.model_ref else engine.model_ref
-    return run_bulk(files, audio_spec(model, engine.student, spec, channel, engine.device), folder, address=address,
+    spec = window_spec_for(student, window_s, hop_s)
+    model = student if student.name == engine.model_ref else engine.model_ref
+    return run_bulk(files, audio_spec(model, student, spec, channel, engine.device), folder, address=address,
                     batch_size=batch_size, progress=progress)
 
 
