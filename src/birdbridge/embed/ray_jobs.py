@@ -61,7 +61,7 @@ def connected(address: str) -> Iterator[Any]:
     try:
         ray.init(address=None if address in ("", LOCAL) else address, include_dashboard=False,
                  logging_level="WARNING", log_to_driver=False)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
+    except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError, or a bare Exception on a timeout
         raise BirdbridgeError(
             f"--ray {address}: cannot start or join Ray ({str(exc).strip().splitlines()[0]}); give `--ray` alone for a "
             "local instance, `--ray auto` on a node of a running cluster (`ray start --head`), or the address of one"
