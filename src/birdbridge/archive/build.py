@@ -15,6 +15,9 @@ and windows), and its inputs grow by them. A recording already in the archive wh
 time has changed is reported, not embedded again (its windows would mix two versions of the file);
 build a new archive for it.
 
+**On Ray** (``ray``) the recordings are embedded first, one shard per recording (a rerun after a killed build embeds
+only those without one; :mod:`birdbridge.embed.ray_jobs`), and then committed in chunks as above.
+
 **Dates, times and sites** come from the file names (:mod:`birdbridge.archive.metadata`) or from a
 metadata CSV, which wins; with a CSV, recordings already in the archive get its values too.
 Unreadable recordings and folder entries are skipped and reported, and the rest is built.
@@ -35,6 +38,7 @@ from birdbridge.archive.store import Archive, NewRecording, RecordingFile, is_ar
 from birdbridge.audio import AudioInfo, audio_info, scan_audio_files
 from birdbridge.audio.windows import WindowSpec, count_windows
 from birdbridge.embed.audio import embed_audio_windows, window_spec_for
+from birdbridge.embed.ray_jobs import SHARDS_IN_STORE, BulkReport, audio_spec, require_ray, run_bulk
 from birdbridge.embed.table import skipped
 from birdbridge.errors import AudioError, BirdbridgeError, Failure
 from birdbridge.models.hub import stable_ref
@@ -99,12 +103,17 @@ def build_archive(
     commit_windows: int = COMMIT_WINDOWS,
     backend: str = "torch",
     precision: str = "fp32",
+    ray: str | None = None,
 ) -> BuildReport:
     """Embed every window of ``recordings`` (files or folders) into the archive at ``archive``; see the module
     docs. ``model`` is the distilled student (default: the one an existing archive records). ``ann``: True
     builds (or updates) the ANN index, False leaves it, None builds it from :data:`ANN_THRESHOLD` windows and
     keeps an existing one up to date. ``backend`` and ``precision``: what runs a student given by name
-    (:mod:`birdbridge.models.backends`; the archive's build record names what ran)."""
+    (:mod:`birdbridge.models.backends`; the archive's build record names what ran). ``ray``: embed on Ray at that
+    address (``local``, ``auto``, ``ray://...``; see :mod:`birdbridge.embed.ray_jobs`), then commit as the local path
+    does."""
+    if ray is not None:
+        require_ray()
     if isinstance(recordings, (str, os.PathLike)):
         recordings = [recordings]
     if not recordings:
@@ -138,8 +147,14 @@ def build_archive(
     try:
         todo = _plan(arc, paths, named, spec, report)
         started = time.perf_counter()
+        job = None
+        if ray is not None:
+            job = run_bulk([item.path for item in todo], audio_spec(model, student, spec, device=device),
+                           arc.folder / SHARDS_IN_STORE, address=ray, batch_size=batch_size, progress=progress)
         _embed(arc, student, todo, spec, report, batch_size=batch_size, commit_windows=commit_windows,
-               progress=progress)
+               progress=progress, job=job)
+        if job is not None:
+            job.shards.remove()
         report.embed_seconds = time.perf_counter() - started
         if len(arc) and (ann is True or (ann is None and (len(arc) >= ANN_THRESHOLD or arc.ann_status()["exists"]))):
             build_ann(arc, progress=progress)
@@ -246,13 +261,16 @@ def _chunks(todo: list[_Todo], commit_windows: int) -> list[list[_Todo]]:
 
 
 def _embed(arc: Archive, student: AudioStudent, todo: list[_Todo], spec: WindowSpec, report: BuildReport, *,
-           batch_size: int, commit_windows: int, progress: bool | None) -> None:
+           batch_size: int, commit_windows: int, progress: bool | None, job: BulkReport | None = None) -> None:
+    """Embed (or, after a Ray ``job``, read the shards of) ``todo`` and commit it chunk by chunk."""
     total = sum(item.windows for item in todo)
-    with progress_bar("Embedding recordings", total or None, progress) as bar:
+    with progress_bar("Embedding recordings" if job is None else "Committing recordings", total or None,
+                      progress) as bar:
         for chunk in _chunks(todo, commit_windows):
-            table = embed_audio_windows([item.path for item in chunk], student, window_s=spec.window_s,
-                                        hop_s=spec.hop_s, min_tail_s=spec.min_tail_s, batch_size=batch_size,
-                                        progress=False)
+            paths = [item.path for item in chunk]
+            table = (job.shards.table(paths, job.failures, student.embed_dim) if job is not None else
+                     embed_audio_windows(paths, student, window_s=spec.window_s, hop_s=spec.hop_s,
+                                         min_tail_s=spec.min_tail_s, batch_size=batch_size, progress=False))
             report.failures += table.failures
             rows: dict[str, list[int]] = {}
             for i, name in enumerate(table.names):

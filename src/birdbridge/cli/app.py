@@ -22,7 +22,7 @@ from birdbridge.cli import (
     species_cmd,
     train_cmd,
 )
-from birdbridge.cli.common import console_err, set_command_line
+from birdbridge.cli.common import console_err, ray_address_given, set_command_line
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from birdbridge.errors import BirdbridgeError
 
-    set_command_line(sys.argv[1:] if argv is None else argv)
+    argv = ray_address_given(sys.argv[1:] if argv is None else argv)
+    set_command_line(argv)
     try:
         code = app(args=argv, standalone_mode=False)  # a typer.Exit comes back as its code here
     except BirdbridgeError as exc:

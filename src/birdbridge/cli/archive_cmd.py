@@ -29,6 +29,7 @@ from birdbridge.cli.common import (
     Precision,
     RangeModelPath,
     Rank,
+    RayAddress,
     RecordedTeacher,
     Score,
     Sensitivity,
@@ -75,6 +76,7 @@ def build_cmd(
     device: Device = None,
     backend: Backend = "auto",
     precision: Precision = "fp32",
+    ray: RayAddress = None,
 ) -> None:
     """Embed every window of the recordings into an archive; run it again to resume, --add to add recordings.
 
@@ -86,7 +88,8 @@ def build_cmd(
     started = time.perf_counter()
     report = build_archive(recordings, archive, model, window_s=window, hop_s=hop, metadata=metadata, add=add,
                            batch_size=batch_size, device=device, progress=None, ann=ann, commit_windows=commit_every,
-                           backend=backend, precision=precision)
+                           backend=backend, precision=precision,
+                           ray=ray)
     verb = "resumed" if report.resumed else "created" if report.created else "added to"
     console.print(f"{verb} archive {report.archive} in {time.perf_counter() - started:.1f} s", highlight=False)
     console.print(

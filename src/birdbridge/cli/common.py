@@ -44,6 +44,11 @@ Backend = Annotated[str, typer.Option(
 Precision = Annotated[str, typer.Option(
     "--precision", envvar="BIRDBRIDGE_PRECISION", help="fp32, or int8: the tower's Linear weights quantised "
     "(faster on the CPU; embeddings within cosine 0.99 of fp32).")]
+RAY_OPTION = "--ray"
+RayAddress = Annotated[str | None, typer.Option(
+    RAY_OPTION, metavar="[ADDRESS]", show_default=False, help="Run the work as a Ray Data pipeline (resumable per "
+    "file): `--ray` alone starts a local Ray instance, `--ray auto` joins the cluster this machine belongs to (as "
+    "under `ray job submit`), or give a Ray address (ray://host:10001). Needs `pip install 'birdbridge[ray]'`.")]
 
 # ---------------------------------------------------------------------------------------------------
 # Inputs
@@ -138,6 +143,15 @@ def set_command_line(args: Sequence[str]) -> None:
 def command_line() -> list[str] | None:
     """``["birdbridge", arg, ...]`` as this command was run (None when it was not run through ``main``)."""
     return list(_COMMAND) or None
+
+
+def ray_address_given(args: Sequence[str]) -> list[str]:
+    """``args`` with ``--ray`` given no address (last, or before another option) made ``--ray local``."""
+    out = list(args)
+    for i in range(len(out) - 1, -1, -1):
+        if out[i] == RAY_OPTION and (i + 1 == len(out) or out[i + 1].startswith("-")):
+            out.insert(i + 1, "local")
+    return out
 
 
 def comma_list(text: str) -> list[str]:

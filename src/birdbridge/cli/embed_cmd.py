@@ -16,6 +16,7 @@ from birdbridge.cli.common import (
     Hop,
     Model,
     Precision,
+    RayAddress,
     Recordings,
     Templates,
     Window,
@@ -25,6 +26,11 @@ from birdbridge.cli.common import (
 )
 
 app = typer.Typer(no_args_is_help=True, help="Turn recordings, pictures, texts or species into embeddings.")
+
+
+def _shards(output: Path) -> Path:
+    """Where a Ray run keeps its per-file shards until the output is written (a rerun resumes from them)."""
+    return output.parent / f".{output.name}.ray-shards"
 
 
 def _finish(table, output: Path, what: str) -> None:
@@ -49,6 +55,7 @@ def embed_audio_cmd(
     device: Device = None,
     backend: Backend = "auto",
     precision: Precision = "fp32",
+    ray: RayAddress = None,
 ) -> None:
     """Embed recordings in fixed windows; bad files are skipped and reported."""
     from birdbridge.audio.windows import check_window_args
@@ -57,10 +64,16 @@ def embed_audio_cmd(
 
     check_window_args(window, hop)  # before the model is loaded
     check_format(output)
-    table = embed_audio_windows(
-        inputs, model, window_s=window, hop_s=hop, batch_size=batch_size, device=device, progress=None,
-        backend=backend, precision=precision,
-    )
+    if ray is not None:
+        from birdbridge.embed.ray_jobs import embed_audio_on_ray
+
+        table = embed_audio_on_ray(inputs or [], model, _shards(output), window_s=window, hop_s=hop,
+                                   batch_size=batch_size, device=device, address=ray)
+    else:
+        table = embed_audio_windows(
+            inputs, model, window_s=window, hop_s=hop, batch_size=batch_size, device=device, progress=None,
+            backend=backend, precision=precision,
+        )
     _finish(table.pooled() if pool else table, output, "audio files")
 
 
@@ -71,13 +84,20 @@ def embed_image_cmd(
     model: Model = "bioclip-2",
     batch_size: BatchSize = 32,
     device: Device = None,
+    ray: RayAddress = None,
 ) -> None:
     """Embed pictures with an image-text model; bad images are skipped and reported."""
     from birdbridge.embed.images import embed_image_files
     from birdbridge.embed.writers import check_format
 
     check_format(output)
-    table = embed_image_files(inputs, model, batch_size=batch_size, device=device)
+    if ray is not None:
+        from birdbridge.embed.ray_jobs import embed_images_on_ray
+
+        table = embed_images_on_ray(inputs, model, _shards(output), batch_size=batch_size, device=device,
+                                    address=ray)
+    else:
+        table = embed_image_files(inputs, model, batch_size=batch_size, device=device)
     _finish(table, output, "images")
 
 

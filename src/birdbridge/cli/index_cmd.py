@@ -15,6 +15,7 @@ from birdbridge.cli.common import (
     Device,
     Forms,
     GalleryOutput,
+    RayAddress,
     RecordedTeacher,
     SpeciesList,
     TaxonomyCsv,
@@ -83,6 +84,7 @@ def index_cmd(
         "with --species-from-filename named after none) as pictures of unknown species: searches retrieve them, "
         "no species claims them.")] = False,
     device: Device = None,
+    ray: RayAddress = None,
 ) -> None:
     """Build an image gallery (or add to one with --add); a killed build resumes when run again.
 
@@ -102,7 +104,7 @@ def index_cmd(
         [*images, *(more or [])], output, teacher, add=add, batch_size=batch_size, device=device, progress=None,
         ann=ann, species=_species_source(species_list, taxonomy), forms=_forms(forms), templates=templates,
         commit_every=commit_every, background=False if no_background else background or True,
-        species_from_filename=species_from_filename, species_unknown=species_unknown,
+        species_from_filename=species_from_filename, species_unknown=species_unknown, ray=ray,
     )
     verb = "resumed" if report.resumed else "created" if report.created else "added to"
     console.print(f"{verb} gallery {report.gallery} in {time.perf_counter() - started:.1f} s", highlight=False)

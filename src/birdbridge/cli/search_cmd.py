@@ -26,6 +26,7 @@ from birdbridge.cli.common import (
     Precision,
     RangeModelPath,
     Rank,
+    RayAddress,
     RecordedTeacher,
     Recordings,
     ResultsOutput,
@@ -93,6 +94,7 @@ def search_cmd(
     channel: Annotated[str, typer.Option(
         "--channel", help="mix (the channels averaged), left, right, or a channel number from 1: search that channel "
         "of each recording (one without it is reported and skipped); Raven's Channel column names it.")] = "mix",
+    ray: RayAddress = None,
 ) -> None:
     """Species detected, with confidences, and the closest pictures for each window of each recording.
 
@@ -148,7 +150,7 @@ def search_cmd(
                     rank=rank, species=where or species_list, merge=merge,
                     output=None if fmt == "table" else output, format=fmt, combined=combined, overwrite=overwrite,
                     birdnet_names=birdnet_names, additional_columns=additional_columns, command=command_line(),
-                    batch_size=batch_size, channel=channel)
+                    batch_size=batch_size, channel=channel, ray=ray)
     if fmt == "table":
         console.print(results_table(report.results, images))
         console.print(results_summary(report.results), highlight=False)

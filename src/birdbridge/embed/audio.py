@@ -71,12 +71,11 @@ def embed_audio_windows(
         LimitExceeded: past a bound of ``limits`` (the whole call stops: it is the call that is too big).
         Cancelled: ``cancel`` was set; it is checked before each batch of ``batch_size`` windows.
     """
-    student = (model if isinstance(model, AudioStudent)
-               else load_student(model, device, backend=backend, precision=precision))
+    student = load_audio_student(model, device, backend=backend, precision=precision)
     spec = window_spec_for(student, window_s, hop_s, min_tail_s)
     if limits is not None:
         limits.check_hop(spec.step_s)
-    sources, unreadable = _expand_inputs(inputs, sample_rate)
+    sources, unreadable = expand_inputs(inputs, sample_rate)
     if unreadable and not skip_errors:
         raise BirdbridgeError(unreadable[0].message)
     total = _count_windows(sources, spec, limits)
@@ -104,7 +103,7 @@ def embed_audio_windows(
                 else:
                     good.append((index, window))
             if good:
-                waves = np.stack([repeat_pad(_real(w, student.sample_rate), student.window_samples) for _, w in good])
+                waves = np.stack([model_input(w, student.sample_rate, student.window_samples) for _, w in good])
                 vectors.append(student.embed(waves, batch_size=batch_size))
                 rows.extend((i, w.source, w.start_s, w.end_s) for i, w in good)
             bar.advance(len(batch))
@@ -116,9 +115,21 @@ def embed_audio_windows(
         start_s=np.array([rows[k][2] for k in keep], dtype=np.float64),
         end_s=np.array([rows[k][3] for k in keep], dtype=np.float64),
         failures=[*unreadable, *(failures[i] for i in sorted(failures))],
-        meta={"kind": "audio", "model": student.name, "fingerprint": student.fingerprint, **student.backend,
-              "window_s": spec.window_s, "hop_s": spec.hop_s or spec.window_s},
+        meta=embed_meta(student, spec),
     )
+
+
+def load_audio_student(model: str | os.PathLike[str] | AudioStudent, device: str | None = None, *,
+                       backend: str = "torch", precision: str = "fp32") -> AudioStudent:
+    """``model`` itself if it is loaded, else the student it names (run by ``backend`` at ``precision``)."""
+    return (model if isinstance(model, AudioStudent)
+            else load_student(model, device, backend=backend, precision=precision))
+
+
+def embed_meta(student: AudioStudent, spec: WindowSpec) -> dict:
+    """What made a table of window embeddings: the model and the windows."""
+    return {"kind": "audio", "model": student.name, "fingerprint": student.fingerprint, **student.backend,
+            "window_s": spec.window_s, "hop_s": spec.hop_s or spec.window_s}
 
 
 def embed_audio(
@@ -146,8 +157,8 @@ def embed_audio(
     return table.pooled().vectors
 
 
-def _expand_inputs(inputs: AudioInput | Sequence[AudioInput], sample_rate: int | None
-                   ) -> tuple[list[Path | np.ndarray], list[Failure]]:
+def expand_inputs(inputs: AudioInput | Sequence[AudioInput], sample_rate: int | None
+                  ) -> tuple[list[Path | np.ndarray], list[Failure]]:
     """The sources, and the entries of input folders that could not be read."""
     if isinstance(inputs, (str, os.PathLike, np.ndarray)):
         inputs = [inputs]
@@ -225,6 +236,23 @@ def _check_array(samples: np.ndarray, index: int) -> np.ndarray:
     if not np.isfinite(samples).all():
         raise AudioError(f"array[{index}]", "contains NaN or Inf samples")
     return samples
+
+
+def file_windows(path: str | os.PathLike[str], sample_rate: int, window_samples: int, spec: WindowSpec,
+                 channel: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every window of one recording as the model takes it (float32 [n, window_samples]), with the windows' start and
+    end times; what :func:`embed_audio_windows` embeds of that file. Raises ``AudioError`` naming the file."""
+    windows = list(iter_windows(Path(path), sample_rate, spec, channel=channel))
+    waves = np.zeros((len(windows), window_samples), np.float32)
+    for i, window in enumerate(windows):
+        waves[i] = model_input(window, sample_rate, window_samples)
+    return (waves, np.array([w.start_s for w in windows], dtype=np.float64),
+            np.array([w.end_s for w in windows], dtype=np.float64))
+
+
+def model_input(window, sample_rate: int, window_samples: int) -> np.ndarray:
+    """A window as the model takes it: its real audio repeated to the model's input length."""
+    return repeat_pad(_real(window, sample_rate), window_samples)
 
 
 def _real(window, sample_rate: int) -> np.ndarray:

@@ -43,17 +43,7 @@ def embed_image_files(
 ) -> EmbeddingTable:
     """Embed images (paths, folders or PIL images); bad files are skipped and listed in ``failures``."""
     teacher = load_teacher(model, device) if isinstance(model, (str, os.PathLike)) else model
-    items: list[Path | Image.Image] = []
-    failures: list[Failure] = []
-    for x in inputs:  # folders expand; a missing file is kept, to fail (and be reported) on its own
-        if isinstance(x, Image.Image):
-            items.append(x)
-        elif Path(x).is_dir():
-            found = scan_image_files([x])
-            items.extend(found.files)
-            failures += skipped(found.problems)
-        else:
-            items.append(Path(x))
+    items, failures = expand_images(inputs)
     if failures and not skip_errors:
         raise BirdbridgeError(failures[0].message)
     names = [str(x) if isinstance(x, Path) else f"image[{i}]" for i, x in enumerate(items)]
@@ -85,6 +75,23 @@ def embed_image_files(
             bar.advance(len(batch))
     matrix = np.concatenate(vectors) if vectors else np.zeros((0, teacher.embed_dim), np.float32)
     return EmbeddingTable(vectors=matrix.astype(np.float32, copy=False), names=kept, failures=failures)
+
+
+def expand_images(inputs: Sequence[ImageInput]) -> tuple[list[Path | Image.Image], list[Failure]]:
+    """The pictures of ``inputs`` (folders expanded; a missing file is kept, to fail and be reported on its own), and
+    the folder entries that could not be read."""
+    items: list[Path | Image.Image] = []
+    failures: list[Failure] = []
+    for x in inputs:
+        if isinstance(x, Image.Image):
+            items.append(x)
+        elif Path(x).is_dir():
+            found = scan_image_files([x])
+            items.extend(found.files)
+            failures += skipped(found.problems)
+        else:
+            items.append(Path(x))
+    return items, failures
 
 
 def embed_images(

@@ -32,7 +32,9 @@ ids already in the gallery are skipped, so a killed build loses at most the batc
 resolved paths, same order) with the same teacher, which is then resumed; any other existing gallery is
 an error. With ``add`` the images are appended to an existing gallery (created if missing) whose teacher
 must be the same; re-adding the same folder adds only what is new. A path-derived id already in the
-gallery for a *different* file is an error (give ids in a manifest instead).
+gallery for a *different* file is an error (give ids in a manifest instead). On Ray (``ray``) the pictures are
+embedded first, one shard per picture (a rerun after a killed build embeds only those without one;
+:mod:`birdbridge.embed.ray_jobs`), and then committed in chunks as above.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ import numpy as np
 
 from birdbridge.datasets.base import read_table, resolve_path
 from birdbridge.embed.images import embed_image_files, scan_image_files
+from birdbridge.embed.ray_jobs import SHARDS_IN_STORE, image_spec, require_ray, run_bulk
 from birdbridge.embed.table import skipped
 from birdbridge.embed.text import DEFAULT_FORMS, DEFAULT_TEMPLATES
 from birdbridge.errors import BirdbridgeError, Failure, InputError
@@ -161,6 +164,7 @@ def build_gallery(
     background: BackgroundVocabulary | str | os.PathLike[str] | bool = True,
     species_from_filename: bool = False,
     species_unknown: bool = False,
+    ray: str | None = None,
 ) -> BuildReport:
     """Index ``sources`` into the gallery at ``output`` with the teacher's image tower; see the module docs.
 
@@ -172,10 +176,14 @@ def build_gallery(
     gallery has one, a vocabulary (or a vocabulary file) replaces it, False writes none.
     ``species_from_filename``: folder sources name each image's species by its file name (a flat folder).
     ``species_unknown``: images of folder sources whose species nothing names are pictures of unknown species.
+    ``ray``: embed the pictures on Ray at that address (``local``, ``auto``, ``ray://...``; see
+    :mod:`birdbridge.embed.ray_jobs`), then commit them as the local path does.
     """
     from birdbridge.models.loader import load_teacher
     from birdbridge.models.teacher import Teacher
 
+    if ray is not None:
+        require_ray()
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
     if not sources:
@@ -202,7 +210,7 @@ def build_gallery(
                                "add": bool(add), "started": now_iso()})
 
     _ingest_files(files, gallery, teacher, report, batch_size=batch_size, commit_every=commit_every,
-                  progress=progress)
+                  progress=progress, ray=None if ray is None else (ray, teacher_ref, device))
     for table in tables:
         _ingest_precomputed(table, gallery, taxonomy, known, report, progress=progress)
 
@@ -575,17 +583,26 @@ def _ingest_precomputed(
 
 def _ingest_files(
     items: list[_FileImage], gallery: Gallery, teacher: Any, report: BuildReport, *,
-    batch_size: int, commit_every: int, progress: bool | None,
+    batch_size: int, commit_every: int, progress: bool | None, ray: tuple[str, Any, str | None] | None = None,
 ) -> None:
+    """Embed the pictures not in the gallery yet (on Ray first, with ``ray``: its address, the teacher's ref and the
+    device) and commit them chunk by chunk."""
     if not items:
         return
     present = gallery.existing(item.id for item in items)
     _check_conflicts(items, present, gallery.folder)
     todo = [item for item in items if item.id not in present]
     report.skipped_existing += len(items) - len(todo)
+    job = None
+    if ray is not None and todo:
+        address, ref, device = ray
+        job = run_bulk([item.path for item in todo], image_spec(ref, teacher, device), gallery.folder / SHARDS_IN_STORE,
+                       address=address, batch_size=batch_size, progress=progress)
     with progress_bar("Indexing images", len(todo), progress) as bar:
         for chunk in batched(todo, commit_every):
-            table = embed_image_files([item.path for item in chunk], teacher, batch_size=batch_size, progress=False)
+            paths = [item.path for item in chunk]
+            table = (job.shards.table(paths, job.failures, teacher.embed_dim, timed=False) if job is not None else
+                     embed_image_files(paths, teacher, batch_size=batch_size, progress=False))
             for failure in table.failures:
                 report.fail(failure.source, failure.message)
             kept: list[_FileImage] = []
@@ -604,6 +621,8 @@ def _ingest_files(
             if records:
                 report.added += gallery.append(table.vectors, records, skip_existing=True)
             bar.advance(len(chunk))
+    if job is not None:
+        job.shards.remove()
 
 
 def _check_conflicts(items: list[_FileImage], present: dict[str, str | None], folder: Path) -> None:

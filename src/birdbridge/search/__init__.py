@@ -62,6 +62,7 @@ def search(
     batch_size: int = 16,
     channel: str | int | None = None,
     progress: bool | None = None,
+    ray: str | None = None,
 ) -> RunReport:
     """Species and pictures per window of each recording (files or folders, searched recursively), as
     ``birdbridge search``.
@@ -111,6 +112,8 @@ def search(
         channel: ``mix`` (default: the channels averaged), ``left``, ``right`` or a channel number from 1: search
             that channel of each recording (a recording without it is reported and skipped); results name it
             (Raven's ``Channel`` column, ``channel`` in JSON and parquet).
+        ray: embed the recordings on Ray first (``local``, ``auto`` or a Ray address; needs ``birdbridge[ray]``; see
+            :mod:`birdbridge.embed.ray_jobs`); the results are the same.
 
     A run with ``output`` writes its settings beside its outputs (:func:`birdbridge.search.params.params_path`):
     ``birdbridge.search-params.json`` in their folder, or ``<file>.search-params.json`` beside a combined file.
@@ -159,7 +162,7 @@ def search(
         engine, [Path(p) for p in inputs], window_s=window_s, hop_s=hop_s, top_k=top_k, n_images=n_images,
         scoring=scoring, species=species, merge=merge, output=None if output is None else Path(output),
         fmt=format, combined=combined, overwrite=overwrite, progress=progress, birdnet_names=birdnet_names,
-        extra=extra, locale=locale, batch_size=batch_size, channel=picked,
+        extra=extra, locale=locale, batch_size=batch_size, channel=picked, ray=ray,
     )
     if report.nothing_done:
         raise BirdbridgeError("; ".join(f.message for f in report.failures))

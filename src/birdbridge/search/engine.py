@@ -348,15 +348,29 @@ class SearchEngine:
         """Per-window results for recordings (see :meth:`search_table`); ``limits`` and ``cancel`` as in
         :func:`~birdbridge.embed.audio.embed_audio_windows`; ``channel``: that channel of each recording (counted
         from 0; see :func:`~birdbridge.audio.io.parse_channel`), else the channels' mean."""
-        if self.student is None:
-            raise BirdbridgeError("audio queries need a model: pass --model (a student distilled for this gallery)")
+        student = self.audio_student()
         self.common_names(locale)  # an unknown locale before any audio is read
-        from birdbridge.audio import audio_info
         from birdbridge.embed.audio import embed_audio_windows
 
-        table = embed_audio_windows(list(inputs), self.student, window_s=window_s, hop_s=hop_s,
+        table = embed_audio_windows(list(inputs), student, window_s=window_s, hop_s=hop_s,
                                     batch_size=batch_size, progress=progress, limits=limits, cancel=cancel,
                                     channel=channel)
+        return self.search_embedded(table, top_k=top_k, n_images=n_images, scoring=scoring, species=species,
+                                    locale=locale, channel=channel), table.failures
+
+    def audio_student(self) -> AudioStudent:
+        """The student, or an error saying that audio queries need one."""
+        if self.student is None:
+            raise BirdbridgeError("audio queries need a model: pass --model (a student distilled for this gallery)")
+        return self.student
+
+    def search_embedded(self, table: EmbeddingTable, *, top_k: int = 5, n_images: int = 5,
+                        scoring: Scoring | None = None, species: SpeciesArg | RangeFilter | None = None,
+                        locale: str | None = None, channel: int | None = None) -> list[FileResult]:
+        """:meth:`search_audio` of recordings embedded already (``table``: the windows of
+        :func:`~birdbridge.embed.audio.embed_audio_windows`, from the student)."""
+        from birdbridge.audio import audio_info
+
         durations = {}
         for name in dict.fromkeys(table.names):
             with contextlib.suppress(Exception):  # arrays or vanished files: the last window's end is used
@@ -365,7 +379,7 @@ class SearchEngine:
                                     durations=durations, locale=locale)
         for result in results:
             result.channel = None if channel is None else channel + 1
-        return results, table.failures
+        return results
 
     def search_texts(self, texts: Sequence[str], *, n_images: int = 12, top_k: int = 5, locale: str | None = None,
                      rank: str = "species") -> list[tuple[list[SpeciesHit], list[ImageHit]]]:

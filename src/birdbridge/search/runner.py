@@ -13,12 +13,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from birdbridge.audio import AUDIO_EXTENSIONS
+from birdbridge.embed.audio import window_spec_for
+from birdbridge.embed.ray_jobs import BulkReport, audio_spec, require_ray, run_bulk
 from birdbridge.embed.table import skipped
 from birdbridge.errors import BirdbridgeError, Failure, InputError
 from birdbridge.search.engine import SearchEngine
@@ -34,6 +37,7 @@ from birdbridge.utils.progress import progress_bar
 from birdbridge.utils.walk import walk_files
 
 PARTIAL = ".birdbridge-partial"
+RAY_SHARDS = ".birdbridge-ray-shards"  # --ray: the recordings' embeddings, until their results are written
 
 
 @dataclass(frozen=True)
@@ -120,10 +124,14 @@ def run_folder(engine: SearchEngine, inputs: Sequence[str | os.PathLike[str]], *
                species: SpeciesArg | RangeFilter | None = None, merge: bool = False, output: Path | None = None,
                fmt: str = "table", combined: bool = False, overwrite: bool = False, files_per_batch: int = 8,
                progress: bool | None = None, birdnet_names: bool = False, extra: Extra | None = None,
-               locale: str | None = None, batch_size: int = 16, channel: int | None = None) -> RunReport:
+               locale: str | None = None, batch_size: int = 16, channel: int | None = None,
+               ray: str | None = None) -> RunReport:
     """Search every recording; write per-file (or combined) outputs when ``output`` is given (``birdnet_names``:
     named as BirdNET-Analyzer names its own; ``extra``: each recording's additional columns; ``locale``: the
-    language of the common names)."""
+    language of the common names; ``ray``: embed the recordings on Ray at that address first, ``local``, ``auto`` or
+    ``ray://...``, see :mod:`birdbridge.embed.ray_jobs`)."""
+    if ray is not None:
+        require_ray()
     jobs, unreadable = audio_jobs(inputs)
     if species is not None and not isinstance(species, RangeFilter):  # read once, before any audio is embedded
         species = as_taxonomy(species, known=engine.taxonomy)
@@ -144,15 +152,25 @@ def run_folder(engine: SearchEngine, inputs: Sequence[str | os.PathLike[str]], *
     if isinstance(species, RangeFilter):
         species_of = _range_species(engine, species, [file for file, _ in todo], report)
         todo = [(file, target) for file, target in todo if file in species_of]
+    job = None
+    if ray is not None and todo:
+        job = _embed_on_ray(engine, [file for file, _ in todo], output, fmt, combined, ray, window_s=window_s,
+                            hop_s=hop_s, batch_size=batch_size, channel=channel, progress=progress)
     with progress_bar("Searching", len(todo), progress) as bar:
         for chunk in batched(todo, files_per_batch):
             results, failures = [], []
             for group in _same_species([f for f, _ in chunk], species_of):
-                found, failed = engine.search_audio(
-                    group, window_s=window_s, hop_s=hop_s, top_k=top_k, n_images=n_images, scoring=scoring,
-                    species=species_of[group[0]], progress=False, locale=locale, batch_size=batch_size,
-                    channel=channel,
-                )
+                if job is None:
+                    found, failed = engine.search_audio(
+                        group, window_s=window_s, hop_s=hop_s, top_k=top_k, n_images=n_images, scoring=scoring,
+                        species=species_of[group[0]], progress=False, locale=locale, batch_size=batch_size,
+                        channel=channel,
+                    )
+                else:
+                    table = job.shards.table(group, job.failures, engine.student.embed_dim)
+                    failed = table.failures
+                    found = engine.search_embedded(table, top_k=top_k, n_images=n_images, scoring=scoring,
+                                                   species=species_of[group[0]], locale=locale, channel=channel)
                 results += found
                 failures += failed
             report.failures += failures
@@ -171,6 +189,8 @@ def run_folder(engine: SearchEngine, inputs: Sequence[str | os.PathLike[str]], *
                     report.written.append(write_results(target, fmt, [result], n_images=n_images, band_hz=band,
                                                         extra=extra))
             bar.advance(len(chunk))
+    if job is not None:
+        job.shards.remove()
     if combined and partial_dir is not None:
         done = []
         for job in jobs:
@@ -184,6 +204,22 @@ def run_folder(engine: SearchEngine, inputs: Sequence[str | os.PathLike[str]], *
             part.unlink()
         partial_dir.rmdir()
     return report
+
+
+def _embed_on_ray(engine: SearchEngine, files: list[Path], output: Path | None, fmt: str, combined: bool, address: str,
+                  *, window_s: float | None, hop_s: float | None, batch_size: int, channel: int | None,
+                  progress: bool | None) -> BulkReport:
+    """The windows of ``files`` embedded on Ray into shards beside the results (a rerun after a killed run resumes
+    from them), or, for results that are not written, in a temporary folder."""
+    student = engine.audio_student()
+    if output is not None and fmt != "table":
+        folder = (output.parent if combined and output.suffix else output) / RAY_SHARDS
+    else:
+        folder = Path(tempfile.mkdtemp(prefix="birdbridge-ray-"))
+    spec = window_spec_for(student, window_s, hop_s)
+    model = student if student.name == engine.model_ref else engine.model_ref
+    return run_bulk(files, audio_spec(model, student, spec, channel, engine.device), folder, address=address,
+                    batch_size=batch_size, progress=progress)
 
 
 def _range_species(engine: SearchEngine, where: RangeFilter, files: Sequence[Path], report: RunReport
