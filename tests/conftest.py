@@ -24,13 +24,16 @@ import pytest
 
 from audio_fixtures import tone, write_wav
 
-# The longest test files, started first: under pytest-xdist (./scripts/test) each file stays on one worker, so the
-# demo's end-to-end run (about half of the suite's compute) begins at once while the other worker takes the rest.
-LONGEST_FIRST = ("test_demo.py",)
+# The longest test files, started first, longest first: under pytest-xdist (./scripts/test) each file stays on one
+# worker, so the demo's end-to-end run (about half of the suite's compute) begins at once while the other worker takes
+# the rest, long files first, so that short ones fill the end and the workers finish together.
+LONGEST_FIRST = ("test_demo.py", "test_archive.py", "test_train.py", "test_bounds.py", "test_teacher.py",
+                 "test_serve_browser.py", "test_readme.py", "test_gallery_cli.py")
 
 
 def pytest_collection_modifyitems(config, items) -> None:
-    items.sort(key=lambda item: item.path.name not in LONGEST_FIRST)  # a stable sort: the order stays otherwise
+    first = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: first.get(item.path.name, len(first)))  # a stable sort: the order stays otherwise
 
 
 @pytest.fixture(autouse=True)

@@ -92,7 +92,7 @@ def test_open_memory_maps_without_reading_the_file(tmp_path):
         with open("/proc/self/statm") as fh:
             return int(fh.read().split()[1]) * 4096
 
-    dim, n = 512, 40_000  # 41 MB of float16
+    dim, n = 4_096, 5_000  # 41 MB of float16, in few records
     gallery = Gallery.create(tmp_path / "big", {**TEACHER, "embed_dim": dim}, dim)
     block = np.ones((n, dim), np.float32)
     block[:, 0] = np.arange(n)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -143,6 +144,34 @@ def test_torchrun_two_processes_match_one(setup, tmp_path) -> None:
     assert result.returncode == 0, result.stderr[-4000:]
     assert "x2" in result.stdout
     assert_same_weights(one / "model", two / "model", atol=1e-4)
+
+
+def test_crops_cut_from_memory_equal_crops_read_from_disk(audio_dir) -> None:
+    """Decoded once, recordings give every crop sample for sample as read_audio does (any format, any rate), the
+    same error past the end, and recordings past the budget are read from disk."""
+    from birdbridge.audio import read_audio
+    from birdbridge.errors import AudioError
+    from birdbridge.train.data import DecodedClips
+
+    decoded = DecodedClips()
+    files = sorted(audio_dir.iterdir())
+    for path in files:
+        for rate, offset, duration in ((16_000, 0.0, None), (16_000, 0.2, 0.5), (22_050, 0.05, 0.25),
+                                       (48_000, 0.0, 2.0), (44_100, 0.25, None), (16_000, 9.0, 1.0)):
+            try:
+                want = read_audio(path, rate, offset_s=offset, duration_s=duration)
+            except AudioError as exc:  # past the end: the same error
+                with pytest.raises(AudioError, match=re.escape(str(exc))):
+                    decoded.read(path, rate, offset, duration)
+                continue
+            np.testing.assert_array_equal(decoded.read(path, rate, offset, duration), want)
+    assert 0 < decoded.used_bytes <= decoded.budget_bytes and all(decoded._audio[p] is not None for p in files)
+    small = DecodedClips(budget_bytes=4 * 16_000)  # a 1 s recording at 16 kHz fills it
+    tone = audio_dir / "a_tone.wav"
+    for path in files:
+        np.testing.assert_array_equal(small.read(path, 16_000, 0.1, 0.5), read_audio(path, 16_000, offset_s=0.1,
+                                                                                     duration_s=0.5))
+    assert [p.name for p in files if small._audio[p] is not None] == [tone.name]
 
 
 def test_trainable_subsets(setup, tmp_path) -> None:

@@ -61,6 +61,7 @@ class DemoSettings:
     videos_per_species: int = 10
     pivot_epochs: int = 40
     nearest_warmup_epochs: int = 5
+    frame_share_of: tuple[str, ...] | None = None  # method ids whose nearest frames are measured (None: every student)
     soundscapes: int = 10  # 0: no soundscapes, no background clips, no student trained with background audio
     soundscape_s: float = 60.0
     background_per_class: int = 16  # background-only clips per class, to train the second student with
@@ -140,8 +141,10 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), progress:
     if settings.pivots:
         from birdbridge.demo.frame_choice import bird_frame_share
 
+        measured = settings.frame_share_of or tuple(trained)  # the checks need the nearest-frame student's
         shares = step("measure how often the nearest frame shows the bird", lambda: {
-            method: bird_frame_share(world, path, teacher, VIDEO_FPS) for method, path in trained.items()})
+            method: bird_frame_share(world, path, teacher, VIDEO_FPS) for method, path in trained.items()
+            if method in measured or method == "pivot_nearest"})
         results["bird_frame_share"] = {names[method]: share for method, share in shares.items()}
     checks = _checks(evaluation, shares, settings.pivots)
     window_s = min(WINDOW_S, DEMO_FRONTEND.window_s)  # a window may not be longer than the students' input
