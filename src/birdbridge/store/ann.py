@@ -225,7 +225,7 @@ def ann_status(folder: Path, entry: Mapping[str, Any] | None, count: int) -> dic
     path = folder / (entry["file"] if entry else ANN_FILE)
     exists = bool(entry) and path.is_file()
     rows = int(entry["count"]) if exists else 0
-    names = ("engine", "dtype", "connectivity", "expansion_add", "expansion_search")
+    names = ("connectivity", "expansion_add", "expansion_search", "dtype", "engine")
     return {
         "exists": exists,
         "up_to_date": exists and rows == count,
