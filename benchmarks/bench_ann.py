@@ -16,7 +16,7 @@ searches). Engines and their keys:
 
     .venv/bin/python benchmarks/bench_ann.py [--n 1000000] [--run usearch:expansion_add=64 ...]
 
-Without ``--run`` it compares the store's former settings, its current defaults and two FAISS indexes.
+Without ``--run`` it compares the store's defaults, cheaper usearch builds and two FAISS indexes.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import numpy as np
 from bench_gallery import PeakRss, load, mixture
 
 DEFAULT_RUNS = [
-    "usearch:connectivity=16,expansion_add=128,expansion_search=128,dtype=f16",  # the settings before issue 14
+    "usearch:connectivity=16,expansion_add=128,expansion_search=128,dtype=f16",  # the store's defaults
     "usearch:connectivity=16,expansion_add=40,expansion_search=64/128,dtype=f16",
     "usearch:connectivity=16,expansion_add=40,expansion_search=64/128,dtype=i8,candidates=20",
     "faiss-hnsw:M=16,ef_construction=40,ef_search=64/128,storage=fp16",

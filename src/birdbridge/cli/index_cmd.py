@@ -188,9 +188,9 @@ def ann_cmd(
     gallery: Path = typer.Argument(..., help="The gallery folder."),
     rebuild: bool = typer.Option(False, "--rebuild", help="Build from scratch instead of adding the new rows."),
     connectivity: int | None = typer.Option(None, min=2, help="HNSW links per node (M); default 16."),
-    expansion_add: int | None = typer.Option(None, min=1, help="Search depth while building (efConstruction); 40."),
+    expansion_add: int | None = typer.Option(None, min=1, help="Search depth while building (efConstruction); 128."),
     expansion_search: int | None = typer.Option(None, min=1, help="Search depth of queries (ef); default 128."),
-    dtype: str | None = typer.Option(None, help="How the index stores vectors: i8 (default), f16, bf16 or f32."),
+    dtype: str | None = typer.Option(None, help="How the index stores vectors: f16 (default), i8, bf16 or f32."),
 ) -> None:
     """Build the ANN index, or bring it up to date with the rows added since (a new connectivity or dtype rebuilds
     it; an index's settings are kept unless given)."""

@@ -13,7 +13,7 @@ On-disk layout::
       gallery.json     {"format": "birdbridge-gallery", "version": 1,
                         "teacher": {"ref", "name", "fingerprint", "embed_dim"}, "dim": D, "count": N,
                         "created", "updated",
-                        "ann": null | {"engine": "usearch", "file", "count", "metric": "ip", "dtype": "i8" | "f16",
+                        "ann": null | {"engine": "usearch", "file", "count", "metric": "ip", "dtype": "f16" | "i8",
                                        "connectivity", "expansion_add", "expansion_search", "added_rows", ...},
                         "build": null | {"complete", "sources", "teacher_fingerprint", "add", "started", "finished"}}
       vectors.f16      raw little-endian float16 [N, D], L2-normalised rows, append-only; only the first
@@ -29,7 +29,7 @@ On-disk layout::
       background.npy   the background vocabulary (wind, rain, ...): teacher text embeddings [B, D] float32 ...
       background.json  ... and {"vocabulary": {"source", "classes": [{"label", "prompts", "aliases"}]},
                        "teacher_fingerprint", "vectors_sha256", "source"}; optional
-      ann.usearch      optional usearch HNSW index (inner product, int8 by default), keys = rows
+      ann.usearch      optional usearch HNSW index (inner product, float16 by default), keys = rows
       .lock            writers hold an exclusive flock on it
 
 Crash safety (the rules of every :mod:`birdbridge.store`): an append writes and fsyncs the vectors,
