@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -88,19 +89,20 @@ def measure(args: argparse.Namespace) -> None:
 
     if args.keep_ann and archive.ann_status()["up_to_date"]:
         current = archive.meta["ann"]
-        settings = AnnSettings(current["connectivity"], current["expansion_add"], args.expansion_search[0])
+        settings = AnnSettings.from_entry(current, expansion_search=args.expansion_search[0])
         print(f"\nANN index kept (built in {current.get('build_seconds')} s)")
     else:
-        settings = AnnSettings(args.connectivity, args.expansion_add, args.expansion_search[0])
+        settings = AnnSettings.from_entry(None, connectivity=args.connectivity, expansion_add=args.expansion_add,
+                                          expansion_search=args.expansion_search[0], dtype=args.dtype)
         t = time.perf_counter()
         with PeakRss() as peak:
             build_ann(archive, rebuild=True, settings=settings, threads=0, progress=False)
         took = time.perf_counter() - t
-        print(f"\nANN build (usearch HNSW, ip, f16, connectivity {settings.connectivity}, expansion_add "
+        print(f"\nANN build (usearch HNSW, ip, {settings.dtype}, connectivity {settings.connectivity}, expansion_add "
               f"{settings.expansion_add}, all cores): {took:.1f} s ({len(archive) / took:,.0f} rows/s), index file "
               f"{mb((folder / 'ann.usearch').stat().st_size)}, peak RSS {mb(peak.peak['VmRSS'])}, load {load()}")
     for ef in args.expansion_search:
-        build_ann(archive, settings=AnnSettings(settings.connectivity, settings.expansion_add, ef), progress=False)
+        build_ann(archive, settings=replace(settings, expansion_search=ef), progress=False)
         arc = Archive.open(folder)
         arc.search(vector=text[0], top_k=10)  # load the memory-mapped index
         for kind, q in queries.items():

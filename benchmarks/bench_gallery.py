@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -158,11 +159,11 @@ def measure(args: argparse.Namespace) -> None:
 
     if args.skip_ann:
         return
-    settings = AnnSettings(connectivity=args.connectivity, expansion_add=args.expansion_add,
-                           expansion_search=args.expansion_search[0])
+    settings = AnnSettings.from_entry(None, connectivity=args.connectivity, expansion_add=args.expansion_add,
+                                      expansion_search=args.expansion_search[0], dtype=args.dtype)
     if args.keep_ann and gallery.ann_status()["up_to_date"]:
         current = gallery.meta["ann"]
-        settings = AnnSettings(current["connectivity"], current["expansion_add"], args.expansion_search[0])
+        settings = AnnSettings.from_entry(current, expansion_search=args.expansion_search[0])
         print(f"\nANN index kept (connectivity {settings.connectivity}, expansion_add {settings.expansion_add}; "
               f"built in {current.get('build_seconds')} s)")
     else:
@@ -170,12 +171,12 @@ def measure(args: argparse.Namespace) -> None:
         with PeakRss() as peak:
             build_ann(gallery, rebuild=True, settings=settings, threads=0, progress=False)
         build_s = time.perf_counter() - t
-        print(f"\nANN build (usearch HNSW, ip, f16, connectivity {settings.connectivity}, expansion_add "
+        print(f"\nANN build (usearch HNSW, ip, {settings.dtype}, connectivity {settings.connectivity}, expansion_add "
               f"{settings.expansion_add}, all cores): {build_s:.1f} s ({len(gallery) / build_s:,.0f} rows/s), "
               f"index file {mb((folder / 'ann.usearch').stat().st_size)}, peak RSS {mb(peak.peak['VmRSS'])}, "
               f"load average {load()}")
     for ef in args.expansion_search:
-        build_ann(gallery, settings=AnnSettings(settings.connectivity, settings.expansion_add, ef), progress=False)
+        build_ann(gallery, settings=replace(settings, expansion_search=ef), progress=False)
         g = Gallery.open(folder)
         assert g.ann_status()["up_to_date"]
         g.search(queries[:1], 10)  # load the memory-mapped index
@@ -204,8 +205,9 @@ def scale_parser(description: str, store: str, folder: str, queries: int, expans
     parser.add_argument("--queries", type=int, default=queries)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--folder", default=folder)
-    parser.add_argument("--connectivity", type=int, default=16)
-    parser.add_argument("--expansion-add", type=int, default=128)
+    parser.add_argument("--connectivity", type=int, help="default: the store's (AnnSettings)")
+    parser.add_argument("--expansion-add", type=int, help="default: the store's")
+    parser.add_argument("--dtype", help="how the index stores vectors (i8, f16, ...); default: the store's")
     parser.add_argument("--expansion-search", type=int, nargs="+", default=expansion_search)
     parser.add_argument("--reuse", action="store_true", help=f"measure an existing {store} instead of writing one")
     parser.add_argument("--keep-ann", action="store_true", help="with --reuse: keep its ANN index (no rebuild)")

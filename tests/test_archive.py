@@ -207,6 +207,7 @@ def test_an_ann_index_is_kept_up_to_date_by_add(world, tmp_path) -> None:
     assert built.ann["up_to_date"] and built.ann["rows"] == 2
     added = build_archive([tmp_path / "second"], folder, add=True, progress=False)
     assert added.ann["up_to_date"] and added.ann["rows"] == 4
+    assert Archive.open(folder).meta["ann"]["added_rows"] == 2  # the new windows were added, not all re-indexed
     assert Archive.open(folder).search(vector=np.ones(Archive.open(folder).dim), top_k=4).method == "ann"
 
 

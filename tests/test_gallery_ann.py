@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from birdbridge.errors import BirdbridgeError
 from birdbridge.gallery import AnnSettings, Gallery, build_ann
 from birdbridge.gallery.store import ANN_FILE
 
@@ -97,3 +98,60 @@ def test_broken_ann_file_falls_back_to_exact(tmp_path, data):
     reopened = Gallery.open(gallery.folder)
     _, rows = reopened.search(queries[:3], 5)
     np.testing.assert_array_equal(rows, reopened.search(queries[:3], 5, exact=True)[1])
+
+
+def test_growth_adds_to_the_index_and_a_kill_before_recording_loses_no_work(tmp_path, data, monkeypatch):
+    base, queries, extra = data
+    gallery = make(tmp_path / "g", base[:2000])
+    first = build_ann(gallery)
+    assert (first["engine"], first["dtype"], first["added_rows"]) == ("usearch", AnnSettings().dtype, 2000)
+    # a growth of 10 %: the build adds the 200 new rows to the graph, nothing is re-added
+    gallery.append(extra[:200], [{"id": f"x{i}", "species": "Turdus migratorius"} for i in range(200)])
+    grown = build_ann(gallery)
+    assert (grown["added_rows"], grown["count"], len(gallery._ann())) == (200, 2200, 2200)
+    assert recall(gallery.search(queries, 10)[1], gallery.search(queries, 10, exact=True)[1]) >= 0.99
+    assert gallery.search(extra[:200], 1)[1][:, 0].tolist() == list(range(2000, 2200))  # the new rows are found
+
+    # a build killed after saving its file, before recording it: the file is not searched, then resumed from
+    gallery.append(extra[200:300], [{"id": f"y{i}", "species": "Turdus migratorius"} for i in range(100)])
+
+    def killed(self, entry):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Gallery, "set_ann", killed)
+    with pytest.raises(KeyboardInterrupt):
+        build_ann(gallery)
+    monkeypatch.undo()
+    reopened = Gallery.open(gallery.folder)
+    assert reopened.meta["ann"]["count"] == 2200 and reopened._ann() is None  # stale: searches are exact
+    resumed = build_ann(reopened)
+    assert (resumed["added_rows"], resumed["count"]) == (0, 2300) and len(reopened._ann()) == 2300
+    assert recall(reopened.search(queries, 10)[1], reopened.search(queries, 10, exact=True)[1]) >= 0.99
+    assert reopened.search(extra[200:300], 1)[1][:, 0].tolist() == list(range(2200, 2300))
+
+
+def test_an_index_of_other_settings_is_kept_readable_never_misread(tmp_path, data, caplog):
+    base, queries, extra = data
+    gallery = make(tmp_path / "g", base[:500])
+    old = build_ann(gallery, settings=AnnSettings(dtype="f16", expansion_add=128))
+    # an index of an older birdbridge: no engine recorded, float16; it is read, and grows as it was built
+    gallery.set_ann({k: v for k, v in old.items() if k != "engine"})
+    assert Gallery.open(gallery.folder)._ann() is not None
+    gallery.append(extra[:50], [{"id": f"x{i}", "species": "Turdus migratorius"} for i in range(50)])
+    grown = build_ann(gallery)
+    assert (grown["dtype"], grown["expansion_add"], grown["added_rows"]) == ("f16", 128, 50)
+    # an entry that does not describe its file is not searched; new settings rebuild, saying why
+    gallery.set_ann({**grown, "dtype": "i8"})
+    with caplog.at_level("WARNING"):
+        reopened = Gallery.open(gallery.folder)
+        assert reopened._ann() is None
+    assert "stores f16, but gallery.json says i8" in caplog.text
+    np.testing.assert_array_equal(reopened.search(queries[:5], 10)[1], reopened.search(queries[:5], 10, exact=True)[1])
+    gallery.set_ann(grown)
+    rebuilt = build_ann(gallery, settings=AnnSettings.from_entry(gallery.meta["ann"], dtype="i8"))
+    assert (rebuilt["dtype"], rebuilt["added_rows"]) == ("i8", 550)
+    gallery.set_ann({**rebuilt, "engine": "faiss"})
+    assert Gallery.open(gallery.folder)._ann() is None
+    assert AnnSettings.from_entry(gallery.meta["ann"]) == AnnSettings()
+    with pytest.raises(BirdbridgeError, match="ANN dtype must be one of i8, f16, bf16, f32"):
+        AnnSettings(dtype="f8")

@@ -192,20 +192,22 @@ def ann_cmd(
     connectivity: int | None = typer.Option(None, min=2, help="HNSW links per node (M); default 16."),
     expansion_add: int | None = typer.Option(None, min=1, help="Search depth while building (efConstruction); 128."),
     expansion_search: int | None = typer.Option(None, min=1, help="Search depth of queries (ef); default 128."),
+    dtype: str | None = typer.Option(None, help="How the index stores vectors: f16 (default), i8, bf16 or f32."),
 ) -> None:
-    """Build the ANN index, or bring it up to date with the rows added since (a new connectivity rebuilds it)."""
+    """Build the ANN index, or bring it up to date with the rows added since (a new connectivity or dtype rebuilds
+    it; an index's settings are kept unless given)."""
     from birdbridge.gallery.store import Gallery
     from birdbridge.store.ann import AnnSettings, build_ann
 
     g = Gallery.open(gallery)
     settings = AnnSettings.from_entry(g.meta.get("ann"), connectivity=connectivity, expansion_add=expansion_add,
-                                      expansion_search=expansion_search)
+                                      expansion_search=expansion_search, dtype=dtype)
     started = time.perf_counter()
     entry = build_ann(g, rebuild=rebuild, settings=settings, progress=None)
     console.print(
         f"ANN index of {entry['count']:,} rows in {g.folder / entry['file']} ({time.perf_counter() - started:.1f} s; "
-        f"connectivity {entry['connectivity']}, expansion_add {entry['expansion_add']}, "
-        f"expansion_search {entry['expansion_search']})", highlight=False,
+        f"{entry['dtype']}, connectivity {entry['connectivity']}, expansion_add {entry['expansion_add']}, "
+        f"expansion_search {entry['expansion_search']}; {entry['added_rows']:,} rows added)", highlight=False,
     )
 
 

@@ -13,8 +13,8 @@ On-disk layout::
       gallery.json     {"format": "birdbridge-gallery", "version": 1,
                         "teacher": {"ref", "name", "fingerprint", "embed_dim"}, "dim": D, "count": N,
                         "created", "updated",
-                        "ann": null | {"file", "count", "metric": "ip", "dtype": "f16", "connectivity",
-                                       "expansion_add", "expansion_search", "built", ...},
+                        "ann": null | {"engine": "usearch", "file", "count", "metric": "ip", "dtype": "f16" | "i8",
+                                       "connectivity", "expansion_add", "expansion_search", "added_rows", ...},
                         "build": null | {"complete", "sources", "teacher_fingerprint", "add", "started", "finished"}}
       vectors.f16      raw little-endian float16 [N, D], L2-normalised rows, append-only; only the first
                        `count` rows are valid
@@ -29,7 +29,7 @@ On-disk layout::
       background.npy   the background vocabulary (wind, rain, ...): teacher text embeddings [B, D] float32 ...
       background.json  ... and {"vocabulary": {"source", "classes": [{"label", "prompts", "aliases"}]},
                        "teacher_fingerprint", "vectors_sha256", "source"}; optional
-      ann.usearch      optional usearch HNSW index (inner product, f16), keys = rows
+      ann.usearch      optional usearch HNSW index (inner product, float16 by default), keys = rows
       .lock            writers hold an exclusive flock on it
 
 Crash safety (the rules of every :mod:`birdbridge.store`): an append writes and fsyncs the vectors,
