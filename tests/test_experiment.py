@@ -61,6 +61,11 @@ def test_a_grid_expands_to_its_runs(world, tmp_path) -> None:
     assert sorted({r.name for r in prompts.runs}) == ["common", "mix", "scientific", "taxonomic", "taxonomic_common"]
     assert {r.config.prompts.mix.__len__() for r in prompts.runs} == {1, 4} and len(prompts.runs) == 15
     assert len(load_grid(CONFIGS / "seeds.yaml").runs) == 5
+    keep = load_grid(CONFIGS / "ablation_keep_knn.yaml")
+    losses = {(r.config.loss.keep, r.config.loss.keep_weight, r.config.data.holdout.fraction) for r in keep.runs}
+    assert len(keep.runs) == 78 and len(losses) == 26 and ("none", 0.0, 0.2) in losses
+    assert {(k, w) for k, w, _ in losses} == {("none", 0.0)} | {
+        (k, w) for k in ("relational", "feature", "classify") for w in (0.1, 0.3, 1.0, 3.0)}
 
 
 @pytest.mark.parametrize("runs, named", [

@@ -28,7 +28,7 @@ import yaml
 from birdbridge.errors import InputError
 from birdbridge.evaluate.baselines import BASELINES
 from birdbridge.evaluate.settings import EvalSettings
-from birdbridge.train.config import TrainConfig, load_config, read_yaml_mapping
+from birdbridge.train.config import TrainConfig, config_from, read_yaml_mapping
 
 KEYS = ("config", "output", "set", "seeds", "grid", "runs", "evaluate")
 RESERVED = {"output": "the grid's output names every run's folder", "run.seed": "give seeds as `seeds: [0, 1, 2]`"}
@@ -93,7 +93,11 @@ def load_grid(path: str | os.PathLike[str]) -> Grid:
     config = Path(raw["config"]) if Path(raw["config"]).is_absolute() else path.parent / raw["config"]
     output = Path(raw["output"])
     shared = _overrides(raw.get("set") or {}, src, "set")
-    base = _checked(config, shared, src, "set")
+    try:
+        base_raw = read_yaml_mapping(config, "config file", "of sections")  # read once: checked for every run
+    except InputError as exc:
+        raise InputError(src, f"config: {exc}") from None
+    base = _checked(config, base_raw, shared, src, "set")
     seeds = _seeds(raw.get("seeds"), src, base.run.seed)
     points = _points(raw, src)
     runs = []
@@ -107,7 +111,8 @@ def load_grid(path: str | os.PathLike[str]) -> Grid:
                 raise InputError(src, f"runs {folders[folder]} and {run_id} would share the folder {folder}",
                                  "give them names (runs: [{name: ..., set: {...}}])")
             folders[folder] = run_id
-            cfg = _checked(config, {**overrides, "output": str(folder), "run.seed": seed}, src, f"run {run_id}")
+            cfg = _checked(config, base_raw, {**overrides, "output": str(folder), "run.seed": seed}, src,
+                           f"run {run_id}")
             runs.append(Run(name, overrides, seed, folder, cfg))
     return Grid(path, config, output, runs, _evaluation(raw.get("evaluate") or {}, src, base), base)
 
@@ -189,10 +194,11 @@ def _seeds(raw: Any, src: str, default: int) -> list[int]:
     return raw
 
 
-def _checked(config: Path, overrides: dict[str, Any], src: str, where: str) -> TrainConfig:
-    """The base config with ``overrides``, validated as ``birdbridge train --set`` validates it."""
+def _checked(config: Path, raw: dict[str, Any], overrides: dict[str, Any], src: str, where: str) -> TrainConfig:
+    """The base config (file ``config``, read as ``raw``) with ``overrides``, validated as ``birdbridge train --set``
+    validates it."""
     try:
-        return load_config(config, [f"{k}={_yaml_value(v)}" for k, v in overrides.items()])
+        return config_from(raw, [f"{k}={_yaml_value(v)}" for k, v in overrides.items()], str(config))
     except InputError as exc:
         raise InputError(src, f"{where}: {exc}") from None
 

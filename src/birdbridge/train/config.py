@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -12,6 +13,8 @@ import yaml
 from birdbridge.datasets.holdout import Holdout
 from birdbridge.errors import InputError
 from birdbridge.species.text_forms import parse_text_form
+
+KEEP_KINDS = ("none", "relational", "feature", "classify")  # loss.keep (train.keep)
 
 
 @dataclass
@@ -59,6 +62,12 @@ class LossConfig:
     symmetric: bool = True  # average audio->target and target->audio
     text_weight: float = 1.0  # objective "both": text_weight * text loss + image_weight * image loss
     image_weight: float = 1.0
+    # A second loss keeping the student's geometry (train.keep): none | relational (the batch's pairwise similarities
+    # as the frozen original student sees them) | feature (the original's embedding through a linear adapter) |
+    # classify (a species classifier on the embedding). Added as keep_weight * that loss; weight 0 is off.
+    keep: str = "none"
+    keep_weight: float = 0.0
+    keep_temperature: float = 0.1  # relational: the softmax temperature of each row of cosine similarities
 
 
 @dataclass
@@ -160,6 +169,15 @@ class TrainConfig:
             raise bad("video.subwindows", "must be at least 1 (and nearest_warmup_epochs at least 0)")
         if min(self.loss.text_weight, self.loss.image_weight) < 0:
             raise bad("loss.text_weight", "weights must not be negative")
+        if self.loss.keep not in KEEP_KINDS:
+            raise bad("loss.keep", f"must be {', '.join(KEEP_KINDS[:-1])} or {KEEP_KINDS[-1]}, not {self.loss.keep!r}")
+        if not 0 <= self.loss.keep_weight < float("inf"):
+            raise bad("loss.keep_weight", f"must be a finite number of at least 0, not {self.loss.keep_weight!r}")
+        if self.loss.keep_weight > 0 and self.loss.keep == "none":
+            raise bad("loss.keep_weight", "is above 0 but loss.keep is none; name the loss (relational, feature or "
+                      "classify)")
+        if not 0 < self.loss.keep_temperature < 10:
+            raise bad("loss.keep_temperature", "must be in (0, 10)")
         if not 0.0 <= self.data.background_share < 1.0:
             raise bad("data.background_share", "must be at least 0 and below 1")
         if self.data.background and self.data.background_share == 0:
@@ -186,10 +204,15 @@ class TrainConfig:
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
     """Defaults, then the YAML file, then ``key=value`` overrides (values parsed as YAML)."""
-    raw: dict[str, Any] = {}
-    source = str(path) if path else "config"
-    if path is not None:
-        raw = read_yaml_mapping(path, "config file", "of sections")
+    raw = read_yaml_mapping(path, "config file", "of sections") if path is not None else {}
+    return config_from(raw, overrides, str(path) if path else "config")
+
+
+def config_from(raw: dict[str, Any], overrides: list[str] | tuple[str, ...] = (), source: str = "config"
+                ) -> TrainConfig:
+    """:func:`load_config` of a config file's mapping ``raw`` (left unchanged), read once for many configs;
+    errors name ``source``."""
+    raw = copy.deepcopy(raw)
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():

@@ -29,6 +29,7 @@ from birdbridge.train import distributed as D
 from birdbridge.train.checkpoint import list_checkpoints, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from birdbridge.train.config import TrainConfig, dump_config, load_config
 from birdbridge.train.data import Clip, CropDataset, EpochBatches, collate
+from birdbridge.train.keep import keep_parts
 from birdbridge.train.logs import Loggers
 from birdbridge.train.loss import Temperature
 from birdbridge.train.objectives import FrameTargets, Objective, StepInput
@@ -129,8 +130,12 @@ def _train(cfg: TrainConfig, device: torch.device, info: D.DistInfo, fresh: bool
     per_batch_background = _background_per_batch(cfg, prepared.n_background)
     student = fresh_student(cfg.student, cfg.head, targets.dim)
     base_fingerprint = student.fingerprint
+    keep, original = keep_parts(cfg.loss.keep, cfg.loss.keep_weight, cfg.loss.keep_temperature, student,
+                                targets.n_classes)
+    objective.keep_geometry(keep, original.to(device) if original is not None else None)
     n_trainable, n_total = set_trainable(student, cfg.model.trainable)
-    model = DistillModel(student, Temperature(cfg.loss.temperature, cfg.loss.learnable_temperature)).to(device)
+    model = DistillModel(student, Temperature(cfg.loss.temperature, cfg.loss.learnable_temperature),
+                         keep).to(device)
     optimizer = _optimizer(model, cfg)
     bird_batch = cfg.run.batch_size - per_batch_background
     per_epoch = prepared.n_birds // bird_batch
@@ -206,6 +211,7 @@ def _train(cfg: TrainConfig, device: torch.device, info: D.DistInfo, fresh: bool
                         "step": step, "epoch": (step - 1) // per_epoch, "loss": loss_value,
                         "lr": scheduler.get_last_lr()[0], "head_lr": scheduler.get_last_lr()[-1],
                         "temperature": model.temperature.temperature, "grad_norm": float(grad_norm),
+                        **({"keep_loss": objective.last_keep} if keep is not None else {}),
                         "data_wait_s": waited, "step_s": elapsed,
                         "samples_per_s": cfg.run.batch_size / max(elapsed, 1e-9),
                     })
@@ -438,7 +444,7 @@ def _optimizer(model: DistillModel, cfg: TrainConfig) -> torch.optim.Optimizer:
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        if name.startswith(("student.head.", "temperature.")):
+        if name.startswith(("student.head.", "temperature.", "keep.")):
             fast.append(p)
         elif p.ndim >= 2:
             encoder_decay.append(p)

@@ -14,7 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from birdbridge.audio import repeat_pad
+from birdbridge.models.student import AudioStudent
 from birdbridge.train import distributed as D
+from birdbridge.train.keep import KeepLoss
 from birdbridge.train.loss import multi_positive_info_nce, species_info_nce
 from birdbridge.train.targets import TextTargets
 
@@ -74,6 +76,13 @@ class Objective:
         self.selection, self.warmup, self.subwindows = selection, nearest_warmup_epochs, subwindows
         self.text_weight, self.image_weight = text_weight, image_weight
         self.negatives_all, self.symmetric, self.seed = negatives_all, symmetric, seed
+        self.keep: KeepLoss | None = None  # loss.keep (set with keep_geometry), added to the pivot's loss
+        self.original: AudioStudent | None = None  # the frozen original student it compares with, if it needs one
+        self.last_keep = float("nan")  # the last step's keep loss (weighted), for the logs
+
+    def keep_geometry(self, keep: KeepLoss | None, original: AudioStudent | None) -> None:
+        """Add ``keep`` (:mod:`birdbridge.train.keep`) to every step's loss, against ``original``'s embeddings."""
+        self.keep, self.original = keep, original
 
     @property
     def uses_frames(self) -> bool:
@@ -98,6 +107,14 @@ class Objective:
             all_frames = D.gather(frames, info)
             image_loss = image_info_nce(all_emb, all_frames, all_species, scale, self.symmetric)
             loss = loss + (self.image_weight if self.kind == "both" else 1.0) * image_loss
+        if self.keep is not None:
+            original = None
+            if self.keep.needs_original:
+                with torch.no_grad(), autocast:
+                    original = D.gather(self.original.clap_embedding(waves.to(device)).float(), info)
+            keep = self.keep(all_emb, all_species, original)
+            self.last_keep = float(keep.detach())
+            loss = loss + keep
         return loss
 
     def _inputs(self, batch: StepInput, sample_rate: int, multiframe: bool):

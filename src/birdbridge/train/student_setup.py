@@ -11,6 +11,7 @@ from birdbridge.models.hub import resolve
 from birdbridge.models.loader import detect_layout
 from birdbridge.models.student import AudioStudent
 from birdbridge.train.config import HeadConfig
+from birdbridge.train.keep import KeepLoss
 from birdbridge.train.loss import Temperature
 
 
@@ -59,12 +60,14 @@ def freeze_batchnorm(module: nn.Module) -> None:
 
 
 class DistillModel(nn.Module):
-    """What DDP wraps: the student and the temperature, so both have their gradients synchronised."""
+    """What DDP wraps: the student, the temperature and the keep loss's adapter or classifier (if any), so all have
+    their gradients synchronised. Only the student is saved as the trained model."""
 
-    def __init__(self, student: AudioStudent, temperature: Temperature) -> None:
+    def __init__(self, student: AudioStudent, temperature: Temperature, keep: KeepLoss | None = None) -> None:
         super().__init__()
         self.student = student
         self.temperature = temperature
+        self.keep = keep
 
     def forward(self, waves: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.student(waves), self.temperature()
