@@ -21,4 +21,4 @@ def need_extra(module: str, extra: str) -> ModuleType:
         message = f"{module} is not importable ({exc}): pip install 'birdbridge[{extra}]'"
         if os.environ.get("BIRDBRIDGE_TEST_EXTRAS") == "1":
             pytest.fail(f"{message}; ./scripts/test installs every extra")
-        pytest.skip(message)
+        pytest.skip(message, allow_module_level=True)

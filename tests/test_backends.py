@@ -16,8 +16,9 @@ from birdbridge.models import backends
 from birdbridge.models.backends import BackendWarning, with_backend
 from birdbridge.models.loader import load_student
 from cli_fixtures import run
+from extras import need_extra
 
-pytest.importorskip("onnxruntime")
+need_extra("onnxruntime", "onnx")
 
 
 @pytest.fixture(scope="module")

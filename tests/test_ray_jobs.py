@@ -19,9 +19,10 @@ from birdbridge.embed.writers import read_table
 from birdbridge.gallery import Gallery, build_gallery
 from birdbridge.models.loader import load_student
 from cli_fixtures import run
+from extras import need_extra
 from test_gallery_build import write_images
 
-pytest.importorskip("ray", reason="Ray is not installed: pip install 'birdbridge[ray]'")
+need_extra("ray", "ray")
 
 TONES = [("a/SITE01_20240501_053000.wav", 500.0, 2.0), ("a/b.wav", 2000.0, 2.5), ("c.wav", 4000.0, 1.5)]
 
