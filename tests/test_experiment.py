@@ -152,3 +152,23 @@ def test_cells_over_seeds_and_of_one_seed() -> None:
     one = seed_cell([40.0], (35.0, 45.0))
     assert (one.mean, one.sd, one.ci) == (40.0, None, (35.0, 45.0)) and one.text() == "40.00 [35.0, 45.0]"
     assert seed_cell([math.nan, 2.0, 4.0]).mean == 3.0
+
+
+def test_seen_and_unseen_species_get_columns_of_their_own() -> None:
+    from types import SimpleNamespace
+
+    from birdbridge.evaluate.results import MethodResult
+    from birdbridge.experiment.table import as_json, markdown, run_row
+
+    figures = [(40.0, 10.0, 80.0), (44.0, 6.0, 70.0), (42.0, 8.0, 75.0)]  # seen MAP, unseen MAP, unseen kNN
+    results = [(f"s{i}/results.json", SimpleNamespace(method=lambda _id, s=s, u=u, k=k: MethodResult(
+        "distilled", "ours", {"a2i_map": s + 1},
+        groups={"seen": {"a2i_map": s}, "unseen": {"a2i_map": u, "knn_acc": k}})))
+        for i, (s, u, k) in enumerate(figures)]
+    row = run_row("holdout", {}, [0, 1, 2], results)
+    for column, values in (("a2i_map/seen", [40.0, 44.0, 42.0]), ("a2i_map/unseen", [10.0, 6.0, 8.0]),
+                           ("knn_acc/unseen", [80.0, 70.0, 75.0])):
+        assert row.cells[column].values == values and row.cells[column].mean == pytest.approx(np.mean(values))
+    assert "knn_acc/seen" not in row.cells and row.cells["a2i_map"].mean == pytest.approx(43.0)
+    assert as_json([row])["metrics"]["a2i_map/unseen"] == "A→I MAP unseen"
+    assert "| A→I MAP seen | A→I MAP unseen | kNN acc unseen |" in markdown([row], "t")

@@ -14,12 +14,15 @@ from typing import Any
 import numpy as np
 
 from birdbridge.evaluate.report import COLUMNS
-from birdbridge.evaluate.results import EvalResult, MethodResult
+from birdbridge.evaluate.results import GROUPS, EvalResult, MethodResult
 
 # two-sided 95% quantiles of Student's t for 1..30 degrees of freedom (beyond: the normal's 1.96)
 _T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
 SEEDS_CI = "95% t interval over seeds"
+# with held-out species, these figures again on the queries of seen and of unseen species (keys "a2i_map/unseen")
+GROUP_COLUMNS = [(f"{key}/{group}", f"{label} {group}") for group in GROUPS
+                 for key, label in (("a2i_map", "A→I MAP"), ("zero_shot_top1", "ZS top-1"), ("knn_acc", "kNN acc"))]
 BOOTSTRAP_CI = "95% bootstrap interval over queries"
 
 
@@ -79,12 +82,16 @@ def _row(row: Row, methods: list[MethodResult]) -> Row:
         if any(key in m.metrics for m in methods):
             values = [m.metrics.get(key, math.nan) for m in methods]
             row.cells[key] = seed_cell(values, methods[0].ci.get(key) if len(methods) == 1 else None)
+    for column, _ in GROUP_COLUMNS:
+        key, group = column.split("/")
+        if any(key in m.groups.get(group, {}) for m in methods):
+            row.cells[column] = seed_cell([m.groups.get(group, {}).get(key, math.nan) for m in methods])
     return row
 
 
 def columns(rows: list[Row]) -> list[tuple[str, str]]:
-    """The headline metrics (:data:`birdbridge.evaluate.report.COLUMNS`) that any row has."""
-    return [(key, label) for key, label in COLUMNS if any(key in r.cells for r in rows)]
+    """The headline metrics (:data:`birdbridge.evaluate.report.COLUMNS`, then :data:`GROUP_COLUMNS`) any row has."""
+    return [(key, label) for key, label in [*COLUMNS, *GROUP_COLUMNS] if any(key in r.cells for r in rows)]
 
 
 def markdown(rows: list[Row], title: str, notes: list[str] = ()) -> str:
