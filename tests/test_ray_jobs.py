@@ -141,6 +141,29 @@ def test_a_worker_that_dies_is_restarted_and_its_files_retried(ray_instance, tmp
     assert job.shards.table(files, dim=4).vectors.shape == (3, 4)
 
 
+def _read_or_die(file: str):
+    """Kills its worker process whenever it reads a file named ``bad.x`` (a decoder that crashes on one file)."""
+    if file.endswith("bad.x"):
+        os._exit(1)
+    return _read_marker(file)
+
+
+def test_a_file_that_always_kills_its_reader_is_listed_and_the_others_embedded(ray_instance, tmp_path) -> None:
+    """Ray retries a read whose worker died, a bounded number of times; then the file is a failure, not a hang."""
+    import ray.cloudpickle
+
+    from birdbridge.embed.ray_jobs import BulkSpec, run_bulk
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    files = [str(tmp_path / name) for name in ("0.x", "bad.x", "2.x")]
+    for file in files:
+        open(file, "w").close()
+    spec = BulkSpec("test", _read_or_die, _no_model, lambda model, inputs: inputs, {"test": 1})
+    job = run_bulk(files, spec, tmp_path / "shards", progress=False)
+    assert job.embedded == [files[0], files[2]]
+    assert [f.source for f in job.failures] == [files[1]] and "run the command again" in job.failures[0].message
+
+
 def test_archive_build_on_ray_equals_local(ray_instance, world, tmp_path) -> None:
     local = build_archive([world["recordings"]], tmp_path / "local", world["student"], progress=False, ann=False)
     report = build_archive([world["recordings"]], tmp_path / "ray", world["student"], progress=False, ann=False,

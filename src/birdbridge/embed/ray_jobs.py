@@ -11,8 +11,8 @@ local path would have embedded).
 **Resume** is per file: a shard's name is a digest of its file (path, size, modification time) and of what embeds
 it (model fingerprint, windows), so a rerun after a killed job embeds only the files without a shard. A file that
 cannot be read is a :class:`~birdbridge.errors.Failure`, as in the local path. Ray restarts an actor that dies and
-retries its batch (twice); files still without a shard when the job ends are listed as failures, and a rerun retries
-them.
+retries its batch (twice), and a read whose worker died is retried twice too (Ray Data's default would retry it
+forever); files still without a shard when the job ends are listed as failures, and a rerun retries them.
 """
 
 from __future__ import annotations
@@ -172,11 +172,13 @@ def run_bulk(files: Sequence[str | os.PathLike[str]], spec: BulkSpec, shard_fold
 
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = progress is not False
+        context.max_errored_blocks = -1  # a block that failed for good is a failure listed below, not the job's end
         gpus = int(ray.cluster_resources().get("GPU", 0))
         cpus = int(ray.cluster_resources().get("CPU", 1))
         pool = actors or (gpus or max(1, cpus // 2))
         dataset = ray.data.from_items([{"file": name} for name in todo], override_num_blocks=min(len(todo), 200))
-        dataset = dataset.map(partial(_read_row, spec.read))
+        # Ray Data retries a task whose worker died without end: a file that crashes its decoder would hang the job
+        dataset = dataset.map(partial(_read_row, spec.read), max_retries=RETRIES)
         with warnings.catch_warnings():  # max_restarts and max_task_retries have no named parameter yet
             warnings.simplefilter("ignore", DeprecationWarning)
             dataset = dataset.map_batches(
