@@ -133,3 +133,14 @@ def test_marking_hits_of_a_search_result_file(world, archive, tmp_path, capsys) 
     nothing.write_text("file,start,end,label\nnowhere.wav,0,1,x\n")
     failed = run(capsys, "archive", "label", archive.folder, nothing)
     assert failed.returncode == 1 and "line 2" in failed.stdout + failed.stderr
+
+
+def test_a_file_name_matches_exactly_one_recording_of_that_exact_name(world, archive) -> None:
+    """By file name alone: SQL wildcards and another letter case name nothing; the exact name finds its recording."""
+    from birdbridge.archive.labels import LabelSpan
+
+    names = ["SITE02_20240502_013000.wav", "site02_20240502_013000.wav", "SITE02_2024050%_013000.wav",
+             "SITE02_20240502?013000.wav", "_ITE02_20240502_013000.wav"]
+    report = archive.add_labels([LabelSpan(name, 0.0, 1.0, "Corvus corax", where=name) for name in names])
+    assert report.added == 1 and [f.source for f in report.skipped] == names[1:]
+    assert [lab.row for lab in archive.labels()] == rows_of(archive, "SITE02_20240502_013000.wav", [0.0])

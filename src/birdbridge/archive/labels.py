@@ -282,19 +282,12 @@ def add_labels(
     who = (who or default_user()).strip() or default_user()
     source = source or "python"
     count = len(archive)
-    files = archive.files()
-    by_path = {f.path: f.id for f in files}
-    by_name: dict[str, list[int]] = {}
-    for f in files:
-        by_name.setdefault(_basename(f.path), []).append(f.id)
+    file_ids = _file_ids(archive, {span.file for span in spans})
     at = now_iso()
     inserts: list[tuple] = []
     for span in spans:
         where = span.where or f"{span.file} {span.start_s:g}-{span.end_s:g} s"
-        file_id = by_path.get(span.file) or by_path.get(str(Path(span.file).expanduser().resolve()))
-        if file_id is None:
-            named = by_name.get(_basename(span.file), [])
-            file_id = named[0] if len(named) == 1 else None
+        file_id = file_ids.get(span.file)
         if file_id is None:
             report.skipped.append(Failure(where, f"{where}: recording {span.file} is not in archive {archive.folder}"))
             continue
@@ -313,6 +306,25 @@ def add_labels(
     report.already = len(inserts) - report.added
     report.windows = len({i[0] for i in inserts})
     return report
+
+
+def _file_ids(archive: Archive, names: set[str]) -> dict[str, int]:
+    """The archive's recording of each name: by its path as written or resolved, else by its file name if exactly
+    one recording has it. Only these names are looked up (a label click does not read every recording's row)."""
+    resolved = {name: str(Path(name).expanduser().resolve()) for name in names}
+    by_path = {f.path: f.id for f in archive.files([*names, *resolved.values()])}
+    found = {}
+    for name in names:
+        file_id = by_path.get(name) or by_path.get(resolved[name])
+        if file_id is None:  # by file name: the paths that end with it, then those whose last part is it
+            base = _basename(name)
+            pattern = "%" + re.sub(r"([\\%_])", r"\\\1", base)
+            ids = [i for i, path in archive.query("SELECT id, path FROM files WHERE path LIKE ? ESCAPE '\\'",
+                                                  [pattern]) if _basename(path) == base]
+            file_id = ids[0] if len(ids) == 1 else None
+        if file_id is not None:
+            found[name] = file_id
+    return found
 
 
 def _windows_of(archive: Archive, file_id: int, span: LabelSpan, min_overlap: float, count: int) -> list[int]:
