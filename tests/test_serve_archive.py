@@ -272,3 +272,20 @@ def test_an_archive_of_another_teacher_is_refused_at_startup(world, tmp_path, ca
                  tmp_path / "other", "--port", "0")
     assert result.returncode == 1 and "cannot be served with this gallery" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_recordings_added_by_another_process_are_searched_without_a_restart(client, world) -> None:
+    """`archive build --add` from another process while the server runs: the next request sees the new recording."""
+    from birdbridge.archive.store import NewRecording
+
+    before = search_text(client, top_k=100)
+    assert client.get("/api/info").json()["archive"]["files"] == 6 and len(before["hits"]) == 18
+    writer = Archive.open(client.archive.folder)  # another process's handle on the same folder
+    copy = writer.files()[0]
+    vectors = np.array(writer.vectors[copy.first_row : copy.first_row + 2], np.float32)
+    new = str(world["recordings"] / "later" / "new.wav")
+    writer.add_recordings([NewRecording(new, 2.0, 16000, 1, 1, 1, RecordingMeta(), vectors,
+                                        np.array([0.0, 1.0]), np.array([1.0, 2.0]))])
+    after = search_text(client, top_k=100)
+    assert len(after["hits"]) == 20 and sum(h["file"] == "later/new.wav" for h in after["hits"]) == 2
+    assert client.get("/api/info").json()["archive"]["files"] == 7

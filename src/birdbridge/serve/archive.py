@@ -3,7 +3,8 @@ window, the species it most likely is (with pictures), and label it yes or no.
 
 * :class:`ArchiveService` holds the archive and the server's search engine. The archive must be in the gallery's
   teacher space (refused when the service is made, so at startup). Recording queries go through the archive's own
-  student: the served model when it is that student, else the one the archive records (loaded once).
+  student: the served model when it is that student, else the one the archive records (loaded once). Each search
+  and info request first sees what another process added (rows, an ANN index): :meth:`ArchiveService.refresh`.
 * Hits name their recording by its path below the folder holding all the archive's recordings (never the server's
   absolute path). A window's audio and spectrogram are cut from the recording the
   archive records for its row, never from a path a client sends; at most :data:`MAX_CONTEXT_S` on each side.
@@ -162,14 +163,25 @@ class ArchiveService:
         check_archive(archive, engine.info()["teacher"])
         self.archive, self.engine = archive, engine
         self._positions = {sp.key: sp.index for sp in engine.gallery.species()}
-        folders = [str(Path(f.path).parent) for f in archive.files()]
-        self.root = Path(os.path.commonpath(folders)) if folders else Path("/")  # hits name files relative to it
+        self._refresh_lock = threading.Lock()
+        self._set_root()
         ours = archive.student.get("fingerprint")
         served = engine.student
         self._student: AudioStudent | None = served if served is not None and served.fingerprint == ours else None
         self._student_lock = threading.Lock()
 
+    def _set_root(self) -> None:
+        folders = [str(Path(f.path).parent) for f in self.archive.files()]
+        self.root = Path(os.path.commonpath(folders)) if folders else Path("/")  # hits name files relative to it
+
+    def refresh(self) -> None:
+        """See what another process added (``archive build --add``, a new ANN index) since the last request."""
+        with self._refresh_lock:
+            if self.archive.refresh():
+                self._set_root()
+
     def info(self) -> dict[str, Any]:
+        self.refresh()
         s = self.archive.summary()
         return {"name": self.archive.folder.name, "windows": s.windows, "files": s.files, "hours": s.hours,
                 "window_s": s.windowing.get("window_s"), "hop_s": s.windowing.get("hop_s"), "labels": s.labels}
@@ -190,6 +202,7 @@ class ArchiveService:
                locale: str | None = None) -> dict[str, Any]:
         """The hits of one query (``name``: the uploaded file's name) as the API's JSON."""
         names = self.engine.common_names(locale)  # an unknown locale before any model work
+        self.refresh()
         options: dict[str, Any] = {"top_k": top_k, "per_file": per_file, "min_score": min_score}
         if text is not None:
             found = self.archive.search(text, taxonomy=self.engine.taxonomy, teacher=self.engine.teacher, **options)
