@@ -134,10 +134,12 @@ def test_exact_resume_after_kill(setup, tmp_path, background, capsys) -> None:
 
 @pytest.mark.slow
 def test_torchrun_two_processes_match_one(setup, tmp_path) -> None:
+    """Two processes train the same weights as one, with a keep loss (a species head of its own) on the global batch."""
+    extra = {"run.epochs": 2, "loss.keep": "classify", "loss.keep_weight": 0.5}
     one = tmp_path / "one"
-    train(load_config(None, settings(setup, one, **{"run.epochs": 2})))
+    train(load_config(None, settings(setup, one, **extra)))
     two = tmp_path / "two"
-    args = [x for s in settings(setup, two, **{"run.epochs": 2}) for x in ("--set", s)]
+    args = [x for s in settings(setup, two, **extra) for x in ("--set", s)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = finish(start("train", *args, launcher=("-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
                                                     "2"), env=env), timeout=900)
