@@ -24,6 +24,7 @@ import hashlib
 import json
 import logging
 import re
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -97,6 +98,7 @@ class OnnxTower(TowerRunner):
     path: Path | None = None
     workers: int = 1
     _pool: ThreadPoolExecutor | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # callers' threads (serve) share it
 
     def __call__(self, features: torch.Tensor) -> torch.Tensor:
         array = features.detach().to("cpu", torch.float32).contiguous().numpy()
@@ -111,9 +113,10 @@ class OnnxTower(TowerRunner):
 
     def _each(self, windows: list, run: Any) -> torch.Tensor:
         if self.workers > 1 and len(windows) > 1:
-            if self._pool is None:  # torch.set_num_threads holds for the thread that calls it
-                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="birdbridge-onnx",
-                                                initializer=torch.set_num_threads, initargs=(1,))
+            with self._lock:
+                if self._pool is None:  # torch.set_num_threads holds for the thread that calls it
+                    self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="birdbridge-onnx",
+                                                    initializer=torch.set_num_threads, initargs=(1,))
             outs = list(self._pool.map(run, windows))
         else:
             outs = [run(window) for window in windows]
