@@ -26,6 +26,7 @@ import logging
 import re
 import threading
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,7 +112,7 @@ class OnnxTower(TowerRunner):
 
         return self._each([waves[i : i + 1] for i in range(waves.shape[0])], run)
 
-    def _each(self, windows: list, run: Any) -> torch.Tensor:
+    def _each(self, windows: list, run: Callable[[Any], np.ndarray]) -> torch.Tensor:
         if self.workers > 1 and len(windows) > 1:
             with self._lock:
                 if self._pool is None:  # torch.set_num_threads holds for the thread that calls it
