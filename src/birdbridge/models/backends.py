@@ -2,12 +2,19 @@
 
 ``torch`` runs the module itself; ``onnx`` runs the tower exported to ONNX in ONNX Runtime (the optional extra
 ``birdbridge[onnx]``). Precision ``fp32`` keeps the weights; ``int8`` quantises the Linear layers' weights
-dynamically (torch's ``quantize_dynamic``, or ONNX Runtime's). The log-mel front end stays in torch either way.
+dynamically (torch's ``quantize_dynamic``, or ONNX Runtime's: :data:`INT8_RECIPE`). The log-mel front end stays in
+torch either way.
+
+ONNX Runtime runs one window per call on single-threaded sessions, as many windows at a time as torch has threads:
+windows in parallel rather than each operator split over threads (no waits at each operator's end, fewer cycles a
+window; ``benchmarks/bench_backends.py``), and a window's int8 embedding does not depend on the batch it came in
+(dynamic quantisation scales each call's activations by their own range).
 
 The ONNX file is exported once and cached in ``$BIRDBRIDGE_CACHE/onnx`` under a key of the model's fingerprint, a
-digest of its weights as loaded, the precision and the versions of the exporter and runtime: changed weights or a
-new version get a new file, never an old one. A cached file whose checksum does not match its record is rebuilt
-(with a message). An export that fails falls back to torch with one :class:`BackendWarning` naming the model.
+digest of its weights as loaded, the precision, the int8 recipe and the versions of the exporter and runtime: changed
+weights, another recipe or a new version get a new file, never an old one. A cached file whose checksum does not match
+its record is rebuilt (with a message). An export that fails falls back to torch with one :class:`BackendWarning`
+naming the model.
 """
 
 from __future__ import annotations
@@ -17,11 +24,15 @@ import hashlib
 import json
 import logging
 import re
+import threading
 import warnings
-from dataclasses import dataclass
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -37,6 +48,12 @@ PRECISIONS = ("fp32", "int8")
 ONNX_INSTALL = "pip install 'birdbridge[onnx]'"
 EXPORT_VERSION = 1  # bump when the exported graph changes (inputs, outputs, options)
 OPSET = 17
+# ONNX Runtime's dynamic int8 quantisation, as passed to quantize_dynamic and recorded in the cache key (so another
+# recipe never reuses a file). Measured on a 2-core AVX2 EPYC without VNNI: per-channel weights, reduce_range, uint8
+# weights, quantising the attention's activation products too (MatMulConstBOnly false) and the transformers
+# optimizer's Swin fusions were each as fast or slower a window, in CPU time (README, "Backends").
+INT8_RECIPE: dict[str, Any] = {"method": "dynamic", "weight_type": "QInt8", "per_channel": False,
+                               "reduce_range": False, "op_types": None, "extra_options": {}}
 log = logging.getLogger(__name__)
 
 
@@ -55,6 +72,10 @@ class TowerRunner:
     def __call__(self, features: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def embed_waves(self, frontend: nn.Module, waves: torch.Tensor) -> torch.Tensor:
+        """Windows [B, N] -> unnormalised embeddings [B, D] through ``frontend`` (waves -> features) and the tower."""
+        return self(frontend(waves))
+
     def describe(self) -> dict[str, str]:
         """What ran: ``{"backend", "precision", "runtime"}`` (result files record it)."""
         return {"backend": self.backend, "precision": self.precision, "runtime": self.runtime}
@@ -70,12 +91,40 @@ class TorchTower(TowerRunner):
 
 @dataclass
 class OnnxTower(TowerRunner):
+    """A single-threaded ONNX Runtime session run on ``workers`` windows at a time (``session.run`` releases the
+    GIL), one window per call; :meth:`embed_waves` runs each window's front end in its worker too, on one torch
+    thread (torch's threads on a batch spend 2–4× the CPU time on it here)."""
+
     session: Any = None
     path: Path | None = None
+    workers: int = 1
+    _pool: ThreadPoolExecutor | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # callers' threads (serve) share it
 
     def __call__(self, features: torch.Tensor) -> torch.Tensor:
         array = features.detach().to("cpu", torch.float32).contiguous().numpy()
-        return torch.from_numpy(self.session.run(None, {"features": array})[0])
+        return self._each([array[i : i + 1] for i in range(array.shape[0])], self._run)
+
+    def embed_waves(self, frontend: nn.Module, waves: torch.Tensor) -> torch.Tensor:
+        def run(window: torch.Tensor) -> np.ndarray:
+            with torch.inference_mode():
+                return self._run(frontend(window).to(torch.float32).contiguous().numpy())
+
+        return self._each([waves[i : i + 1] for i in range(waves.shape[0])], run)
+
+    def _each(self, windows: list, run: Callable[[Any], np.ndarray]) -> torch.Tensor:
+        if self.workers > 1 and len(windows) > 1:
+            with self._lock:
+                if self._pool is None:  # torch.set_num_threads holds for the thread that calls it
+                    self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="birdbridge-onnx",
+                                                    initializer=torch.set_num_threads, initargs=(1,))
+            outs = list(self._pool.map(run, windows))
+        else:
+            outs = [run(window) for window in windows]
+        return torch.from_numpy(np.concatenate(outs))
+
+    def _run(self, window: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {"features": window})[0]
 
 
 class FeaturesTower(nn.Module):
@@ -175,7 +224,7 @@ def _onnx_runner(student: AudioStudent, precision: str, folder: Path) -> OnnxTow
 
     path = cached_onnx(student, precision, folder)
     options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
+    options.intra_op_num_threads = 1  # parallel over windows instead (OnnxTower): 1.15–1.3× the windows a second
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # Threads that spin while waiting take cores from the other threads on a busy machine: 1.3× slower here.
@@ -184,7 +233,8 @@ def _onnx_runner(student: AudioStudent, precision: str, folder: Path) -> OnnxTow
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # an operator this runtime lacks, say: as good as a failed export
         raise ExportFailed(f"ONNX Runtime cannot run the exported graph ({type(exc).__name__}: {exc})") from exc
-    return OnnxTower("onnx", precision, f"onnxruntime {ort.__version__}", session=session, path=path)
+    return OnnxTower("onnx", precision, f"onnxruntime {ort.__version__}", session=session, path=path,
+                     workers=max(1, torch.get_num_threads()))
 
 
 def onnx_identity(student: AudioStudent, precision: str, weights: str | None = None) -> dict[str, Any]:
@@ -194,8 +244,8 @@ def onnx_identity(student: AudioStudent, precision: str, weights: str | None = N
 
     return {"export_version": EXPORT_VERSION, "opset": OPSET, "model": student.name,
             "fingerprint": student.fingerprint, "weights": weights or weights_digest(FeaturesTower(student)),
-            "precision": precision, "torch": torch.__version__, "onnx": onnx.__version__,
-            "onnxruntime": ort.__version__}
+            "precision": precision, **({"recipe": INT8_RECIPE} if precision == "int8" else {}),
+            "torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__}
 
 
 def weights_digest(module: nn.Module) -> str:
@@ -250,8 +300,11 @@ def _quantize(source: Path, target: Path) -> None:
     quiet, level = logging.NullHandler(), root.level
     root.addHandler(quiet)  # it logs notes on the root logger: keep them from setting up a handler there
     root.setLevel(logging.ERROR)
+    recipe = INT8_RECIPE
     try:
-        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+        quantize_dynamic(str(source), str(target), weight_type=QuantType[recipe["weight_type"]],
+                         per_channel=recipe["per_channel"], reduce_range=recipe["reduce_range"],
+                         op_types_to_quantize=recipe["op_types"], extra_options=dict(recipe["extra_options"]))
     except Exception as exc:
         raise ExportFailed(f"int8 quantisation: {type(exc).__name__}: {exc}") from exc
     finally:

@@ -126,7 +126,7 @@ class AudioStudent(nn.Module):
     def _infer(self, waves: torch.Tensor) -> torch.Tensor:
         if self.runner is None:
             return self(waves)
-        return self.runner(self.frontend(waves.to(self.device)))
+        return self.runner.embed_waves(self.frontend, waves.to(self.device))
 
     @classmethod
     def from_folder(
