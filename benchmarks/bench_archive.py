@@ -2,15 +2,17 @@
 
 Writes an archive with ``Archive.add_recordings`` (one-hour recordings of 720 five-second windows, dated, at
 10 sites; vectors from a mixture of Gaussians as ``bench_gallery.py`` draws them), then, in a fresh process,
-measures: opening time and RSS, the usearch ANN build time, and ``Archive.search`` latency (p50/p95, the whole
-call: query check, ANN candidates re-scored exactly, the hits' records from SQLite) with recall@10 against
-exact search, for three kinds of query as they land in the teacher's space:
+measures: opening time and RSS, the ANN build (``--engine``, default the store's) time, CPU and peak RSS, and
+``Archive.search`` latency (p50/p95, the whole call: query check, ANN candidates re-scored exactly, the hits'
+records from SQLite) with recall@10 against exact search, for three kinds of query as they land in the
+teacher's space:
 
 * ``text``: a class centre itself (a species' text embedding is the centre its windows lie around);
 * ``picture``: a fresh draw around a centre (a picture lies near, not on, it);
 * ``example``: a window of the archive (``--like``: a recording's own embedding).
 
     .venv/bin/python benchmarks/bench_archive.py [--n 1000000] [--dim 768] [--folder /tmp/bench-archive]
+        [--engine faiss-ivf --nprobe 16 32 64 | --engine usearch --expansion-search 64 128]
 """
 
 from __future__ import annotations
@@ -21,7 +23,18 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from bench_gallery import PeakRss, fresh_start, load, mb, mixture, run_phases, scale_parser, status
+from bench_gallery import (
+    PeakRss,
+    ann_settings,
+    describe,
+    fresh_start,
+    load,
+    mb,
+    mixture,
+    run_phases,
+    scale_parser,
+    status,
+)
 
 TEACHER = {"ref": "synthetic", "name": "synthetic", "fingerprint": "1" * 32}
 WINDOWS_PER_FILE = 720  # one hour of 5 s windows
@@ -60,7 +73,7 @@ def generate(args: argparse.Namespace) -> None:
 
 def measure(args: argparse.Namespace) -> None:
     from birdbridge.archive.store import Archive
-    from birdbridge.store import AnnSettings, build_ann
+    from birdbridge.store import build_ann
 
     folder = Path(args.folder)
     text, picture = np.load(folder.parent / f"{folder.name}-queries.npy")
@@ -89,22 +102,22 @@ def measure(args: argparse.Namespace) -> None:
 
     if args.keep_ann and archive.ann_status()["up_to_date"]:
         current = archive.meta["ann"]
-        settings = AnnSettings.from_entry(current, expansion_search=args.expansion_search[0])
-        print(f"\nANN index kept (built in {current.get('build_seconds')} s)")
+        settings, key, depths = ann_settings(args, current)
+        print(f"\nANN index kept ({describe(current)}; built in {current.get('build_seconds')} s)")
     else:
-        settings = AnnSettings.from_entry(None, connectivity=args.connectivity, expansion_add=args.expansion_add,
-                                          expansion_search=args.expansion_search[0], dtype=args.dtype)
-        t = time.perf_counter()
+        settings, key, depths = ann_settings(args)
+        before = load()
+        t, cpu = time.perf_counter(), time.process_time()
         with PeakRss() as peak:
-            build_ann(archive, rebuild=True, settings=settings, threads=0, progress=False)
-        took = time.perf_counter() - t
-        print(f"\nANN build (usearch HNSW, ip, {settings.dtype}, connectivity {settings.connectivity}, expansion_add "
-              f"{settings.expansion_add}, all cores): {took:.1f} s ({len(archive) / took:,.0f} rows/s), index file "
-              f"{mb((folder / 'ann.usearch').stat().st_size)}, peak RSS {mb(peak.peak['VmRSS'])}, load {load()}")
-    for ef in args.expansion_search:
-        build_ann(archive, settings=replace(settings, expansion_search=ef), progress=False)
+            entry = build_ann(archive, rebuild=True, settings=settings, threads=0, progress=False)
+        took, cpu = time.perf_counter() - t, time.process_time() - cpu
+        print(f"\nANN build ({describe(entry)}, all cores): {took:.1f} s ({len(archive) / took:,.0f} rows/s; CPU "
+              f"{cpu:.0f} s), index file {mb((folder / entry['file']).stat().st_size)}, peak RSS "
+              f"{mb(peak.peak['VmRSS'])}, load {before} -> {load()}")
+    for depth in depths:
+        build_ann(archive, settings=replace(settings, **{key: depth}), progress=False)
         arc = Archive.open(folder)
-        arc.search(vector=text[0], top_k=10)  # load the memory-mapped index
+        arc.search(vector=text[0], top_k=10)  # load the index
         for kind, q in queries.items():
             lat, recall = [], []
             for i, v in enumerate(q):
@@ -114,7 +127,7 @@ def measure(args: argparse.Namespace) -> None:
                 if i < args.exact:
                     recall.append(len({h.row for h in found.hits} & set(truth[kind][i])) / 10)
             assert found.method == "ann"
-            print(f"  expansion_search {ef:4d}, {kind:8s}: p50 {np.percentile(lat, 50):.2f} ms, p95 "
+            print(f"  {key} {depth:4d}, {kind:8s}: p50 {np.percentile(lat, 50):.2f} ms, p95 "
                   f"{np.percentile(lat, 95):.2f} ms over {len(q)} queries; recall@10 {np.mean(recall):.4f} "
                   f"(over {len(recall)}; load {load()})")
     print(f"RSS after the searches: {mb(status()['VmRSS'])}")
