@@ -220,3 +220,40 @@ def test_an_index_is_read_only_by_its_own_engine_and_settings(tmp_path, data, en
     switched = build_ann(gallery, settings=AnnSettings.from_entry(entry, engine=other))
     assert (switched["engine"], switched["added_rows"]) == (other, 400)
     assert not (gallery.folder / ENGINES[engine].file).exists() and Gallery.open(gallery.folder)._ann() is not None
+
+
+def test_ivf_centroids_are_trained_afresh_once_the_store_outgrows_them(tmp_path, data, caplog):
+    need_extra("faiss", "faiss")
+    from birdbridge.store.ann_ivf import REGROW_FACTOR
+
+    base, queries, _ = data
+    gallery = make(tmp_path / "g", base[:250])
+    first = build_ann(gallery, settings=AnnSettings(engine="faiss-ivf"))
+    assert (first["nlist"], first["trained_rows"]) == (1, 250)
+    gallery.append(base[250:1100], [{"id": f"x{i}", "species": "Pica hudsonia"} for i in range(850)])
+    assert len(gallery) > REGROW_FACTOR * 250
+    with caplog.at_level("INFO"):
+        again = build_ann(gallery)
+    assert (again["engine"], again["added_rows"], again["trained_rows"], again["nlist"]) == ("faiss-ivf", 1100, 1100, 4)
+    assert "more than 4 times the 250 its centroids were trained on" in caplog.text
+    assert recall(gallery.search(queries, 10)[1], gallery.search(queries, 10, exact=True)[1]) >= 0.95
+
+
+def test_without_faiss_the_engine_says_how_to_install_it_and_searches_stay_exact(tmp_path, data, monkeypatch, caplog):
+    need_extra("faiss", "faiss")
+    import sys
+
+    from birdbridge.store.ann import default_engine
+
+    base, queries, _ = data
+    gallery = make(tmp_path / "g", base[:300])
+    build_ann(gallery, settings=AnnSettings(engine="faiss-ivf"))
+    monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss now fails
+    assert default_engine() == "usearch" and AnnSettings().engine == "usearch"
+    with pytest.raises(BirdbridgeError, match=r"pip install 'birdbridge\[faiss\]'"):
+        build_ann(gallery, rebuild=True, engine="faiss-ivf")
+    with caplog.at_level("WARNING"):
+        reopened = Gallery.open(gallery.folder)
+        rows = reopened.search(queries[:4], 10)[1]
+    assert reopened._ann() is None and "pip install 'birdbridge[faiss]'" in caplog.text
+    np.testing.assert_array_equal(rows, reopened.search(queries[:4], 10, exact=True)[1])

@@ -110,8 +110,8 @@ class AnnSettings:
     """How to build and search an ANN index. ``engine``: see :data:`ENGINES` (default :func:`default_engine`);
     ``dtype``: how the index stores vectors. usearch: ``connectivity`` (M), ``expansion_add`` (efConstruction),
     ``expansion_search`` (ef). faiss-ivf: ``nlist`` (0: chosen from the rows, :func:`~birdbridge.store.ann_ivf.
-    auto_nlist`), ``nprobe`` (lists scanned a query). ``expansion_search`` and ``nprobe`` change without a rebuild.
-    The defaults: ``benchmarks/bench_ann.py`` and the README."""
+    auto_nlist`, whenever centroids are trained), ``nprobe`` (lists scanned a query). ``expansion_search`` and
+    ``nprobe`` change without a rebuild. The defaults: ``benchmarks/bench_ann.py`` and the README."""
 
     engine: str = field(default_factory=default_engine)
     connectivity: int = 16
@@ -156,7 +156,9 @@ class AnnSettings:
         if entry and engine_of(entry) != engine:
             entry = None
         kinds = {f.name: str if f.name in ("dtype", "engine") else int for f in fields(cls)}
-        current = {name: kinds[name](entry[name]) for name in kinds if entry and name in entry and name != "engine"}
+        # an index's nlist is what "chosen from the rows" gave then: not lent, so that centroids trained afresh fit
+        current = {name: kinds[name](entry[name]) for name in kinds
+                   if entry and name in entry and name not in ("engine", "nlist")}
         return cls(**{**current, **{name: kinds[name](v) for name, v in given.items() if v is not None},
                       "engine": engine})
 

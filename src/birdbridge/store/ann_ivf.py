@@ -3,10 +3,11 @@
 Spherical k-means on a sample of the rows (:data:`TRAIN_PER_LIST` a list, :data:`KMEANS_ITERATIONS`
 iterations) places ``nlist`` centroids; every row goes to the list of its nearest centroid, stored as
 ``dtype`` codes (f16, bf16: ``IndexIVFScalarQuantizer``; i8: 8-bit scalar quantiser; f32: ``IndexIVFFlat``).
-A query scans the ``nprobe`` lists nearest to it (at most :data:`NPROBE_MAX`). Rows added later are assigned
-to the existing centroids, in the order of their row numbers (FAISS ids = rows); once a store holds more than
-:data:`REGROW_FACTOR` times the rows the centroids were trained on, the next build trains them afresh.
-Needs ``faiss-cpu`` (``pip install 'birdbridge[faiss]'``). Settings and figures: ``benchmarks/bench_ann.py``.
+A query scans the ``nprobe`` lists nearest to it (at most :data:`NPROBE_MAX`); searches map the file into
+memory. Rows added later are assigned to the existing centroids, in the order of their row numbers (FAISS
+ids = rows); once a store holds more than :data:`REGROW_FACTOR` times the rows the centroids were trained on,
+the next build trains them afresh. Needs ``faiss-cpu`` (``pip install 'birdbridge[faiss]'``). Settings and
+figures: ``benchmarks/bench_ann.py`` and the README ("ANN engines").
 """
 
 from __future__ import annotations
@@ -123,7 +124,9 @@ class FaissIvfEngine:
         faiss_module().write_index(index, str(path))
 
     def open(self, path: Path) -> Any:
-        return faiss_module().read_index(str(path))
+        """The index with its lists memory-mapped (the page cache holds them, shared by processes)."""
+        faiss = faiss_module()
+        return faiss.read_index(str(path), faiss.IO_FLAG_MMAP)
 
     def shape(self, index: Any) -> tuple[int, int, str, dict[str, Any]]:
         faiss = faiss_module()
