@@ -23,18 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from bench_gallery import (
-    PeakRss,
-    ann_settings,
-    describe,
-    fresh_start,
-    load,
-    mb,
-    mixture,
-    run_phases,
-    scale_parser,
-    status,
-)
+from bench_gallery import fresh_start, load, mb, mixture, prepare_ann, run_phases, scale_parser, status
 
 TEACHER = {"ref": "synthetic", "name": "synthetic", "fingerprint": "1" * 32}
 WINDOWS_PER_FILE = 720  # one hour of 5 s windows
@@ -100,20 +89,7 @@ def measure(args: argparse.Namespace) -> None:
         took = (time.perf_counter() - t) / args.exact
         print(f"exact Archive.search top-10, {kind}: {took * 1000:.0f} ms/query (over {args.exact} queries)")
 
-    if args.keep_ann and archive.ann_status()["up_to_date"]:
-        current = archive.meta["ann"]
-        settings, key, depths = ann_settings(args, current)
-        print(f"\nANN index kept ({describe(current)}; built in {current.get('build_seconds')} s)")
-    else:
-        settings, key, depths = ann_settings(args)
-        before = load()
-        t, cpu = time.perf_counter(), time.process_time()
-        with PeakRss() as peak:
-            entry = build_ann(archive, rebuild=True, settings=settings, threads=0, progress=False)
-        took, cpu = time.perf_counter() - t, time.process_time() - cpu
-        print(f"\nANN build ({describe(entry)}, all cores): {took:.1f} s ({len(archive) / took:,.0f} rows/s; CPU "
-              f"{cpu:.0f} s), index file {mb((folder / entry['file']).stat().st_size)}, peak RSS "
-              f"{mb(peak.peak['VmRSS'])}, load {before} -> {load()}")
+    settings, key, depths = prepare_ann(args, archive)
     for depth in depths:
         build_ann(archive, settings=replace(settings, **{key: depth}), progress=False)
         arc = Archive.open(folder)

@@ -160,19 +160,7 @@ def measure(args: argparse.Namespace) -> None:
 
     if args.skip_ann:
         return
-    settings, key, depths = ann_settings(args)
-    if args.keep_ann and gallery.ann_status()["up_to_date"]:
-        current = gallery.meta["ann"]
-        settings, key, depths = ann_settings(args, current)
-        print(f"\nANN index kept ({describe(current)}; built in {current.get('build_seconds')} s)")
-    else:
-        t, cpu = time.perf_counter(), time.process_time()
-        with PeakRss() as peak:
-            entry = build_ann(gallery, rebuild=True, settings=settings, threads=0, progress=False)
-        build_s, cpu = time.perf_counter() - t, time.process_time() - cpu
-        print(f"\nANN build ({describe(entry)}, all cores): {build_s:.1f} s ({len(gallery) / build_s:,.0f} rows/s; "
-              f"CPU {cpu:.0f} s), index file {mb((folder / entry['file']).stat().st_size)}, peak RSS "
-              f"{mb(peak.peak['VmRSS'])}, load average {load()}")
+    settings, key, depths = prepare_ann(args, gallery)
     for depth in depths:
         build_ann(gallery, settings=replace(settings, **{key: depth}), progress=False)
         g = Gallery.open(folder)
@@ -203,6 +191,27 @@ def ann_settings(args: argparse.Namespace, entry: dict | None = None) -> tuple[A
     key = ENGINES[settings.engine].search_key
     depths = args.nprobe if key == "nprobe" else args.expansion_search
     return replace(settings, **{key: depths[0]}), key, depths
+
+
+def prepare_ann(args: argparse.Namespace, store: Any) -> tuple[Any, str, list[int]]:
+    """The store's ANN index as the options ask: kept (``--keep-ann``, if up to date) or built afresh and measured
+    (wall and CPU time, index size, peak RSS, load); returns :func:`ann_settings`."""
+    from birdbridge.store import build_ann
+
+    if args.keep_ann and store.ann_status()["up_to_date"]:
+        current = store.meta["ann"]
+        print(f"\nANN index kept ({describe(current)}; built in {current.get('build_seconds')} s)")
+        return ann_settings(args, current)
+    settings, key, depths = ann_settings(args)
+    before = load()
+    t, cpu = time.perf_counter(), time.process_time()
+    with PeakRss() as peak:
+        entry = build_ann(store, rebuild=True, settings=settings, threads=0, progress=False)
+    took, cpu = time.perf_counter() - t, time.process_time() - cpu
+    print(f"\nANN build ({describe(entry)}, all cores): {took:.1f} s ({len(store) / took:,.0f} rows/s; CPU "
+          f"{cpu:.0f} s), index file {mb((store.folder / entry['file']).stat().st_size)}, peak RSS "
+          f"{mb(peak.peak['VmRSS'])}, load {before} -> {load()}")
+    return settings, key, depths
 
 
 def describe(entry: dict) -> str:
