@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from birdbridge.cli.common import (
+    ANN_ENGINE_HELP,
     AnnEngine,
     AsJson,
     BatchSize,
@@ -193,7 +194,8 @@ def ann_cmd(
     gallery: Annotated[Path, typer.Argument(help="The gallery folder.")],
     rebuild: Annotated[bool, typer.Option(
         "--rebuild", help="Build from scratch instead of adding the new rows.")] = False,
-    engine: AnnEngine = None,
+    engine: Annotated[str | None, typer.Option(
+        "--engine", "--ann-engine", help=ANN_ENGINE_HELP, show_default=False)] = None,
     dtype: Annotated[str | None, typer.Option(
         help="How the index stores vectors: f16 (default), i8, bf16 or f32.")] = None,
     nlist: Annotated[int | None, typer.Option(
