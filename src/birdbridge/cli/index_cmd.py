@@ -199,7 +199,7 @@ def ann_cmd(
     dtype: Annotated[str | None, typer.Option(
         help="How the index stores vectors: f16 (default), i8, bf16 or f32.")] = None,
     nlist: Annotated[int | None, typer.Option(
-        min=1, help="faiss-ivf: lists (k-means centroids); default: about one per 256 rows, a power of two.")] = None,
+        min=1, help="faiss-ivf: lists (k-means centroids); default: about one per 512 rows, a power of two.")] = None,
     nprobe: Annotated[int | None, typer.Option(
         min=1, max=1024, help="faiss-ivf: lists scanned a query; default 32.")] = None,
     connectivity: Annotated[int | None, typer.Option(min=2, help="usearch: HNSW links per node (M); 16.")] = None,
