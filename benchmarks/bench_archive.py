@@ -23,7 +23,19 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from bench_gallery import fresh_start, load, mb, mixture, prepare_ann, run_phases, scale_parser, status
+from bench_gallery import (
+    PeakRss,
+    describe,
+    fresh_centres,
+    fresh_start,
+    load,
+    mb,
+    mixture,
+    prepare_ann,
+    run_phases,
+    scale_parser,
+    status,
+)
 
 TEACHER = {"ref": "synthetic", "name": "synthetic", "fingerprint": "1" * 32}
 WINDOWS_PER_FILE = 720  # one hour of 5 s windows
@@ -31,33 +43,60 @@ WINDOW_S = 5.0
 
 
 def generate(args: argparse.Namespace) -> None:
-    from birdbridge.archive.metadata import RecordingMeta
-    from birdbridge.archive.store import Archive, NewRecording
+    from birdbridge.archive.store import Archive
 
     folder, rng, centres = fresh_start(args)
     archive = Archive.create(folder, {**TEACHER, "embed_dim": args.dim}, args.dim)
     archive.update_meta(student={"ref": "synthetic", "name": "synthetic", "fingerprint": "2" * 32,
                                  "embed_dim": args.dim, "band_hz": [0.0, 8000.0]},
                         windowing={"window_s": WINDOW_S, "hop_s": WINDOW_S}, build={"complete": True})
-    starts = np.arange(WINDOWS_PER_FILE) * WINDOW_S
     t0 = time.perf_counter()
-    files = -(-args.n // WINDOWS_PER_FILE)
-    per_commit = max(1, 50_000 // WINDOWS_PER_FILE)
-    for lo in range(0, files, per_commit):
-        batch = []
-        for i in range(lo, min(lo + per_commit, files)):
-            n = min(WINDOWS_PER_FILE, args.n - i * WINDOWS_PER_FILE)
-            x, _ = mixture(rng, centres, n, args.noise)
-            day, hour = divmod(i, 24)
-            meta = RecordingMeta(f"2024-{5 + day // 28:02d}-{1 + day % 28:02d}", f"{hour:02d}:00:00", f"site{i % 10}")
-            batch.append(NewRecording(f"/field/site{i % 10}/{i:06d}.wav", n * WINDOW_S, 48_000, 1, 1, i, meta, x,
-                                      starts[:n], starts[:n] + WINDOW_S))
-        archive.add_recordings(batch)
+    files = add_windows(archive, rng, centres, args.n, args.noise)
     elapsed = time.perf_counter() - t0
     picture, _ = mixture(rng, centres, args.queries, args.noise)
     np.save(folder.parent / f"{folder.name}-queries.npy", np.stack([centres[: args.queries], picture]))
     print(f"wrote {len(archive):,} windows × {args.dim} float16 ({files:,} recordings; {args.centres:,} centres, "
           f"noise {args.noise}) with Archive.add_recordings in {elapsed:.1f} s ({len(archive) / elapsed:,.0f} rows/s)")
+
+
+def add_windows(archive, rng: np.random.Generator, centres: np.ndarray, n: int, noise: float) -> int:
+    """Add ``n`` windows to ``archive`` as one-hour recordings numbered on from its files; returns how many."""
+    from birdbridge.archive.metadata import RecordingMeta
+    from birdbridge.archive.store import NewRecording
+
+    starts = np.arange(WINDOWS_PER_FILE) * WINDOW_S
+    first, files = len(archive.files()), -(-n // WINDOWS_PER_FILE)
+    per_commit = max(1, 50_000 // WINDOWS_PER_FILE)
+    for lo in range(0, files, per_commit):
+        batch = []
+        for j in range(lo, min(lo + per_commit, files)):
+            i, rows = first + j, min(WINDOWS_PER_FILE, n - j * WINDOWS_PER_FILE)
+            x, _ = mixture(rng, centres, rows, noise)
+            day, hour = divmod(i, 24)
+            meta = RecordingMeta(f"2024-{5 + day // 28:02d}-{1 + day % 28:02d}", f"{hour:02d}:00:00", f"site{i % 10}")
+            batch.append(NewRecording(f"/field/site{i % 10}/{i:06d}.wav", rows * WINDOW_S, 48_000, 1, 1, i, meta, x,
+                                      starts[:rows], starts[:rows] + WINDOW_S))
+        archive.add_recordings(batch)
+    return files
+
+
+def grow(args: argparse.Namespace, archive) -> None:
+    """Add ``--grow`` × the archive's windows and bring the ANN index up to date (only the new rows are added)."""
+    from birdbridge.store import build_ann
+
+    n0, extra = len(archive), int(len(archive) * args.grow)
+    rng = np.random.default_rng(args.seed + 2)
+    centres = fresh_centres(args)
+    add_windows(archive, rng, centres, extra, args.noise)
+    before, t, cpu = load(), time.perf_counter(), time.process_time()
+    with PeakRss() as peak:
+        entry = build_ann(archive, progress=False)
+    took, cpu = time.perf_counter() - t, time.process_time() - cpu
+    print(f"\ngrown by {extra:,} windows ({args.grow:.0%}) to {len(archive):,}: ANN brought up to date in {took:.1f} s "
+          f"(CPU {cpu:.0f} s; {entry['added_rows']:,} rows added; {describe(entry)}; peak RSS "
+          f"{mb(peak.peak['VmRSS'])}; load {before} -> {load()})")
+    found = archive.search(vector=archive.vectors[n0].astype(np.float32), top_k=1)
+    assert found.method == "ann" and found.hits[0].row == n0
 
 
 def measure(args: argparse.Namespace) -> None:
@@ -107,11 +146,15 @@ def measure(args: argparse.Namespace) -> None:
                   f"{np.percentile(lat, 95):.2f} ms over {len(q)} queries; recall@10 {np.mean(recall):.4f} "
                   f"(over {len(recall)}; load {load()})")
     print(f"RSS after the searches: {mb(status()['VmRSS'])}")
+    if args.grow:
+        grow(args, arc)
 
 
 def main() -> None:
     parser = scale_parser(__doc__.splitlines()[0], "archive", "/tmp/bench-archive", 200, [64, 128, 256])
     parser.add_argument("--exact", type=int, default=50, help="queries whose exact top-10 is the recall reference")
+    parser.add_argument("--grow", type=float, default=0.0, help="then add this fraction of windows (0.1: 10 %%) and "
+                        "time bringing the ANN index up to date")
     run_phases(parser.parse_args(), __file__, generate, measure)
 
 

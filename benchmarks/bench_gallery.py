@@ -88,9 +88,15 @@ def fresh_start(args: argparse.Namespace) -> tuple[Path, np.random.Generator, np
     if folder.exists():
         shutil.rmtree(folder)
     rng = np.random.default_rng(args.seed)
+    return folder, rng, fresh_centres(args, rng)
+
+
+def fresh_centres(args: argparse.Namespace, rng: np.random.Generator | None = None) -> np.ndarray:
+    """The unit centres of the mixture (the first draw of ``--seed``'s generator)."""
+    rng = np.random.default_rng(args.seed) if rng is None else rng
     centres = rng.standard_normal((args.centres, args.dim), dtype=np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    return folder, rng, centres
+    return centres
 
 
 def generate(args: argparse.Namespace) -> None:
