@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from birdbridge.errors import BirdbridgeError
-from birdbridge.store.ann_ivf import NPROBE_MAX, FaissIvfEngine, faiss_available
+from birdbridge.store.ann_ivf import NPROBE_MAX, REGROW_FACTOR, FaissIvfEngine, faiss_available
 from birdbridge.store.ann_usearch import UsearchEngine
 from birdbridge.store.kind import ANN_FILES, StoreKind
 from birdbridge.utils.atomic import atomic_path, fsync_path
@@ -170,8 +170,6 @@ class AnnSettings:
 
 def _why_afresh(entry: Mapping[str, Any] | None, settings: AnnSettings, n: int | None) -> str:
     """Why the index ``entry`` describes is not one to add rows to (empty: it is)."""
-    from birdbridge.store.ann_ivf import REGROW_FACTOR
-
     if not entry:
         return "no index"
     engine = _engine(settings.engine)
