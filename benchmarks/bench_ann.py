@@ -12,7 +12,9 @@ searches). Engines and their keys:
 * ``usearch``: ``connectivity``, ``expansion_add``, ``expansion_search``, ``dtype`` (f16, bf16, i8, f32),
   ``threads`` (0 = every core), ``candidates`` (rows asked of the index, re-scored down to 10);
 * ``faiss-hnsw``: ``M``, ``ef_construction``, ``ef_search``, ``storage`` (flat = float32, fp16, sq8), ``candidates``;
-* ``faiss-ivfpq``: ``nlist``, ``m`` (sub-quantizers), ``nprobe``, ``train`` (rows to train on), ``candidates``.
+* ``faiss-ivfpq``: ``nlist``, ``m`` (sub-quantizers), ``nprobe``, ``train`` (rows to train on), ``candidates``;
+* ``faiss-ivf``: an inverted file of ``nlist`` lists (spherical k-means on ``train`` rows, ``niter`` iterations) whose
+  lists hold ``storage`` codes (flat = float32, fp16, sq8), ``nprobe`` lists scanned a query, ``candidates``.
 
     .venv/bin/python benchmarks/bench_ann.py [--n 1000000] [--run usearch:expansion_add=64 ...]
 
@@ -38,6 +40,7 @@ DEFAULT_RUNS = [
     "usearch:connectivity=16,expansion_add=40,expansion_search=64/128,dtype=i8,candidates=20",
     "faiss-hnsw:M=16,ef_construction=40,ef_search=64/128,storage=fp16",
     "faiss-ivfpq:nlist=4096,m=96,nprobe=16/32,candidates=100",
+    "faiss-ivf:nlist=4096,storage=fp16,nprobe=16/32/64,candidates=20",
 ]
 
 
@@ -148,6 +151,25 @@ def build(engine: str, params: dict[str, list[str]], vectors: np.ndarray, scratc
 
         def configure(value: str) -> None:
             index.nprobe = int(value)
+    elif engine == "faiss-ivf":
+        nlist = int(one(params, "nlist", "4096"))
+        quantizer = faiss.IndexFlatIP(dim)
+        storage = one(params, "storage", "fp16")
+        if storage == "flat":
+            index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        else:
+            qtype = {"fp16": faiss.ScalarQuantizer.QT_fp16, "sq8": faiss.ScalarQuantizer.QT_8bit}[storage]
+            index = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist, qtype, faiss.METRIC_INNER_PRODUCT)
+        index.cp.spherical = True
+        index.cp.niter = int(one(params, "niter", "10"))
+        train = min(n, int(one(params, "train", str(64 * nlist))))
+        index.cp.max_points_per_centroid = -(-train // nlist)
+        sample = np.sort(np.random.default_rng(1).choice(n, train, replace=False))
+        index.train(np.asarray(vectors[sample], dtype=np.float32))
+        setting = "nprobe"
+
+        def configure(value: str) -> None:
+            index.nprobe = int(value)
     else:
         raise SystemExit(f"unknown engine {engine!r}")
     for lo in range(0, n, chunk):
@@ -181,8 +203,8 @@ def run_one(args: argparse.Namespace, text: str) -> None:
     print(f"{text}: build {took:.1f} s ({len(vectors) / took:,.0f} rows/s; CPU {cpu:.0f} s), index "
           f"{size / 1e6:,.0f} MB, peak anonymous RSS {peak.peak['RssAnon'] / 1e6:,.0f} MB, load {load_before} -> "
           f"{load()}", flush=True)
-    default_key = {"usearch": "expansion_search", "faiss-hnsw": "ef_search", "faiss-ivfpq": "nprobe"}[engine]
-    default_value = {"usearch": "128", "faiss-hnsw": "64", "faiss-ivfpq": "32"}[engine]
+    default_key = {"usearch": "expansion_search", "faiss-hnsw": "ef_search"}.get(engine, "nprobe")
+    default_value = {"usearch": "128", "faiss-hnsw": "64"}.get(engine, "32")
     count = int(one(params, "candidates", "10"))
     for value in params.get(default_key, [default_value]):
         search = searcher(value)

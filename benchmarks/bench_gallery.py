@@ -20,6 +20,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -87,9 +88,15 @@ def fresh_start(args: argparse.Namespace) -> tuple[Path, np.random.Generator, np
     if folder.exists():
         shutil.rmtree(folder)
     rng = np.random.default_rng(args.seed)
+    return folder, rng, fresh_centres(args, rng)
+
+
+def fresh_centres(args: argparse.Namespace, rng: np.random.Generator | None = None) -> np.ndarray:
+    """The unit centres of the mixture (the first draw of ``--seed``'s generator)."""
+    rng = np.random.default_rng(args.seed) if rng is None else rng
     centres = rng.standard_normal((args.centres, args.dim), dtype=np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    return folder, rng, centres
+    return centres
 
 
 def generate(args: argparse.Namespace) -> None:
@@ -115,7 +122,7 @@ def generate(args: argparse.Namespace) -> None:
 def measure(args: argparse.Namespace) -> None:
     import torch
 
-    from birdbridge.gallery import AnnSettings, Gallery, build_ann
+    from birdbridge.gallery import Gallery, build_ann
 
     folder = Path(args.folder)
     queries = np.load(folder.parent / f"{folder.name}-queries.npy")
@@ -159,27 +166,12 @@ def measure(args: argparse.Namespace) -> None:
 
     if args.skip_ann:
         return
-    settings = AnnSettings.from_entry(None, connectivity=args.connectivity, expansion_add=args.expansion_add,
-                                      expansion_search=args.expansion_search[0], dtype=args.dtype)
-    if args.keep_ann and gallery.ann_status()["up_to_date"]:
-        current = gallery.meta["ann"]
-        settings = AnnSettings.from_entry(current, expansion_search=args.expansion_search[0])
-        print(f"\nANN index kept (connectivity {settings.connectivity}, expansion_add {settings.expansion_add}; "
-              f"built in {current.get('build_seconds')} s)")
-    else:
-        t = time.perf_counter()
-        with PeakRss() as peak:
-            build_ann(gallery, rebuild=True, settings=settings, threads=0, progress=False)
-        build_s = time.perf_counter() - t
-        print(f"\nANN build (usearch HNSW, ip, {settings.dtype}, connectivity {settings.connectivity}, expansion_add "
-              f"{settings.expansion_add}, all cores): {build_s:.1f} s ({len(gallery) / build_s:,.0f} rows/s), "
-              f"index file {mb((folder / 'ann.usearch').stat().st_size)}, peak RSS {mb(peak.peak['VmRSS'])}, "
-              f"load average {load()}")
-    for ef in args.expansion_search:
-        build_ann(gallery, settings=replace(settings, expansion_search=ef), progress=False)
+    settings, key, depths = prepare_ann(args, gallery)
+    for depth in depths:
+        build_ann(gallery, settings=replace(settings, **{key: depth}), progress=False)
         g = Gallery.open(folder)
         assert g.ann_status()["up_to_date"]
-        g.search(queries[:1], 10)  # load the memory-mapped index
+        g.search(queries[:1], 10)  # load the index
         lat, found = [], []
         for q in queries:
             t = time.perf_counter()
@@ -188,10 +180,50 @@ def measure(args: argparse.Namespace) -> None:
             found.append(rows[0])
         hits = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)])
         lat_ms = np.array(lat) * 1000
-        print(f"  ANN expansion_search {ef:4d}: p50 {np.percentile(lat_ms, 50):.2f} ms, p95 "
+        print(f"  ANN {key} {depth:4d}: p50 {np.percentile(lat_ms, 50):.2f} ms, p95 "
               f"{np.percentile(lat_ms, 95):.2f} ms, recall@10 {hits:.4f} (over {len(queries)} queries, "
               f"Gallery.search incl. exact re-scoring; load {load()})")
     print(f"RSS after ANN searches: {mb(status()['VmRSS'])}")
+
+
+def ann_settings(args: argparse.Namespace, entry: dict | None = None) -> tuple[Any, str, list[int]]:
+    """The ANN settings the options give (the others: ``entry``'s, else the defaults), the name of the engine's search
+    depth and the depths to measure."""
+    from birdbridge.store.ann import ENGINES, AnnSettings
+
+    given = {"engine": args.engine, "connectivity": args.connectivity, "expansion_add": args.expansion_add,
+             "dtype": args.dtype, "nlist": args.nlist}
+    settings = AnnSettings.from_entry(entry, **given)
+    key = ENGINES[settings.engine].search_key
+    depths = args.nprobe if key == "nprobe" else args.expansion_search
+    return replace(settings, **{key: depths[0]}), key, depths
+
+
+def prepare_ann(args: argparse.Namespace, store: Any) -> tuple[Any, str, list[int]]:
+    """The store's ANN index as the options ask: kept (``--keep-ann``, if up to date) or built afresh and measured
+    (wall and CPU time, index size, peak RSS, load); returns :func:`ann_settings`."""
+    from birdbridge.store import build_ann
+
+    if args.keep_ann and store.ann_status()["up_to_date"]:
+        current = store.meta["ann"]
+        print(f"\nANN index kept ({describe(current)}; built in {current.get('build_seconds')} s)")
+        return ann_settings(args, current)
+    settings, key, depths = ann_settings(args)
+    before = load()
+    t, cpu = time.perf_counter(), time.process_time()
+    with PeakRss() as peak:
+        entry = build_ann(store, rebuild=True, settings=settings, threads=0, progress=False)
+    took, cpu = time.perf_counter() - t, time.process_time() - cpu
+    print(f"\nANN build ({describe(entry)}, all cores): {took:.1f} s ({len(store) / took:,.0f} rows/s; CPU "
+          f"{cpu:.0f} s), index file {mb((store.folder / entry['file']).stat().st_size)}, peak RSS "
+          f"{mb(peak.peak['VmRSS'])}, load {before} -> {load()}")
+    return settings, key, depths
+
+
+def describe(entry: dict) -> str:
+    """An index's engine and settings, as its meta-file entry records them."""
+    shown = ("dtype", "connectivity", "expansion_add", "nlist", "trained_rows")
+    return f"{entry['engine']} " + ", ".join(f"{k} {entry[k]}" for k in shown if k in entry)
 
 
 def scale_parser(description: str, store: str, folder: str, queries: int, expansion_search: list[int]
@@ -205,10 +237,13 @@ def scale_parser(description: str, store: str, folder: str, queries: int, expans
     parser.add_argument("--queries", type=int, default=queries)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--folder", default=folder)
-    parser.add_argument("--connectivity", type=int, help="default: the store's (AnnSettings)")
-    parser.add_argument("--expansion-add", type=int, help="default: the store's")
+    parser.add_argument("--engine", help="ANN engine (usearch, faiss-ivf); default: the store's (AnnSettings)")
+    parser.add_argument("--connectivity", type=int, help="usearch; default: the store's")
+    parser.add_argument("--expansion-add", type=int, help="usearch; default: the store's")
     parser.add_argument("--dtype", help="how the index stores vectors (i8, f16, ...); default: the store's")
-    parser.add_argument("--expansion-search", type=int, nargs="+", default=expansion_search)
+    parser.add_argument("--expansion-search", type=int, nargs="+", default=expansion_search, help="usearch")
+    parser.add_argument("--nlist", type=int, help="faiss-ivf; default: the store's (from the rows)")
+    parser.add_argument("--nprobe", type=int, nargs="+", default=[16, 32, 64], help="faiss-ivf")
     parser.add_argument("--reuse", action="store_true", help=f"measure an existing {store} instead of writing one")
     parser.add_argument("--keep-ann", action="store_true", help="with --reuse: keep its ANN index (no rebuild)")
     parser.add_argument("--phase", choices=["all", "measure"], default="all", help=argparse.SUPPRESS)

@@ -26,7 +26,7 @@ stamp="$VENV/.birdbridge-install-$1"
 want="$(cat "$ROOT/pyproject.toml" "$ROOT/scripts/_env.sh" | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   if [ "$1" = "test" ]; then
-    "${PIP[@]}" install -e "$ROOT[dev,geo,hoplite,onnx,ray]"
+    "${PIP[@]}" install -e "$ROOT[dev,faiss,geo,hoplite,onnx,ray]"
     # open_clip is only the tests' independent reference for the teacher conversion. Its
     # torchvision dependency does not work beside the CPU torch, so install it without
     # dependencies; the tests import its model code without torchvision.

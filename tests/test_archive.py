@@ -203,11 +203,16 @@ def test_an_ann_index_is_kept_up_to_date_by_add(world, tmp_path) -> None:
     fx.write_tone(tmp_path / "first" / "A_20240601_050000.wav", 700, 2)
     fx.write_tone(tmp_path / "second" / "B_20240602_050000.wav", 1100, 2)
     folder = tmp_path / "a"
-    built = build_archive([tmp_path / "first"], folder, world["student"], ann=True, progress=False)
-    assert built.ann["up_to_date"] and built.ann["rows"] == 2
+    with pytest.raises(BirdbridgeError, match="unknown ANN engine 'hnswlib'"):  # said before any work
+        build_archive([tmp_path / "first"], folder, world["student"], ann=True, ann_engine="hnswlib", progress=False)
+    assert not folder.exists()
+    built = build_archive([tmp_path / "first"], folder, world["student"], ann=True, ann_engine="usearch",
+                          progress=False)
+    assert built.ann["up_to_date"] and built.ann["rows"] == 2 and built.ann["settings"]["engine"] == "usearch"
     added = build_archive([tmp_path / "second"], folder, add=True, progress=False)
     assert added.ann["up_to_date"] and added.ann["rows"] == 4
-    assert Archive.open(folder).meta["ann"]["added_rows"] == 2  # the new windows were added, not all re-indexed
+    # the new windows were added (not all re-indexed) to the index of the engine it has
+    assert (Archive.open(folder).meta["ann"]["added_rows"], added.ann["settings"]["engine"]) == (2, "usearch")
     assert Archive.open(folder).search(vector=np.ones(Archive.open(folder).dim), top_k=4).method == "ann"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -106,6 +107,11 @@ def test_index_info_species_and_ann_commands(tmp_path, tiny_clip, capsys):
     assert "up to date (6 rows; connectivity 8" in text and "vectors.f16" in text
     info = json.loads(run(capsys, "gallery", "info", out, "--json").stdout)
     assert info["count"] == 6 and info["ann"]["up_to_date"] and info["species"]["count"] == 3
+    result = run(capsys, "gallery", "ann", out, "--nprobe", "4")  # a setting of another engine than the index's
+    assert result.returncode == 1 and "nprobe: settings of the faiss-ivf ANN engine, not of usearch" in result.stderr
+    if importlib.util.find_spec("faiss") is not None:
+        result = run(capsys, "gallery", "ann", out, "--engine", "faiss-ivf", "--nprobe", "4")
+        assert result.returncode == 0 and "faiss-ivf: nlist 1, nprobe 4" in result.stdout, result.stderr
 
     # adding makes the ANN stale, which info reports
     more = tmp_path / "more" / "Corvus corax"

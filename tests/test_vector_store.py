@@ -25,8 +25,10 @@ import pytest
 import store_fixtures as fx
 from birdbridge.errors import BirdbridgeError
 from birdbridge.store import AnnSettings, RecordSchema, build_ann, match
-from birdbridge.store.kind import ANN_FILE, VECTORS_FILE
+from birdbridge.store.ann import ENGINES, default_engine
+from birdbridge.store.kind import VECTORS_FILE
 from birdbridge.utils.atomic import write_json
+from extras import need_extra
 
 TESTS = Path(__file__).resolve().parent
 OLD_GALLERY = TESTS / "data" / "gallery-v1"
@@ -227,7 +229,17 @@ def clustered(rng: np.random.Generator, n: int, centres: np.ndarray) -> np.ndarr
     return unit(x)
 
 
-def test_ann_is_never_stale_and_agrees_with_exact_search(tmp_path):
+#: Per engine: the settings of the first build, and a build setting that rebuilds.
+ENGINE_SETTINGS = {
+    "usearch": ({"connectivity": 8, "expansion_add": 64, "expansion_search": 64}, {"connectivity": 12}),
+    "faiss-ivf": ({"nlist": 16, "nprobe": 4}, {"nlist": 8}),
+}
+
+
+@pytest.mark.parametrize("engine", list(ENGINES))
+def test_ann_is_never_stale_and_agrees_with_exact_search(tmp_path, engine):
+    if engine == "faiss-ivf":
+        need_extra("faiss", "faiss")
     dim = 24
     rng = np.random.default_rng(0)
     centres = unit(rng.standard_normal((40, dim)))
@@ -235,8 +247,9 @@ def test_ann_is_never_stale_and_agrees_with_exact_search(tmp_path):
     store = fx.Windows.create(tmp_path / "a", fx.teacher(dim), dim)
     _, records = fx.window_rows(0, 3200, dim)
     store.append(base, records[:3000])
-    entry = build_ann(store, settings=AnnSettings(connectivity=8, expansion_add=64, expansion_search=64))
-    assert entry["count"] == 3000 and (store.folder / ANN_FILE).is_file() and store.ann_index() is not None
+    first, other = ENGINE_SETTINGS[engine]
+    entry = build_ann(store, settings=AnnSettings(engine=engine, **first))
+    assert entry["count"] == 3000 and (store.folder / ENGINES[engine].file).is_file() and store.ann_index() is not None
 
     exact_scores, exact_rows = store.search(queries, 10, exact=True)
     ann_scores, ann_rows = store.search(queries, 10)
@@ -250,21 +263,23 @@ def test_ann_is_never_stale_and_agrees_with_exact_search(tmp_path):
     assert not store.ann_status()["up_to_date"] and store.ann_index() is None
     _, found = store.search(extra[:5], 1, exact=False)
     assert found[:, 0].tolist() == [3000, 3001, 3002, 3003, 3004]
-    other = fx.Windows.open(store.folder)  # another process sees the same
-    assert other.ann_index() is None and other.search(extra[:3], 1)[1][:, 0].tolist() == [3000, 3001, 3002]
+    reader = fx.Windows.open(store.folder)  # another process sees the same
+    assert reader.ann_index() is None and reader.search(extra[:3], 1)[1][:, 0].tolist() == [3000, 3001, 3002]
 
-    updated = build_ann(store)  # the settings of the current index; only the new rows are added
-    assert updated["added_rows"] == 200 and updated["connectivity"] == 8 and store.ann_status()["up_to_date"]
+    updated = build_ann(store)  # the engine and settings of the current index; only the new rows are added
+    assert updated["added_rows"] == 200 and updated.items() >= first.items() and store.ann_status()["up_to_date"]
     assert store.search(extra[:5], 1)[1][:, 0].tolist() == [3000, 3001, 3002, 3003, 3004]
-    assert other.refresh() and other.ann_index() is not None
+    assert reader.refresh() and reader.ann_index() is not None
 
-    # `birdbridge gallery ann`'s rule: settings not given keep the index's; a new connectivity rebuilds
-    settings = AnnSettings.from_entry(store.meta["ann"], connectivity=None, expansion_search=32)
-    assert settings == AnnSettings(connectivity=8, expansion_add=64, expansion_search=32)
-    assert AnnSettings.from_entry(None) == AnnSettings()
-    assert build_ann(store, settings=settings)["expansion_search"] == 32
-    rebuilt = build_ann(store, settings=AnnSettings.from_entry(store.meta["ann"], connectivity=12))
-    assert rebuilt["connectivity"] == 12 and rebuilt["added_rows"] == 3200 and rebuilt["expansion_add"] == 64
+    # `birdbridge gallery ann`'s rule: settings not given keep the index's; a new build setting rebuilds
+    key = ENGINES[engine].search_key
+    settings = AnnSettings.from_entry(store.meta["ann"], **{key: 2})
+    lent = {k: v for k, v in first.items() if k != "nlist"}  # an index's nlist is not lent: chosen from the rows
+    assert settings == AnnSettings(engine=engine, **{**lent, key: 2})
+    assert AnnSettings.from_entry(None).engine == default_engine()
+    assert build_ann(store, settings=settings)[key] == 2
+    rebuilt = build_ann(store, settings=AnnSettings.from_entry(store.meta["ann"], **other))
+    assert rebuilt.items() >= other.items() and rebuilt["added_rows"] == 3200 and rebuilt[key] == 2
 
 
 # ------------------------------------------------------------------ one durable JSON writer

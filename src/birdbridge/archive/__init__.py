@@ -27,7 +27,8 @@ On-disk layout::
                        labels(id INTEGER PRIMARY KEY, row (window), label TEXT, value 1/0 (yes/no), who, at
                               (ISO time), source (file), source_row (its line, or the hit's rank));
                        UNIQUE (row, label, value, who, source, source_row)
-      ann.usearch      optional usearch HNSW index (inner product, float16 by default), keys = rows
+      ann.usearch      optional ANN index (inner product, float16 by default): usearch HNSW (keys = rows), or
+      ann.faiss        a FAISS inverted file (ids = rows; birdbridge[faiss]); the meta file's "ann" names which
       .lock            writers hold an exclusive flock on it
 
 Crash safety is the store's: vectors, then records (windows, files, in one transaction), then the count.

@@ -44,7 +44,7 @@ from birdbridge.errors import AudioError, BirdbridgeError, Failure
 from birdbridge.models.hub import stable_ref
 from birdbridge.models.loader import load_student
 from birdbridge.models.student import AudioStudent
-from birdbridge.store.ann import ANN_THRESHOLD, build_ann
+from birdbridge.store.ann import ANN_THRESHOLD, build_ann, require_engine
 from birdbridge.utils.clock import now_iso
 from birdbridge.utils.progress import progress_bar
 
@@ -100,6 +100,7 @@ def build_archive(
     device: str | None = None,
     progress: bool | None = None,
     ann: bool | None = None,
+    ann_engine: str | None = None,
     commit_windows: int = COMMIT_WINDOWS,
     backend: str = "torch",
     precision: str = "fp32",
@@ -108,7 +109,8 @@ def build_archive(
     """Embed every window of ``recordings`` (files or folders) into the archive at ``archive``; see the module
     docs. ``model`` is the distilled student (default: the one an existing archive records). ``ann``: True
     builds (or updates) the ANN index, False leaves it, None builds it from :data:`ANN_THRESHOLD` windows and
-    keeps an existing one up to date. ``backend`` and ``precision``: what runs a student given by name
+    keeps an existing one up to date; ``ann_engine`` builds a new index with that engine (:mod:`birdbridge.store.ann`;
+    default: the current index's). ``backend`` and ``precision``: what runs a student given by name
     (:mod:`birdbridge.models.backends`; the archive's build record names what ran). ``ray``: embed on Ray at that
     address (``local``, ``auto``, ``ray://...``; see :mod:`birdbridge.embed.ray_jobs`), then commit as the local path
     does."""
@@ -120,6 +122,8 @@ def build_archive(
         raise BirdbridgeError("no recordings given")
     if commit_windows < 1 or batch_size < 1:
         raise BirdbridgeError("commit_windows and batch_size must be at least 1")
+    if ann_engine is not None and ann is not False:
+        require_engine(ann_engine)  # before any work
     folder = Path(archive).expanduser()
     existing = Archive.open(folder) if is_archive(folder) else None
     if model is None:
@@ -157,7 +161,7 @@ def build_archive(
             job.shards.remove()
         report.embed_seconds = time.perf_counter() - started
         if len(arc) and (ann is True or (ann is None and (len(arc) >= ANN_THRESHOLD or arc.ann_status()["exists"]))):
-            build_ann(arc, progress=progress)
+            build_ann(arc, engine=ann_engine, progress=progress)
         report.ann = arc.ann_status()
         report.count, report.files = len(arc), len(arc.files())
         arc.update_meta(build={**(arc.meta.get("build") or {}), "complete": True, "finished": now_iso()})

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from birdbridge.cli.common import (
+    AnnEngine,
     AsJson,
     Backend,
     BatchSize,
@@ -70,6 +71,7 @@ def build_cmd(
     ann: Annotated[bool | None, typer.Option(
         "--ann/--no-ann", help="Build (or update) the ANN index; default: automatically from 200,000 windows.",
         show_default=False)] = None,
+    ann_engine: AnnEngine = None,
     batch_size: BatchSize = 16,
     commit_every: Annotated[int, typer.Option(
         "--commit-every", min=1, help="Windows per committed (resumable) chunk of whole recordings.")] = 256,
@@ -87,7 +89,8 @@ def build_cmd(
 
     started = time.perf_counter()
     report = build_archive(recordings, archive, model, window_s=window, hop_s=hop, metadata=metadata, add=add,
-                           batch_size=batch_size, device=device, progress=None, ann=ann, commit_windows=commit_every,
+                           batch_size=batch_size, device=device, progress=None, ann=ann, ann_engine=ann_engine,
+                           commit_windows=commit_every,
                            backend=backend, precision=precision,
                            ray=ray)
     verb = "resumed" if report.resumed else "created" if report.created else "added to"

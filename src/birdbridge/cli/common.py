@@ -37,6 +37,10 @@ Teacher = Annotated[str, typer.Option(
 RecordedTeacher = Annotated[str | None, typer.Option(
     "--teacher", "-t", help="The image-text teacher (preset, hub id or folder); default: the one the gallery (or the "
     "trained students) record. Give it if that reference has moved; searches use it for text and picture queries.")]
+ANN_ENGINE_HELP = ("Engine of a new ANN index: faiss-ivf (the default where faiss-cpu is installed: "
+                   "`pip install 'birdbridge[faiss]'`) or usearch. An existing index keeps its engine unless this is "
+                   "given.")
+AnnEngine = Annotated[str | None, typer.Option("--ann-engine", help=ANN_ENGINE_HELP, show_default=False)]
 BatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Inputs (windows, images) per forward pass.")]
 Backend = Annotated[str, typer.Option(
     "--backend", envvar="BIRDBRIDGE_BACKEND", help="What runs the student's audio tower: auto (ONNX Runtime on the "

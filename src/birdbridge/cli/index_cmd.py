@@ -10,6 +10,8 @@ from typing import Annotated
 import typer
 
 from birdbridge.cli.common import (
+    ANN_ENGINE_HELP,
+    AnnEngine,
     AsJson,
     BatchSize,
     Device,
@@ -65,6 +67,7 @@ def index_cmd(
     ann: Annotated[bool | None, typer.Option(
         "--ann/--no-ann", help="Build (or update) the ANN index; default: automatically from 200,000 images.",
         show_default=False)] = None,
+    ann_engine: AnnEngine = None,
     species_list: SpeciesList = None,
     taxonomy: TaxonomyCsv = None,
     forms: Forms = "taxonomic_common",
@@ -102,7 +105,8 @@ def index_cmd(
     started = time.perf_counter()
     report = build_gallery(
         [*images, *(more or [])], output, teacher, add=add, batch_size=batch_size, device=device, progress=None,
-        ann=ann, species=_species_source(species_list, taxonomy), forms=_forms(forms), templates=templates,
+        ann=ann, ann_engine=ann_engine, species=_species_source(species_list, taxonomy), forms=_forms(forms),
+        templates=templates,
         commit_every=commit_every, background=False if no_background else background or True,
         species_from_filename=species_from_filename, species_unknown=species_unknown, ray=ray,
     )
@@ -187,27 +191,38 @@ def info_cmd(
 
 @gallery_app.command("ann")
 def ann_cmd(
-    gallery: Path = typer.Argument(..., help="The gallery folder."),
-    rebuild: bool = typer.Option(False, "--rebuild", help="Build from scratch instead of adding the new rows."),
-    connectivity: int | None = typer.Option(None, min=2, help="HNSW links per node (M); default 16."),
-    expansion_add: int | None = typer.Option(None, min=1, help="Search depth while building (efConstruction); 128."),
-    expansion_search: int | None = typer.Option(None, min=1, help="Search depth of queries (ef); default 128."),
-    dtype: str | None = typer.Option(None, help="How the index stores vectors: f16 (default), i8, bf16 or f32."),
+    gallery: Annotated[Path, typer.Argument(help="The gallery folder.")],
+    rebuild: Annotated[bool, typer.Option(
+        "--rebuild", help="Build from scratch instead of adding the new rows.")] = False,
+    engine: Annotated[str | None, typer.Option(
+        "--engine", "--ann-engine", help=ANN_ENGINE_HELP, show_default=False)] = None,
+    dtype: Annotated[str | None, typer.Option(
+        help="How the index stores vectors: f16 (default), i8, bf16 or f32.")] = None,
+    nlist: Annotated[int | None, typer.Option(
+        min=1, help="faiss-ivf: lists (k-means centroids); default: about one per 512 rows, a power of two.")] = None,
+    nprobe: Annotated[int | None, typer.Option(
+        min=1, max=1024, help="faiss-ivf: lists scanned a query; default 32.")] = None,
+    connectivity: Annotated[int | None, typer.Option(min=2, help="usearch: HNSW links per node (M); 16.")] = None,
+    expansion_add: Annotated[int | None, typer.Option(
+        min=1, help="usearch: search depth while building (efConstruction); 128.")] = None,
+    expansion_search: Annotated[int | None, typer.Option(
+        min=1, help="usearch: search depth of queries (ef); default 128.")] = None,
 ) -> None:
-    """Build the ANN index, or bring it up to date with the rows added since (a new connectivity or dtype rebuilds
-    it; an index's settings are kept unless given)."""
+    """Build the ANN index, or bring it up to date with the rows added since (another engine, dtype, nlist or
+    connectivity rebuilds it; an index's settings are kept unless given)."""
     from birdbridge.gallery.store import Gallery
     from birdbridge.store.ann import AnnSettings, build_ann
 
     g = Gallery.open(gallery)
-    settings = AnnSettings.from_entry(g.meta.get("ann"), connectivity=connectivity, expansion_add=expansion_add,
-                                      expansion_search=expansion_search, dtype=dtype)
+    settings = AnnSettings.from_entry(g.meta.get("ann"), engine=engine, connectivity=connectivity,
+                                      expansion_add=expansion_add, expansion_search=expansion_search, dtype=dtype,
+                                      nlist=nlist, nprobe=nprobe)
     started = time.perf_counter()
     entry = build_ann(g, rebuild=rebuild, settings=settings, progress=None)
+    shown = ", ".join(f"{key} {value}" for key, value in g.ann_status()["settings"].items() if key != "engine")
     console.print(
         f"ANN index of {entry['count']:,} rows in {g.folder / entry['file']} ({time.perf_counter() - started:.1f} s; "
-        f"{entry['dtype']}, connectivity {entry['connectivity']}, expansion_add {entry['expansion_add']}, "
-        f"expansion_search {entry['expansion_search']}; {entry['added_rows']:,} rows added)", highlight=False,
+        f"{entry['engine']}: {shown}; {entry['added_rows']:,} rows added)", highlight=False,
     )
 
 

@@ -13,8 +13,10 @@ On-disk layout::
       gallery.json     {"format": "birdbridge-gallery", "version": 1,
                         "teacher": {"ref", "name", "fingerprint", "embed_dim"}, "dim": D, "count": N,
                         "created", "updated",
-                        "ann": null | {"engine": "usearch", "file", "count", "metric": "ip", "dtype": "f16" | "i8",
-                                       "connectivity", "expansion_add", "expansion_search", "added_rows", ...},
+                        "ann": null | {"engine": "usearch" | "faiss-ivf", "file", "count", "metric": "ip",
+                                       "dtype": "f16" | "i8" | ..., usearch: "connectivity", "expansion_add",
+                                       "expansion_search"; faiss-ivf: "nlist", "nprobe", "trained_rows";
+                                       "added_rows", ...},
                         "build": null | {"complete", "sources", "teacher_fingerprint", "add", "started", "finished"}}
       vectors.f16      raw little-endian float16 [N, D], L2-normalised rows, append-only; only the first
                        `count` rows are valid
@@ -29,7 +31,8 @@ On-disk layout::
       background.npy   the background vocabulary (wind, rain, ...): teacher text embeddings [B, D] float32 ...
       background.json  ... and {"vocabulary": {"source", "classes": [{"label", "prompts", "aliases"}]},
                        "teacher_fingerprint", "vectors_sha256", "source"}; optional
-      ann.usearch      optional usearch HNSW index (inner product, float16 by default), keys = rows
+      ann.usearch      optional ANN index (inner product, float16 by default): usearch HNSW (keys = rows), or
+      ann.faiss        a FAISS inverted file (ids = rows; birdbridge[faiss]); the meta file's "ann" names which
       .lock            writers hold an exclusive flock on it
 
 Crash safety (the rules of every :mod:`birdbridge.store`): an append writes and fsyncs the vectors,

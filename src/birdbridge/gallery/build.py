@@ -61,7 +61,7 @@ from birdbridge.gallery.store import UNKNOWN_SPECIES, Gallery, is_gallery
 from birdbridge.models.hub import stable_ref
 from birdbridge.species import Species, Taxonomy, as_taxonomy, normalize_rank_name, parse_species_label
 from birdbridge.species.background import BackgroundVocabulary, load_background_vocabulary
-from birdbridge.store.ann import ANN_THRESHOLD, build_ann
+from birdbridge.store.ann import ANN_THRESHOLD, build_ann, require_engine
 from birdbridge.store.vector_store import teacher_meta
 from birdbridge.utils.clock import now_iso
 from birdbridge.utils.prefetch import batched
@@ -156,6 +156,7 @@ def build_gallery(
     device: str | None = None,
     progress: bool | None = None,
     ann: bool | None = None,
+    ann_engine: str | None = None,
     species: Taxonomy | str | os.PathLike[str] | None = None,
     forms: Sequence[str] = DEFAULT_FORMS,
     templates: str | Sequence[str] = DEFAULT_TEMPLATES,
@@ -171,7 +172,8 @@ def build_gallery(
     ``teacher_ref`` is a preset, hub id, folder or a loaded Teacher. ``species`` (a Taxonomy, a
     taxonomy CSV or a BirdNET list) resolves names and sets the species index's list; without it the
     index keeps its species and adds the gallery's. ``ann``: True builds (or updates) the ANN index,
-    False leaves it alone, None does so once the gallery has :data:`ANN_THRESHOLD` rows. ``background``: the
+    False leaves it alone, None does so once the gallery has :data:`ANN_THRESHOLD` rows; ``ann_engine`` builds a
+    new index with that engine (:mod:`birdbridge.store.ann`; default: the current index's). ``background``: the
     background vocabulary (:mod:`birdbridge.gallery.background`): True writes the default one unless the
     gallery has one, a vocabulary (or a vocabulary file) replaces it, False writes none.
     ``species_from_filename``: folder sources name each image's species by its file name (a flat folder).
@@ -190,6 +192,8 @@ def build_gallery(
         raise BirdbridgeError("no image sources given")
     if commit_every < 1 or batch_size < 1:
         raise BirdbridgeError("commit_every and batch_size must be at least 1")
+    if ann_engine is not None and ann is not False:
+        require_engine(ann_engine)  # before any work
     output = Path(output).expanduser()
     taxonomy = None if species is None else as_taxonomy(species)
     if isinstance(background, (str, os.PathLike)):  # read before any work
@@ -224,7 +228,7 @@ def build_gallery(
             build_background(gallery, teacher, background if isinstance(background, BackgroundVocabulary) else None)
         report.background = None if (stored := gallery.background()) is None else stored[0].labels
     if len(gallery) and (ann is True or (ann is None and len(gallery) >= ANN_THRESHOLD)):
-        build_ann(gallery, progress=progress)
+        build_ann(gallery, engine=ann_engine, progress=progress)
     report.ann = gallery.ann_status()
     report.count = len(gallery)
     build = {**(gallery.meta.get("build") or {}), "complete": True, "finished": now_iso()}

@@ -11,14 +11,17 @@ On-disk layout::
     STORE/
       <meta_file>      {"format", "version", "teacher": {"ref", "name", "fingerprint", "embed_dim"},
                         "dim": D, "count": N, "created", "updated",
-                        "ann": null | {"engine": "usearch", "file", "count", "metric": "ip", "dtype": "f16" | "i8",
-                                       "connectivity", "expansion_add", "expansion_search", "added_rows", ...},
+                        "ann": null | {"engine": "usearch" | "faiss-ivf", "file", "count", "metric": "ip",
+                                       "dtype": "f16" | "i8" | ..., usearch: "connectivity", "expansion_add",
+                                       "expansion_search"; faiss-ivf: "nlist", "nprobe", "trained_rows";
+                                       "added_rows", ...},
                         "build": null | {"complete", ...}, and fields of the store's user}
       vectors.f16      raw little-endian float16 [N, D], L2-normalised rows, append-only; only the first
                        `count` rows are valid
       <db_file>        SQLite: the records table (row INTEGER PRIMARY KEY = vector row, then the user's
                        columns) and any other tables of the user's
-      ann.usearch      optional usearch HNSW index (inner product, float16 by default), keys = rows
+      ann.usearch      optional ANN index (inner product, float16 by default): usearch HNSW (keys = rows), or
+      ann.faiss        a FAISS inverted file (ids = rows; birdbridge[faiss]); the meta file's "ann" names which
       .lock            writers hold an exclusive flock on it
 
 Crash safety: an append writes and fsyncs the vectors, then inserts the records (and the user's rows

@@ -9,8 +9,10 @@ from birdbridge.store.records import RecordSchema
 
 #: float16 ``[count, dim]`` unit rows, little-endian, row-major, append-only.
 VECTORS_FILE = "vectors.f16"
-#: The optional usearch HNSW index (keys = rows).
+#: The optional ANN index: usearch's HNSW graph (keys = rows), or a FAISS inverted file (birdbridge.store.ann).
 ANN_FILE = "ann.usearch"
+IVF_FILE = "ann.faiss"
+ANN_FILES = (ANN_FILE, IVF_FILE)
 #: Writers hold an exclusive ``flock`` on it.
 LOCK_FILE = ".lock"
 
@@ -48,4 +50,4 @@ class StoreKind:
     def own_files(self) -> frozenset[str]:
         """Every file name the store may hold (temporary ``.*.tmp`` files aside)."""
         db = self.db_file
-        return frozenset({self.meta_file, VECTORS_FILE, db, f"{db}-journal", ANN_FILE, LOCK_FILE, *self.files})
+        return frozenset({self.meta_file, VECTORS_FILE, db, f"{db}-journal", *ANN_FILES, LOCK_FILE, *self.files})

@@ -24,7 +24,7 @@ import numpy as np
 
 from birdbridge.errors import BirdbridgeError, InputError
 from birdbridge.store import search as _search
-from birdbridge.store.ann import ANN_FILE, AnnSlot, ann_status
+from birdbridge.store.ann import ANN_FILES, AnnSlot, ann_status
 from birdbridge.store.kind import VECTORS_FILE, StoreKind
 from birdbridge.store.locking import acquire_lock, remove_stale_temporaries, writer_at_work
 from birdbridge.store.records import batches, placeholders
@@ -144,7 +144,7 @@ class VectorStore(Generic[R]):
         if int(teacher.get("embed_dim", dim)) != dim:
             raise BirdbridgeError(f"teacher {teacher['name']} has {teacher['embed_dim']} dimensions, not {dim}")
         folder.mkdir(parents=True, exist_ok=True)
-        for name in (VECTORS_FILE, kind.db_file, f"{kind.db_file}-journal", *kind.files, ANN_FILE):
+        for name in (VECTORS_FILE, kind.db_file, f"{kind.db_file}-journal", *kind.files, *ANN_FILES):
             (folder / name).unlink(missing_ok=True)
         (folder / VECTORS_FILE).touch()
         with contextlib.closing(sqlite3.connect(folder / kind.db_file)) as conn, conn:
