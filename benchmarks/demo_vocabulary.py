@@ -9,8 +9,9 @@ did not.
 
 Writes ``OUT/vocabulary.md`` (table), ``OUT/vocabulary.json`` and ``OUT/vocabulary.png`` (MAP against the setting,
 mean and 95% t interval over seeds) after every point; a rerun skips the finished (setting, seed) points
-(``OUT/points/``). The stand-in teacher is pretrained once per seed (``OUT/teachers/``). On a machine other jobs
-load, OMP_NUM_THREADS=1 trains the demo's small models several times faster.
+(``OUT/points/``), and several workers may share an OUT (each claims a point before it runs it). The stand-in
+teacher is pretrained once per seed (``OUT/teachers/``). On a machine other jobs load, OMP_NUM_THREADS=1 trains the
+demo's small models several times faster.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def main() -> None:
     for seed in args.seeds:  # seed-major: every setting has a seed early
         for setting in args.settings:
             point = args.out / "points" / f"{setting}-seed{seed}.json"
-            if point.exists():
+            if point.exists() or not claim(point.with_suffix(".claimed")):
                 continue
             started = time.perf_counter()
             settings = DemoSettings(seed=seed, soundscapes=0, student_vocabulary=vocabulary(setting),
@@ -74,14 +75,29 @@ def main() -> None:
     summarise(args.out, args.settings)
 
 
+def claim(marker: Path) -> bool:
+    """True if this process made ``marker`` (so several workers can share the points); remove it to rerun a point
+    that a stopped worker left."""
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        marker.open("x").close()
+    except FileExistsError:
+        return False
+    return True
+
+
 def cached_teacher(cache: Path):
     """``pretrain_teacher`` pretraining each (seed, epochs) once: the teacher does not depend on the student's
     vocabulary, and its pretraining is deterministic for a seed, so later points copy the first one's."""
     def pretrain(world: World, folder: Path, settings: PretrainSettings, progress: bool | None = None):
         cached = cache / f"seed{settings.seed}-{settings.warmup_epochs}-{settings.epochs}"
         if not cached.exists():
-            pretrain_teacher(world, cache / ".partial", settings, progress)
-            (cache / ".partial").rename(cached)
+            partial = cache / f".{cached.name}.{os.getpid()}"
+            pretrain_teacher(world, partial, settings, progress)
+            try:
+                partial.rename(cached)
+            except OSError:  # another worker cached it first
+                shutil.rmtree(partial)
         shutil.rmtree(folder, ignore_errors=True)
         shutil.copytree(cached, folder)
         return folder, []
