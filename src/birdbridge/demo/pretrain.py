@@ -13,10 +13,10 @@ the species' names the text tower learns. BioLingual's audio knows many birds wh
 poorly; the setting makes the stand-in student so.
 
 * ``"all"`` (the default): every species' names, in every step of the names phase.
-* a fraction in (0, 1), e.g. ``0.5``: the names of only that share of the species (``round(fraction · S)``,
-  at least one, drawn with the seed). In the names phase the other species' calls keep their learnable
-  prototype from the warm-up as target, so the audio tower goes on telling them apart and the batch's
-  contrast still pushes them away from the learned names, but the text tower never reads their names.
+* a fraction in (0, 1], e.g. ``0.5`` (1 is ``"all"``): the names of only that share of the species
+  (``round(fraction · S)``, at least one, drawn with the seed). In the names phase the other species' calls keep
+  their learnable prototype from the warm-up as target, so the audio tower goes on telling them apart and the
+  batch's contrast still pushes them away from the learned names, but the text tower never reads their names.
 * ``"rare"``: every species' names are read, but on a long tail: in each step of the names phase a species'
   name is its target with probability ``rank ** -RARE_EXPONENT`` (ranks 1..S drawn with the seed: the most
   frequent species always, the rarest in about 1% of its steps), else its prototype.
