@@ -7,6 +7,23 @@
 
 Both use the same species-level InfoNCE as distillation (``birdbridge.train.loss``), with every form of
 every name as text, so neither model ever sees the other modality.
+
+**Vocabulary** (``PretrainSettings.vocabulary``, the paper's open question of vocabulary mismatch): how much of
+the species' names the text tower learns. BioLingual's audio knows many birds whose names its text side knows
+poorly; the setting makes the stand-in student so.
+
+* ``"all"`` (the default): every species' names, in every step of the names phase.
+* a fraction in (0, 1], e.g. ``0.5`` (1 is ``"all"``): the names of only that share of the species
+  (``round(fraction · S)``, at least one, drawn with the seed). In the names phase the other species' calls keep
+  their learnable prototype from the warm-up as target, so the audio tower goes on telling them apart and the
+  batch's contrast still pushes them away from the learned names, but the text tower never reads their names.
+* ``"rare"``: every species' names are read, but on a long tail: in each step of the names phase a species'
+  name is its target with probability ``rank ** -RARE_EXPONENT`` (ranks 1..S drawn with the seed: the most
+  frequent species always, the rarest in about 1% of its steps), else its prototype.
+
+The student's BPE tokenizer is trained on every name in every setting: real BioLingual's byte-level BPE
+spells any name, and what it lacks is a text tower that learned to map them; a tokenizer that stays the same
+also keeps the comparison about the text tower alone.
 """
 
 from __future__ import annotations
@@ -23,6 +40,7 @@ import torch.nn.functional as F
 from birdbridge.audio import random_crop, read_audio
 from birdbridge.demo.world import World
 from birdbridge.embed.images import open_image
+from birdbridge.errors import InputError
 from birdbridge.models.clap_frontend import FrontendConfig, LogMelFrontend
 from birdbridge.models.hf_quiet import quiet_transformers
 from birdbridge.species import PromptSampler, TextForm
@@ -33,6 +51,8 @@ from birdbridge.utils.progress import progress_bar
 DEMO_FRONTEND = FrontendConfig(sample_rate=16_000, n_mels=32, n_fft=640, hop_length=320, fmin=50.0,
                                fmax=8_000.0, window_s=2.0)
 NAME_FORMS = {"common": 1.0, "scientific": 1.0, "taxonomic": 1.0, "taxonomic_common": 1.0}
+RARE_EXPONENT = 1.5  # "rare": the species of frequency rank r reads its name in r ** -1.5 of its steps
+_VOCABULARY_STREAM = 0x564F43  # "VOC": the random stream that picks the learned or frequent species
 
 
 @dataclass(frozen=True)
@@ -43,6 +63,40 @@ class PretrainSettings:
     lr: float = 2e-3
     weight_decay: float = 0.05
     seed: int = 0
+    vocabulary: str | float = "all"  # "all", a fraction of the species, or "rare" (see the module docstring)
+
+    def __post_init__(self) -> None:
+        check_vocabulary(self.vocabulary, "vocabulary")
+
+
+def check_vocabulary(vocabulary: str | float, field: str) -> None:
+    """Raise an InputError naming ``field`` unless ``vocabulary`` is "all", "rare" or a fraction in (0, 1]."""
+    if vocabulary in ("all", "rare"):
+        return
+    try:
+        fraction = float(vocabulary)
+    except (TypeError, ValueError):
+        fraction = math.nan
+    if isinstance(vocabulary, bool) or not 0.0 < fraction <= 1.0:
+        raise InputError(field, f"{vocabulary!r} is not a vocabulary of the stand-in student's text tower",
+                         'give "all", "rare" or the share of the species whose names it learns, in (0, 1], e.g. 0.5')
+
+
+def name_rates(vocabulary: str | float, n_species: int, seed: int = 0) -> np.ndarray:
+    """Per species, the probability that a step of the names phase uses its name (else its prototype):
+    all ones for ``"all"``, ones and zeros for a fraction, a long tail for ``"rare"``; see the module docstring."""
+    check_vocabulary(vocabulary, "vocabulary")
+    if vocabulary == "all":
+        return np.ones(n_species)
+    order = np.random.default_rng([seed, _VOCABULARY_STREAM]).permutation(n_species)
+    if vocabulary == "rare":
+        rates = np.empty(n_species)
+        rates[order] = np.arange(1, n_species + 1, dtype=float) ** -RARE_EXPONENT
+        return rates
+    fraction = float(vocabulary)
+    rates = np.zeros(n_species)
+    rates[order[: max(1, round(fraction * n_species))]] = 1.0
+    return rates
 
 
 def _names(world: World) -> PromptSampler:
@@ -63,7 +117,10 @@ def _fit(
 ) -> list[float]:
     """Species-level InfoNCE of ``embed_x(data[batch])``: first against learnable species prototypes
     (``warmup_epochs``, a cosine classifier: encoders from scratch learn far faster so), then against one
-    sampled name per species through the text tower (``epochs``)."""
+    sampled name per species through the text tower (``epochs``). In that phase a species reads its name with
+    its :func:`name_rates` probability and keeps its prototype as target otherwise."""
+    rates = name_rates(settings.vocabulary, len(texts.taxonomy), settings.seed)
+    every_name = bool((rates == 1.0).all())
     rng = np.random.default_rng(settings.seed)
     torch.manual_seed(settings.seed)
     log_scale = torch.nn.Parameter(torch.tensor(math.log(1 / 0.07)))
@@ -88,7 +145,15 @@ def _fit(
                     targets = prototypes[unique]
                 else:
                     variants = texts.sample_variant_indices(len(unique), rng)
-                    targets = embed_text([texts.text(int(s), int(v)) for s, v in zip(unique, variants, strict=True)])
+                    named = (np.ones(len(unique), bool) if every_name  # "all" draws nothing more: unchanged
+                             else rng.random(len(unique)) < rates[unique.numpy()])
+                    heard = [texts.text(int(s), int(v)) for s, v, n in zip(unique, variants, named, strict=True) if n]
+                    if named.all():
+                        targets = embed_text(heard)
+                    else:  # the species that read no name this step keep their prototype as target
+                        targets = prototypes[unique]
+                        if heard:
+                            targets = targets.index_copy(0, torch.from_numpy(np.flatnonzero(named)), embed_text(heard))
                 loss = species_info_nce(embed_x(x), species, targets, unique, log_scale.clamp(max=math.log(100)).exp())
                 optimizer.zero_grad()
                 loss.backward()
@@ -179,4 +244,5 @@ def pretrain_student(world: World, folder: Path, settings: PretrainSettings = Pr
     return save_clap_folder(model, folder, cfg, tokenizer), losses
 
 
-__all__ = ["DEMO_FRONTEND", "PretrainSettings", "TextForm", "pretrain_student", "pretrain_teacher"]
+__all__ = ["DEMO_FRONTEND", "RARE_EXPONENT", "PretrainSettings", "TextForm", "check_vocabulary", "name_rates",
+           "pretrain_student", "pretrain_teacher"]

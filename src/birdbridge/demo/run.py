@@ -27,7 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from birdbridge.demo.pretrain import DEMO_FRONTEND, PretrainSettings, pretrain_student, pretrain_teacher
+from birdbridge.demo.pretrain import (
+    DEMO_FRONTEND,
+    PretrainSettings,
+    check_vocabulary,
+    pretrain_student,
+    pretrain_teacher,
+)
 from birdbridge.demo.report import bar_chart, embedding_plot, write_report
 from birdbridge.demo.soundscape_eval import dataset_path, evaluate_on_soundscapes, soundscape_figure
 from birdbridge.demo.soundscapes import WINDOW_S
@@ -66,6 +72,10 @@ class DemoSettings:
     soundscape_s: float = 60.0
     background_per_class: int = 16  # background-only clips per class, to train the second student with
     holdout: float = 0.0  # a share of the species left out of every distillation (data.holdout), drawn with seed
+    student_vocabulary: str | float = "all"  # names the stand-in student's text tower learns (demo.pretrain)
+
+    def __post_init__(self) -> None:
+        check_vocabulary(self.student_vocabulary, "student_vocabulary")  # fail before any work
 
     def world_config(self) -> WorldConfig:
         orders = max(1, round(self.species / 8))
@@ -97,7 +107,8 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), progress:
     teacher, _ = step("pretrain the stand-in teacher", lambda: pretrain_teacher(
         world, models / "teacher", PretrainSettings(*settings.teacher_epochs, seed=settings.seed), progress))
     student, _ = step("pretrain the stand-in student", lambda: pretrain_student(
-        world, models / "student", PretrainSettings(*settings.student_epochs, seed=settings.seed), progress))
+        world, models / "student", PretrainSettings(*settings.student_epochs, seed=settings.seed,
+                                                   vocabulary=settings.student_vocabulary), progress))
 
     from birdbridge.train.config import load_config
     from birdbridge.train.loop import train
