@@ -189,7 +189,7 @@ def plot(path: Path, summary: dict[str, Any]) -> None:
     axes[0].set_ylabel("A→I MAP (×100)")
     axes[0].set_ylim(0, 100)  # MAP's range: a t interval of few seeds may reach past it
     axes[0].set_title("every query")
-    axes[1].set_title("names learned (solid) and not (dashed); rare: the frequent and the rare half")
+    axes[1].set_title("names learned (solid) and not (dashed)\nrare: the frequent half and the rare half", fontsize=10)
     fig.suptitle("demo world: mean and 95% t interval over seeds (dots: seeds)")
     fig.tight_layout()
     with atomic_path(path) as tmp:
