@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from birdbridge.demo.checks import checks_and_reports
+from birdbridge.demo.checks import as_dict, checks_and_reports
 from birdbridge.demo.run import OURS, OURS_BACKGROUND, PIVOTS, DemoSettings, summary_lines
 from birdbridge.demo.seeds import aggregate, load_seed, markdown, ordering, run_seeds
 from birdbridge.errors import BirdbridgeError
@@ -46,13 +46,20 @@ def fake_results(a2i: dict[str, float] = A2I, knn: tuple[float, float] = (80.0, 
         figures = {m: {"cmap": 10.0 + i, "false_alarm_rate": 50.0, "precision": None} for i, m in enumerate(SCAPE_IDS)}
         figures["distilled"]["false_alarm_rate"], figures["distilled_background"]["false_alarm_rate"] = alarms
         return {"methods": {NAMES[m]: f for m, f in figures.items()}, "method_ids": {m: NAMES[m] for m in SCAPE_IDS},
-                "dataset": {**DATASET, "kind": "soundscapes"}, "teacher": TEACHER, "settings": {"min_conf": min_conf}}
+                "dataset": {**DATASET, "kind": "soundscapes", "window_s": 2.0}, "teacher": TEACHER,
+                "settings": {"min_conf": min_conf}}
 
     return {"methods": methods, "method_ids": {m: NAMES[m] for m in [*a2i, "undistilled"]}, "dataset": DATASET,
             "teacher": TEACHER, "settings": {}, "base_student": None, "models": {}, "failures": [],
             "bird_frame_share": {NAMES["pivot_nearest"]: {"nearest": share[0], "random": share[1], "windows": 500}},
             "soundscapes": {"default": scapes(0.25, (0.0, 0.0)), "low": scapes(0.02, (86.8, 1.3))},
             "checks": {}, "figures": {}, "demo_settings": json.loads(json.dumps(asdict(settings)))}
+
+
+def judged(results: dict[str, Any]) -> dict[str, Any]:
+    """``results`` with its checks and reports, as run_demo writes them."""
+    checks, reports = checks_and_reports(results)
+    return {**results, "checks": as_dict(checks), "reports": as_dict(reports)}
 
 
 def test_a_seed_with_nearest_frames_below_random_ones_fails_no_check() -> None:
@@ -65,7 +72,7 @@ def test_a_seed_with_nearest_frames_below_random_ones_fails_no_check() -> None:
     assert not by_claim["nearest-frame A→I MAP > random-frame"].holds
     assert by_claim["nearest-frame A→I MAP > random-frame"].figures == "22.1 against 22.7"
     assert not by_claim["distilled A→I MAP > the zero-shot chain's"].holds
-    lines = summary_lines(fake_results())
+    lines = summary_lines(judged(fake_results()))
     assert not any(line.startswith("FAIL") for line in lines)
     assert "report: no: nearest-frame A→I MAP > random-frame (22.1 against 22.7)" in lines
 
@@ -79,7 +86,7 @@ def test_a_seed_with_nearest_frames_below_random_ones_fails_no_check() -> None:
 def test_a_broken_guarantee_is_a_failed_check(change: dict[str, Any], claim: str) -> None:
     checks, _ = checks_and_reports(fake_results(**change))
     assert [c.claim for c in checks if not c.holds] == [claim]
-    assert sum(line.startswith("FAIL") for line in summary_lines(fake_results(**change))) == 1
+    assert sum(line.startswith("FAIL") for line in summary_lines(judged(fake_results(**change)))) == 1
 
 
 def test_every_figure_is_a_mean_with_sd_and_t_interval_over_seeds() -> None:
@@ -133,7 +140,7 @@ def fake_demo(calls: list[int], fail: tuple[int, ...] = ()):
         calls.append(settings.seed)
         if settings.seed in fail:
             raise RuntimeError("out of memory")
-        results = fake_results({**A2I, "distilled": 40.0 + settings.seed}, settings=settings)
+        results = judged(fake_results({**A2I, "distilled": 40.0 + settings.seed}, settings=settings))
         write_json(Path(out) / "results.json", results)
         return results
     return run_demo
@@ -197,3 +204,16 @@ def test_demo_seeds_from_the_cli(tmp_path: Path, monkeypatch, capsys) -> None:
     result = run(capsys, "demo", "--pivots", "--seeds", "3", "--seed", "1", "--out", tmp_path)
     assert result.returncode == 1 and calls == [1, 2]  # every seed complete; a check fails on seed 3
     assert "- FAIL (2 of 3): distilled A→I MAP ≥ 3 × the random projection's" in result.stdout
+
+
+def test_one_seed_from_the_cli_shows_reports_and_fails_only_on_a_check(tmp_path: Path, monkeypatch, capsys) -> None:
+    """The issue's seed passes ``birdbridge demo --pivots`` (its orderings are reports); a broken guarantee fails."""
+    figures = {"a2i": A2I}
+    monkeypatch.setattr("birdbridge.demo.run.run_demo", lambda out, settings, log: {
+        **judged(fake_results(figures["a2i"], settings=settings)), "ordering_a2i_map": []})
+    result = run(capsys, "demo", "--pivots", "--out", tmp_path)
+    assert result.returncode == 0, result.stdout
+    assert "report: no: nearest-frame A→I MAP > random-frame (22.1 against 22.7)" in result.stdout
+    figures["a2i"] = {**A2I, "text_mapping": 45.0}
+    result = run(capsys, "demo", "--pivots", "--out", tmp_path)
+    assert result.returncode == 1 and "FAIL: distilled A→I MAP > the text-embedding mapping's" in result.stdout

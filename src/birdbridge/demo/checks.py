@@ -80,10 +80,4 @@ def as_dict(findings: list[Finding]) -> dict[str, bool]:
     return {f.text: f.holds for f in findings}
 
 
-def lines(checks: list[Finding], reports: list[Finding]) -> list[str]:
-    """One line a finding: ``pass``/``FAIL`` for a check, ``report: yes``/``no`` for a report."""
-    return ([f"{'pass' if f.holds else 'FAIL'}: {f.text}" for f in checks]
-            + [f"report: {'yes' if f.holds else 'no'}: {f.text}" for f in reports])
-
-
-__all__ = ["Finding", "as_dict", "checks_and_reports", "lines"]
+__all__ = ["Finding", "as_dict", "checks_and_reports"]
