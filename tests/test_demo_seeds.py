@@ -53,6 +53,7 @@ def fake_results(a2i: dict[str, float] = A2I, knn: tuple[float, float] = (80.0, 
             "teacher": TEACHER, "settings": {}, "base_student": None, "models": {}, "failures": [],
             "bird_frame_share": {NAMES["pivot_nearest"]: {"nearest": share[0], "random": share[1], "windows": 500}},
             "soundscapes": {"default": scapes(0.25, (0.0, 0.0)), "low": scapes(0.02, (86.8, 1.3))},
+            "directions": {"methods": {OURS: {"a2i/genus/map": a2i["distilled"] + 5}}, "teacher": {}},
             "checks": {}, "figures": {}, "demo_settings": json.loads(json.dumps(asdict(settings)))}
 
 
@@ -105,6 +106,7 @@ def test_every_figure_is_a_mean_with_sd_and_t_interval_over_seeds() -> None:
     precision = summary["sections"]["soundscapes low"][OURS]["precision"]  # undefined on every seed
     assert precision["n"] == 0 and math.isnan(precision["mean"])
     assert summary["sections"]["clips"]["random projection"]["a2i_map"]["sd"] == 0.0
+    assert summary["sections"]["directions"][OURS]["a2i/genus/map"]["mean"] == pytest.approx(x.mean() + 5)
 
 
 def test_orderings_that_hold_on_every_seed_are_told_from_those_that_flip() -> None:

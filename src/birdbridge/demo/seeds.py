@@ -109,8 +109,11 @@ def _incomplete(results: Any, settings: DemoSettings) -> str | None:
 
 
 def figures(results: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
-    """A demo's figures by section, method (display name) and metric: the numbers seeds are averaged over."""
+    """A demo's figures by section, method (display name) and metric: the numbers seeds are averaged over
+    (``directions``: each retrieval direction's MAP at species, genus and family rank, in seeds.json only)."""
     sections = {"clips": results["methods"]}
+    if "directions" in results:
+        sections["directions"] = results["directions"]["methods"]
     for group in GROUPS if "groups" in results else ():
         sections[group] = results["groups"][group]["methods"]
     if shares := results.get("bird_frame_share"):
