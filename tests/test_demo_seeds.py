@@ -94,6 +94,7 @@ def test_every_figure_is_a_mean_with_sd_and_t_interval_over_seeds() -> None:
     values = {0: 40.9, 1: 46.9, 2: 43.0}
     per_seed = {seed: fake_results({**A2I, "distilled": v}) for seed, v in values.items()}
     per_seed[1]["bird_frame_share"][NAMES["pivot_nearest"]]["nearest"] = 0.6
+    per_seed[2]["soundscapes"]["low"]["methods"][OURS]["precision"] = 9.5
     summary = aggregate(per_seed)
     cell = summary["sections"]["clips"][OURS]["a2i_map"]
     x = np.array(list(values.values()))
@@ -103,8 +104,9 @@ def test_every_figure_is_a_mean_with_sd_and_t_interval_over_seeds() -> None:
     share = summary["sections"]["bird frame share"][NAMES["pivot_nearest"]]["nearest"]
     assert share["mean"] == pytest.approx(100 * (0.5 + 0.6 + 0.5) / 3)
     assert summary["sections"]["soundscapes low"][OURS_BACKGROUND]["false_alarm_rate"]["mean"] == pytest.approx(1.3)
-    precision = summary["sections"]["soundscapes low"][OURS]["precision"]  # undefined on every seed
+    precision = summary["sections"]["soundscapes low"][OURS_BACKGROUND]["precision"]  # undefined on every seed
     assert precision["n"] == 0 and math.isnan(precision["mean"])
+    assert f"| {OURS} | 9.50 (1 of 3 seeds) |" in markdown(summary)  # defined on one seed only
     assert summary["sections"]["clips"]["random projection"]["a2i_map"]["sd"] == 0.0
     assert summary["sections"]["directions"][OURS]["a2i/genus/map"]["mean"] == pytest.approx(x.mean() + 5)
 
