@@ -80,7 +80,7 @@ def _several_seeds(out: Path, settings: DemoSettings, n: int) -> None:
     from birdbridge.demo.seeds import markdown, run_seeds
 
     summary = run_seeds(out, settings, n, log=_log)
-    console.print(markdown(summary), highlight=False, markup=False)
+    console.print(markdown(summary), highlight=False, markup=False, soft_wrap=True)
     console.print(f"per seed: {out}/seed<K>/; over the seeds: {out / 'seeds.md'}, {out / 'seeds.json'}",
                   highlight=False, markup=False)
     if summary["failed"] or not all(check["passed"] for check in summary["checks"].values()):
