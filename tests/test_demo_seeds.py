@@ -73,6 +73,9 @@ def test_a_seed_with_nearest_frames_below_random_ones_fails_no_check() -> None:
     assert not by_claim["nearest-frame A→I MAP > random-frame"].holds
     assert by_claim["nearest-frame A→I MAP > random-frame"].figures == "22.1 against 22.7"
     assert not by_claim["distilled A→I MAP > the zero-shot chain's"].holds
+    knn = "distilled kNN accuracy no more than 5 points below the undistilled student's"
+    assert by_claim[knn].holds and not {r.claim: r for r in checks_and_reports(fake_results(knn=(70.0, 76.0)))[1]}[
+        knn].holds  # a report too: the margin varies widely between seeds
     lines = summary_lines(judged(fake_results()))
     assert not any(line.startswith("FAIL") for line in lines)
     assert "report: no: nearest-frame A→I MAP > random-frame (22.1 against 22.7)" in lines
@@ -80,7 +83,6 @@ def test_a_seed_with_nearest_frames_below_random_ones_fails_no_check() -> None:
 
 @pytest.mark.parametrize(("change", "claim"), [
     ({"a2i": {**A2I, "random_projection": 14.0}}, "distilled A→I MAP ≥ 3 × the random projection's"),
-    ({"knn": (70.0, 76.0)}, "distilled kNN accuracy no more than 5 points below the undistilled student's"),
     ({"share": (0.3, 0.32)}, "the nearest-frame student's nearest frame shows the bird more often than a random "
                              "frame of the window"),
 ])
