@@ -166,7 +166,7 @@ def test_the_demo_report_reads_results_written_before_ids(tmp_path) -> None:
     assert list(result.methods) == ["distilled", "random_projection", "text_mapping", "zero_shot_chain",
                                     "undistilled"]
     assert result.method("distilled").ci["a2i_map"] == (40.0, 60.0) and result.models == {"distilled": "distill/model"}
-    report = write_report(tmp_path, old, {}, {}, {}).read_text()
+    report = write_report(tmp_path, old, {}, {}).read_text()
     assert "| text distillation (birdbridge) | 50.0 |" in report and "| undistilled (biolingual) | 10.0 |" in report
     assert "Queries: 4 test recordings; gallery: 6 test pictures; 3 species." in report
     assert "## Every direction" not in report  # nothing to show from a file without directions
@@ -193,7 +193,7 @@ def test_reports_show_the_directions_and_the_seen_and_unseen_species(tmp_path) -
     saved = result.to_dict()
     assert saved["directions"]["methods"]["ours"]["t2a/genus/map"] == 40.0
     assert saved["groups"]["unseen"]["methods"]["ours"] == {"a2i_map": 12.5}
-    report = write_report(tmp_path, {**saved, "checks": {}}, {}, {}, {}).read_text()
+    report = write_report(tmp_path, {**saved, "checks": {}}, {}, {}).read_text()
     assert "| method (species / genus / family) | A→I MAP | T→A MAP | I→T MAP |" in report
     assert "| ours | 40.0 / 50.0 / 60.0 | 30.0 / 40.0 / 50.0 | — |" in report
     assert "| teacher alone (ceiling) | — | — | 70.0 / 80.0 / 90.0 |" in report

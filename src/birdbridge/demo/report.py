@@ -159,8 +159,7 @@ def _frame_share_lines(results: dict[str, Any]) -> list[str]:
     ]
 
 
-def write_report(out: Path, results: dict[str, Any], timings: dict[str, float], checks: dict[str, bool],
-                 figures: dict[str, str]) -> Path:
+def write_report(out: Path, results: dict[str, Any], timings: dict[str, float], figures: dict[str, str]) -> Path:
     """``report.md`` from the demo's ``results.json`` mapping (one written by an earlier version too)."""
     evaluation = EvalResult.from_dict(results)
     lines = [
@@ -182,8 +181,13 @@ def write_report(out: Path, results: dict[str, Any], timings: dict[str, float], 
         *soundscape_lines(results),
         "## Checks",
         "",
-        *[f"- {'pass' if ok else 'FAIL'}: {name}" for name, ok in checks.items()],
+        "What the world's design guarantees on any seed; a failure is a fault.",
         "",
+        *[f"- {'pass' if ok else 'FAIL'}: {name}" for name, ok in results.get("checks", {}).items()],
+        "",
+        *(["## Reports", "", "What this seed shows; another seed may not (`birdbridge demo --seeds N` counts how "
+           "often).", "", *[f"- {'yes' if ok else 'no'}: {name}" for name, ok in results["reports"].items()], ""]
+          if results.get("reports") else []),
         "## Figures",
         "",
         *[f"![{name}]({rel})" for name, rel in figures.items()],
