@@ -3,7 +3,8 @@ demo's distilled student again with each weight of one keep loss and prints both
 the species seen and held out of training.
 
 Reuses a ``birdbridge demo`` output (its world, its stand-in models and its distillation's config.yaml; built here
-with a quarter of the species held out when the folder has none). Calibration is skipped.
+with a quarter of the species held out, on ``--seed`` and without soundscapes, when the folder has none).
+Calibration is skipped.
 
     python benchmarks/demo_keep_knn.py --demo /tmp/demo-holdout --out /tmp/keep-knn --keep relational --weights 0 1
 
@@ -31,10 +32,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="where the students are trained")
     parser.add_argument("--keep", default="relational", choices=("relational", "feature", "classify"))
     parser.add_argument("--weights", type=float, nargs="+", default=[0.0, 1.0])
+    parser.add_argument("--seed", type=int, default=0, help="the seed of a demo built here")
     args = parser.parse_args()
     demo = args.demo
     if not (demo / "distill" / "config.yaml").exists():
-        run_demo(demo, DemoSettings(holdout=0.25))
+        run_demo(demo, DemoSettings(holdout=0.25, seed=args.seed, soundscapes=0))
     for weight in args.weights:
         started = time.perf_counter()
         cfg = load_config(demo / "distill" / "config.yaml", [
