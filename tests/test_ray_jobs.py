@@ -123,24 +123,6 @@ def _die_once(marker: str, model, inputs: np.ndarray) -> np.ndarray:
     return inputs
 
 
-def test_a_worker_that_dies_is_restarted_and_its_files_retried(ray_instance, tmp_path) -> None:
-    """The first inference actor dies mid-batch; Ray restarts it and the batch runs again: no file is lost."""
-    import ray.cloudpickle
-
-    from birdbridge.embed.ray_jobs import BulkSpec, run_bulk
-
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this test module
-    files = [str(tmp_path / f"{i}.x") for i in range(3)]
-    for file in files:
-        open(file, "w").close()
-    marker = tmp_path / "died"
-    spec = BulkSpec("test", _read_marker, _no_model, partial(_die_once, str(marker)), {"test": 1})
-    job = run_bulk(files, spec, tmp_path / "shards", progress=False)
-    assert marker.exists()  # it did die
-    assert (job.embedded, job.failures) == (files, [])
-    assert job.shards.table(files, dim=4).vectors.shape == (3, 4)
-
-
 def _read_or_die(file: str):
     """Kills its worker process whenever it reads a file named ``bad.x`` (a decoder that crashes on one file)."""
     if file.endswith("bad.x"):
@@ -148,19 +130,23 @@ def _read_or_die(file: str):
     return _read_marker(file)
 
 
-def test_a_file_that_always_kills_its_reader_is_listed_and_the_others_embedded(ray_instance, tmp_path) -> None:
-    """Ray retries a read whose worker died, a bounded number of times; then the file is a failure, not a hang."""
+def test_dead_workers_are_restarted_and_a_file_that_always_kills_its_reader_is_listed(ray_instance, tmp_path) -> None:
+    """The first inference actor dies mid-batch: Ray restarts it and the batch runs again. A read whose worker died is
+    retried once; a file that kills its reader every time is then a failure, not a hang. No other file is lost."""
     import ray.cloudpickle
 
     from birdbridge.embed.ray_jobs import BulkSpec, run_bulk
 
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    files = [str(tmp_path / name) for name in ("0.x", "bad.x", "2.x")]
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this test module
+    files = [str(tmp_path / name) for name in ("0.x", "bad.x", "2.x", "3.x")]
     for file in files:
         open(file, "w").close()
-    spec = BulkSpec("test", _read_or_die, _no_model, lambda model, inputs: inputs, {"test": 1})
+    marker = tmp_path / "died"
+    spec = BulkSpec("test", _read_or_die, _no_model, partial(_die_once, str(marker)), {"test": 1})
     job = run_bulk(files, spec, tmp_path / "shards", progress=False)
-    assert job.embedded == [files[0], files[2]]
+    assert marker.exists()  # the actor did die
+    good = [files[0], *files[2:]]
+    assert job.embedded == good and job.shards.table(good, dim=4).vectors.shape == (3, 4)
     assert [f.source for f in job.failures] == [files[1]] and "run the command again" in job.failures[0].message
 
 

@@ -11,7 +11,7 @@ local path would have embedded).
 **Resume** is per file: a shard's name is a digest of its file (path, size, modification time) and of what embeds
 it (model fingerprint, windows), so a rerun after a killed job embeds only the files without a shard. A file that
 cannot be read is a :class:`~birdbridge.errors.Failure`, as in the local path. Ray restarts an actor that dies and
-retries its batch (twice), and a read whose worker died is retried twice too (Ray Data's default would retry it
+retries its batch (twice), and a read whose worker died is retried once (Ray Data's default would retry it
 forever); files still without a shard when the job ends are listed as failures, and a rerun retries them.
 """
 
@@ -35,6 +35,7 @@ from birdbridge.errors import BirdbridgeError, Failure
 
 INSTALL_HINT = "pip install 'birdbridge[ray]'"
 RETRIES = 2  # restarts of a dead actor, and retries of its batch
+READ_RETRIES = 1  # retries of a read whose worker died (a decoder that crashes on a file crashes again)
 FILES_PER_BATCH = 4  # files per batch of an inference actor
 LOCAL = "local"
 SHARDS_IN_STORE = "ray-shards.tmp"  # a store's Ray build keeps its shards in the store's folder until committed
@@ -178,7 +179,7 @@ def run_bulk(files: Sequence[str | os.PathLike[str]], spec: BulkSpec, shard_fold
         pool = actors or (gpus or max(1, cpus // 2))
         dataset = ray.data.from_items([{"file": name} for name in todo], override_num_blocks=min(len(todo), 200))
         # Ray Data retries a task whose worker died without end: a file that crashes its decoder would hang the job
-        dataset = dataset.map(partial(_read_row, spec.read), max_retries=RETRIES)
+        dataset = dataset.map(partial(_read_row, spec.read), max_retries=READ_RETRIES)
         with warnings.catch_warnings():  # max_restarts and max_task_retries have no named parameter yet
             warnings.simplefilter("ignore", DeprecationWarning)
             dataset = dataset.map_batches(
