@@ -144,3 +144,19 @@ def test_a_file_name_matches_exactly_one_recording_of_that_exact_name(world, arc
     report = archive.add_labels([LabelSpan(name, 0.0, 1.0, "Corvus corax", where=name) for name in names])
     assert report.added == 1 and [f.source for f in report.skipped] == names[1:]
     assert [lab.row for lab in archive.labels()] == rows_of(archive, "SITE02_20240502_013000.wav", [0.0])
+
+
+def test_a_file_name_two_recordings_share_is_refused_naming_both(world, archive) -> None:
+    import numpy as np
+
+    from birdbridge.archive.labels import LabelSpan
+    from birdbridge.archive.metadata import RecordingMeta
+    from birdbridge.archive.store import NewRecording
+
+    other = "/elsewhere/undated.wav"
+    archive.add_recordings([NewRecording(other, 1.0, 16000, 1, 1, 1, RecordingMeta(),
+                                         np.array(archive.vectors[:1], np.float32), np.array([0.0]), np.array([1.0]))])
+    report = archive.add_labels([LabelSpan("undated.wav", 0.0, 1.0, "Corvus corax", where="row 1")])
+    assert report.added == 0 and len(report.skipped) == 1
+    message = report.skipped[0].message
+    assert "2 recordings" in message and other in message and rec(world, "undated.wav") in message

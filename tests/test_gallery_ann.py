@@ -99,7 +99,7 @@ def test_ann_search_depth_rebuild_settings_and_padding(tmp_path, data, engine, m
     added = []
     monkeypatch.setattr(type(ENGINES[engine]), "add", lambda self, index, lo, v, threads: added.append(len(v)))
     same = build_ann(gallery, settings=AnnSettings(engine=engine, **{**first, **depth}))  # no rebuild
-    assert same.items() >= depth.items() and added == []
+    assert same.items() >= depth.items() and added == [] and same["added_rows"] == 0
     seen = []
     real = type(ENGINES[engine]).search
     monkeypatch.setattr(type(ENGINES[engine]), "search", lambda self, index, q, k, entry: seen.append(entry) or
@@ -126,6 +126,8 @@ def test_broken_ann_file_falls_back_to_exact(tmp_path, data, engine):
     reopened = Gallery.open(gallery.folder)
     _, rows = reopened.search(queries[:3], 5)
     np.testing.assert_array_equal(rows, reopened.search(queries[:3], 5, exact=True)[1])
+    # building again (no --rebuild) sees that the file cannot be searched and builds it afresh
+    assert build_ann(reopened)["added_rows"] == 200 and Gallery.open(gallery.folder).ann_index() is not None
 
 
 def test_growth_adds_to_the_index_and_a_kill_before_recording_loses_no_work(tmp_path, data, engine, monkeypatch):
@@ -258,3 +260,10 @@ def test_without_faiss_the_engine_says_how_to_install_it_and_searches_stay_exact
         rows = reopened.search(queries[:4], 10)[1]
     assert reopened._ann() is None and "pip install 'birdbridge[faiss]'" in caplog.text
     np.testing.assert_array_equal(rows, reopened.search(queries[:4], 10, exact=True)[1])
+
+
+def test_more_ivf_lists_than_rows_is_an_error_naming_nlist(tmp_path, data):
+    need_extra("faiss", "faiss")
+    gallery = make(tmp_path / "g", data[0][:50])
+    with pytest.raises(BirdbridgeError, match=r"nlist 1000 is more than the 50 rows"):
+        build_ann(gallery, settings=AnnSettings(engine="faiss-ivf", nlist=1000))

@@ -288,6 +288,11 @@ def add_labels(
     for span in spans:
         where = span.where or f"{span.file} {span.start_s:g}-{span.end_s:g} s"
         file_id = file_ids.get(span.file)
+        if isinstance(file_id, list):
+            shown = ", ".join(file_id[:3]) + (f" and {len(file_id) - 3} more" if len(file_id) > 3 else "")
+            report.skipped.append(Failure(where, f"{where}: {len(file_id)} recordings of archive {archive.folder} are "
+                                                 f"called {_basename(span.file)} ({shown}); give the recording's path"))
+            continue
         if file_id is None:
             report.skipped.append(Failure(where, f"{where}: recording {span.file} is not in archive {archive.folder}"))
             continue
@@ -308,9 +313,10 @@ def add_labels(
     return report
 
 
-def _file_ids(archive: Archive, names: set[str]) -> dict[str, int]:
+def _file_ids(archive: Archive, names: set[str]) -> dict[str, int | list[str]]:
     """The archive's recording of each name: by its path as written or resolved, else by its file name if exactly
-    one recording has it. Only these names are looked up (a label click does not read every recording's row)."""
+    one recording has it (if several do: their paths). Only these names are looked up (a label click does not read
+    every recording's row)."""
     resolved = {name: str(Path(name).expanduser().resolve()) for name in names}
     by_path = {f.path: f.id for f in archive.files([*names, *resolved.values()])}
     found = {}
@@ -319,9 +325,11 @@ def _file_ids(archive: Archive, names: set[str]) -> dict[str, int]:
         if file_id is None:  # by file name: the paths that end with it, then those whose last part is it
             base = _basename(name)
             pattern = "%" + re.sub(r"([\\%_])", r"\\\1", base)
-            ids = [i for i, path in archive.query("SELECT id, path FROM files WHERE path LIKE ? ESCAPE '\\'",
-                                                  [pattern]) if _basename(path) == base]
-            file_id = ids[0] if len(ids) == 1 else None
+            named = [(i, path) for i, path in archive.query("SELECT id, path FROM files WHERE path LIKE ? ESCAPE "
+                                                            "'\\'", [pattern]) if _basename(path) == base]
+            file_id = named[0][0] if len(named) == 1 else None
+            if len(named) > 1:  # not one recording: the message lists them
+                found[name] = [path for _, path in named]
         if file_id is not None:
             found[name] = file_id
     return found

@@ -241,16 +241,21 @@ def build_ann(
     why = _why_afresh(current, settings, n) if current and not rebuild else ""
     if current and not rebuild and not why and path.is_file():
         done = int(current["count"])
-        if done == n:  # up to date: at most the search depth changes
-            if int(current.get(engine.search_key, -1)) != settings.search_depth:
-                return set_search_depth(store, settings.search_depth)
-            return dict(current)
-        index = _resumable(engine, path, done, n, store.dim, settings.dtype, current)
+        if done == n:  # up to date: at most the search depth changes, unless the file is damaged
+            try:
+                load_ann(path, current, store.kind.meta_file)
+            except BirdbridgeError as exc:
+                why = f"the index file cannot be searched: {exc}"
+            else:
+                if int(current.get(engine.search_key, -1)) != settings.search_depth:
+                    return set_search_depth(store, settings.search_depth)
+                return dict(current)
+        index = None if why else _resumable(engine, path, done, n, store.dim, settings.dtype, current)
         if index is not None:
             start = engine.shape(index)[0]
             built = {key: current[key] for key in engine.keys
                      if key in current and (key in engine.build_keys or not hasattr(settings, key))}
-        else:
+        elif not why:
             why = "the index file does not match its entry"
     vectors = store.vectors
     began = time.perf_counter()
@@ -310,7 +315,7 @@ def set_search_depth(store: AnnTarget, depth: int) -> dict[str, Any]:
                               f"`{store.kind.ann_command}`")
     key = _engine(engine_of(current)).search_key
     AnnSettings(engine=engine_of(current), **{key: depth})
-    entry = {**current, key: int(depth)}
+    entry = {**current, key: int(depth), "added_rows": 0}
     store.set_ann(entry)
     return entry
 

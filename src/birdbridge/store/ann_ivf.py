@@ -83,6 +83,9 @@ class FaissIvfEngine:
         """An index whose centroids are trained on a sample of ``vectors`` (the store's ``n`` rows), and the entry
         fields it adds (``nlist``, ``trained_rows``)."""
         faiss = faiss_module()
+        if settings.nlist > n:
+            raise BirdbridgeError(f"ANN nlist {settings.nlist} is more than the {n:,} rows to index: give at most "
+                                  f"{n:,} (or 0: chosen from the rows)")
         nlist = min(settings.nlist or auto_nlist(n), n)
         quantizer = faiss.IndexFlatIP(dim)
         if settings.dtype == "f32":
